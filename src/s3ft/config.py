@@ -105,6 +105,13 @@ class S3FTConfig:
 
 FIELDS = {f.name: f for f in dataclasses.fields(S3FTConfig)}
 
+# The fields a training run depends on (its stage fingerprint).
+TRAIN_FIELDS = (
+    "model", "dtype", "seed", "use_peft", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
+    "learning_rate", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
+    "lr_scheduler_type", "warmup_ratio", "weight_decay", "max_length", "gradient_checkpointing",
+)
+
 
 class ConfigError(ValueError):
     pass
@@ -113,3 +120,186 @@ class ConfigError(ValueError):
 def suggest(key: str) -> str:
     close = difflib.get_close_matches(key, FIELDS, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# ---------------------------------------------------------------- recipes and overrides
+def _type_str(name: str) -> str:
+    t = FIELDS[name].type
+    return t if isinstance(t, str) else getattr(t, "__name__", str(t))
+
+
+def coerce(name: str, value: Any, where: str) -> Any:
+    """Check and convert `value` for field `name`; `where` says where it came from (for errors)."""
+    t = _type_str(name).replace(" ", "")
+    optional = t.endswith("|None")
+    base = t[: -len("|None")] if optional else t
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "~")):
+        if optional:
+            return None
+        raise ConfigError(f"{where}: field {name!r} must not be empty (expected {base})")
+    try:
+        if base == "bool":
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
+                return value.lower() in ("true", "yes", "1", "on")
+            raise ValueError
+        if base == "int":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if base == "float":
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if base == "str":
+            if isinstance(value, (dict, list)):
+                raise ValueError
+            return str(value)
+        if base.startswith("list"):
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError
+            return value
+        if base.startswith("dict"):
+            if not isinstance(value, dict):
+                raise ValueError
+            return {str(k): str(v) for k, v in value.items()}
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: field {name!r} expects {base}, got {value!r}") from None
+    return value
+
+
+def _yaml_lines(text: str) -> dict[str, int]:
+    """Top-level key -> 1-based line number in a YAML mapping."""
+    import yaml
+
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return {}
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {k.value: k.start_mark.line + 1 for k, _ in node.value}
+
+
+def read_recipe(path: str | Path) -> dict[str, tuple[Any, str]]:
+    """A recipe's keys -> (value, "file line N") after validating names and types."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"recipe {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"recipe {path}: not UTF-8 text ({e})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"recipe {path}{at}: invalid YAML: {getattr(e, 'problem', e)}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"recipe {path}: expected a mapping of field: value, got {type(data).__name__}")
+    lines = _yaml_lines(text)
+    out = {}
+    for key, value in data.items():
+        where = f"recipe {path} line {lines.get(key, '?')}"
+        if key not in FIELDS:
+            raise ConfigError(f"{where}: unknown key {key!r}{suggest(str(key))}")
+        out[key] = (coerce(key, value, where), where)
+    return out
+
+
+def parse_overrides(args: list[str]) -> dict[str, Any]:
+    """`--key value`, `--key=value`, `--flag` (true) -> {key: raw value}. Dashes in keys become
+    underscores; values are read as YAML scalars/lists/mappings (so `--data_files "{train: a}"`)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if not a.startswith("--"):
+            raise ConfigError(f"command line: unexpected argument {a!r} (overrides look like --key value)")
+        key, eq, val = a[2:].partition("=")
+        key = key.replace("-", "_")
+        if key not in FIELDS:
+            raise ConfigError(f"command line: unknown option --{key}{suggest(key)}")
+        if not eq:
+            if _type_str(key) == "bool" and (i + 1 >= len(args) or args[i + 1].startswith("--")):
+                val = "true"
+            elif i + 1 < len(args):
+                i += 1
+                val = args[i]
+            else:
+                raise ConfigError(f"command line: option --{key} needs a value")
+        try:
+            parsed = yaml.safe_load(val) if val.strip() else val
+        except yaml.YAMLError:
+            parsed = val
+        out[key] = coerce(key, parsed, f"command line --{key}")
+        i += 1
+    return out
+
+
+def load_config(recipe: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None) -> S3FTConfig:
+    """Defaults <- recipe YAML <- command-line overrides, validated."""
+    values: dict[str, Any] = {}
+    if recipe:
+        values.update({k: v for k, (v, _) in read_recipe(recipe).items()})
+    if isinstance(overrides, dict):
+        for k, v in overrides.items():
+            if k not in FIELDS:
+                raise ConfigError(f"override: unknown key {k!r}{suggest(k)}")
+            values[k] = coerce(k, v, f"override {k}")
+    elif overrides:
+        values.update(parse_overrides(overrides))
+    cfg = S3FTConfig(**values)
+    validate(cfg, where=f"recipe {recipe}" if recipe else "config")
+    return cfg
+
+
+def validate(cfg: S3FTConfig, where: str = "config") -> None:
+    for f in dataclasses.fields(cfg):
+        choices = f.metadata.get("choices")
+        if choices and getattr(cfg, f.name) not in choices:
+            raise ConfigError(f"{where}: {f.name} must be one of {', '.join(choices)}, got {getattr(cfg, f.name)!r}")
+    from s3ft.tasks import BUILTIN_TASKS
+
+    if cfg.task not in BUILTIN_TASKS:
+        raise ConfigError(f"{where}: unknown task {cfg.task!r}{suggest_in(cfg.task, BUILTIN_TASKS)}; built-in tasks: {', '.join(BUILTIN_TASKS)}")
+    if cfg.task == "jsonl" and not cfg.data_files:
+        raise ConfigError(f"{where}: task jsonl needs data_files, e.g. data_files: {{train: train.jsonl, test: test.jsonl}}")
+    from s3ft.judges import JUDGES
+
+    if cfg.judge is not None and cfg.judge not in JUDGES:
+        raise ConfigError(f"{where}: unknown judge {cfg.judge!r}{suggest_in(cfg.judge, JUDGES)}; judges: {', '.join(JUDGES)}")
+    for name in ("learning_rate", "num_train_epochs"):
+        if getattr(cfg, name) <= 0:
+            raise ConfigError(f"{where}: {name} must be > 0, got {getattr(cfg, name)}")
+    for name in ("batch_size", "per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "lora_r"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"{where}: {name} must be >= 1, got {getattr(cfg, name)}")
+    for name in ("train_size", "eval_size", "max_new_tokens"):
+        v = getattr(cfg, name)
+        if v is not None and v < 1:
+            raise ConfigError(f"{where}: {name} must be >= 1 or null, got {v}")
+
+
+def suggest_in(value: str, options: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(value, options, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def fields_help() -> str:
+    """All fields with type, default and help (for `s3ft --help` and the docs)."""
+    lines = []
+    for f in dataclasses.fields(S3FTConfig):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        lines.append(f"  --{f.name} ({_type_str(f.name)}, default {default!r})\n      {f.metadata.get('help', '')}")
+    return "\n".join(lines)

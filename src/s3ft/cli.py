@@ -1,0 +1,205 @@
+"""The `s3ft` command.
+
+    s3ft run RECIPE.yaml [--key value ...] [--force STAGE]   every stage, into output_dir
+    s3ft generate|judge|paraphrase|build|train|eval RECIPE.yaml [--key value ...]
+    s3ft judge --task TASK --predictions PRED.jsonl --output OUT.jsonl [--judge NAME]
+    s3ft demo [--key value ...]                               S3FT on the embedded model + squad
+    s3ft fields                                               every recipe key with its help
+
+Recipe keys and overrides are the fields of `s3ft.config.S3FTConfig` (`s3ft fields`)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+USAGE = __doc__
+
+
+def _common_env() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def _split_force(rest: list[str]) -> tuple[list[str], set[str]]:
+    force, out, i = set(), [], 0
+    while i < len(rest):
+        if rest[i] == "--force":
+            if i + 1 >= len(rest):
+                raise SystemExit("s3ft: error: --force needs a stage name (generate, judge, paraphrase, build, train, eval)")
+            force.add(rest[i + 1])
+            i += 2
+        elif rest[i].startswith("--force="):
+            force.add(rest[i].split("=", 1)[1])
+            i += 1
+        else:
+            out.append(rest[i])
+            i += 1
+    from s3ft.pipeline import STAGES
+
+    bad = force - set(STAGES)
+    if bad:
+        raise SystemExit(f"s3ft: error: --force takes a stage name ({', '.join(STAGES)}), got {', '.join(sorted(bad))}")
+    return out, force
+
+
+def demo_recipe() -> Path:
+    return Path(str(resources.files("s3ft") / "recipes" / "demo.yaml"))
+
+
+def cmd_run(args, rest: list[str]) -> int:
+    from s3ft.config import load_config
+    from s3ft.pipeline import run_all
+
+    rest, force = _split_force(rest)
+    cfg = load_config(args.recipe, rest)
+    t0 = time.time()
+    metrics = run_all(cfg, force=force)
+    _print_result(cfg, metrics, time.time() - t0)
+    return 0
+
+
+def _print_result(cfg, metrics, seconds: float) -> None:
+    mix = metrics.get("mix") or {}
+    print()
+    if mix:
+        p, c = mix["percent"], mix["counts"]
+        print(f"Training-set mix ({mix['n']} rows): own {c['self']} ({p['self']}%) / "
+              f"paraphrase {c['paraphrase']} ({p['paraphrase']}%) / gold {c['gold']} ({p['gold']}%)")
+    for name, a in (metrics.get("in_domain") or {}).items():
+        print(f"In-domain accuracy {name:>6}: {a['k']}/{a['n']} = {a['accuracy']}%  (95% CI {a.get('ci95')})")
+    print(f"Wall time {seconds / 60:.1f} min. Files: {cfg.output_dir}/ (summary.md, metrics.json, manifest.json)")
+
+
+def cmd_stage(args, rest: list[str]) -> int:
+    from s3ft.config import load_config
+    from s3ft.pipeline import run_stage
+
+    rest, force = _split_force(rest)
+    cfg = load_config(args.recipe, rest)
+    result = run_stage(cfg, args.command, force=force | {args.command})
+    if isinstance(result, dict):
+        for name, a in result.items():
+            print(f"In-domain accuracy {name}: {a['k']}/{a['n']} = {a['accuracy']}%")
+    else:
+        print(f"wrote {result}")
+    return 0
+
+
+def cmd_judge_file(args, rest: list[str]) -> int:
+    """The stable judge contract: PRED rows {id, response} -> OUT rows + {correct, reason, extracted}."""
+    from s3ft.config import load_config
+    from s3ft.judges import get_judge
+    from s3ft.pipeline import Session, judge_options
+    from s3ft.runs import JsonlWriter
+    from s3ft.tasks.jsonl import iter_jsonl_rows
+
+    overrides = ["--task", args.task] + (["--judge", args.judge] if args.judge else []) + rest
+    cfg = load_config(args.recipe, overrides)
+    s = Session(cfg)
+    name = cfg.judge or s.task.judge
+    judge = get_judge(name, **judge_options(cfg, name, s))
+    examples = {}
+    for split in s.task.splits:
+        for e in s.task.load(split):
+            examples.setdefault(e.id, e)
+    preds = []
+    for lineno, row in iter_jsonl_rows(args.predictions):
+        for key in ("id", "response"):
+            if key not in row:
+                raise ValueError(f"{args.predictions} line {lineno}, field {key!r}: missing (rows need id and response)")
+        rid = str(row["id"])
+        if rid not in examples:
+            raise ValueError(f"{args.predictions} line {lineno}, field 'id': {rid!r} is not an example id of task {cfg.task}")
+        if not isinstance(row["response"], str):
+            raise ValueError(f"{args.predictions} line {lineno}, field 'response': expected a string, got {type(row['response']).__name__}")
+        preds.append(row)
+    counts = {True: 0, False: 0, None: 0}
+    with JsonlWriter(Path(args.output)) as w:
+        for start in range(0, len(preds), 64):
+            chunk = preds[start : start + 64]
+            verdicts = judge([examples[str(r["id"])] for r in chunk], [r["response"] for r in chunk])
+            for r, v in zip(chunk, verdicts):
+                w.write({**r, **v.to_dict()})
+                counts[v.correct] += 1
+    n = len(preds)
+    print(f"judged {n} predictions with the {name} judge: {counts[True]} correct, {counts[False]} wrong, "
+          f"{counts[None]} cannot judge; accuracy {100 * counts[True] / n if n else 0:.2f}% -> {args.output}")
+    return 0
+
+
+def cmd_demo(args, rest: list[str]) -> int:
+    args.recipe = str(demo_recipe())
+    print("s3ft demo: S3FT on the embedded SmolLM2-135M-Instruct and the bundled SQuAD task "
+          f"(recipe {args.recipe}; about 10 minutes on 2 CPU cores)", flush=True)
+    return cmd_run(args, rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="s3ft", description=USAGE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, helptext in (("run", "all stages"), ("generate", "own answers"), ("paraphrase", "paraphrases"),
+                           ("build", "training set"), ("train", "fine-tune"), ("eval", "in-domain evaluation")):
+        sp = sub.add_parser(name, help=helptext, description=f"s3ft {name} RECIPE [--key value ...]. Keys:\n" + _fields(),
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        sp.add_argument("recipe", help="recipe YAML file")
+    jp = sub.add_parser("judge", help="judge own answers (stage) or a predictions file",
+                        description="s3ft judge RECIPE  (the judge stage of a run), or\n"
+                        "s3ft judge --task TASK --predictions PRED.jsonl --output OUT.jsonl [--judge NAME]",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    jp.add_argument("recipe", nargs="?", help="recipe YAML file")
+    jp.add_argument("--predictions", help="JSONL with rows {id, response}")
+    jp.add_argument("--output", help="JSONL to write (rows + correct, reason, extracted)")
+    jp.add_argument("--task", help="task the ids belong to (for --predictions)")
+    jp.add_argument("--judge", help="judge name (default: the task's)")
+    sub.add_parser("demo", help="S3FT on the embedded model and bundled squad (~10 min on 2 cores)")
+    sub.add_parser("fields", help="list every recipe key")
+    return p
+
+
+def _fields() -> str:
+    from s3ft.config import fields_help
+
+    return fields_help()
+
+
+def main(argv: list[str] | None = None) -> int:
+    _common_env()
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    from s3ft.config import ConfigError
+    from s3ft.models import ModelError
+    from s3ft.runs import RunLockedError
+
+    try:
+        if args.command == "fields":
+            print(_fields())
+            return 0
+        if args.command == "demo":
+            return cmd_demo(args, rest)
+        if args.command == "judge" and (args.predictions or args.output):
+            if not (args.predictions and args.output and (args.task or args.recipe)):
+                parser.error("s3ft judge with --predictions needs --output and --task (or a recipe)")
+            return cmd_judge_file(args, rest)
+        if args.command == "judge" and not args.recipe:
+            parser.error("s3ft judge needs a RECIPE, or --task/--predictions/--output")
+        if args.command == "run":
+            return cmd_run(args, rest)
+        return cmd_stage(args, rest)
+    except KeyboardInterrupt:
+        print("\ns3ft: interrupted. Finished rows are saved; run the same command again to resume.", file=sys.stderr)
+        return 130
+    except (ConfigError, ModelError, RunLockedError, ValueError, FileNotFoundError) as e:
+        if args.debug:
+            raise
+        print(f"s3ft: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

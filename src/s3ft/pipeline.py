@@ -1,0 +1,421 @@
+"""The S3FT pipeline, top to bottom. Each stage is a function of the config that reads the
+files of earlier stages and writes its own; a stage whose output is complete and current
+(same fingerprint) does nothing, and an interrupted one continues where it stopped.
+
+    generate    base model answers the training inputs        -> own.jsonl
+    judge       the task's judge scores them against the gold   -> own_judged.jsonl
+    paraphrase  base model rewrites gold where needed; filtered and judged -> paraphrase.jsonl
+    build       training rows for the method (self / paraphrase / gold)   -> train.<method>.jsonl
+    train       LoRA or full fine-tuning with TRL, loss on completions    -> <method>/model/
+    eval        base and fine-tuned model on the evaluation split         -> eval/<name>.jsonl
+    summarize   metrics.json and summary.md
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from s3ft import selection
+from s3ft.config import TRAIN_FIELDS, S3FTConfig
+from s3ft.evaluation import accuracy
+from s3ft.paraphrase import leak_reason, paraphrase_prompt
+from s3ft.runs import JsonlWriter, RunDir, file_fingerprint, fingerprint, read_jsonl, versions, write_json
+from s3ft.tasks import Task, get_task
+from s3ft.types import Example
+
+STAGES = ("generate", "judge", "paraphrase", "build", "train", "eval")
+
+
+def log(msg: str) -> None:
+    print(f"[s3ft] {msg}", flush=True)
+
+
+@dataclass
+class Session:
+    """What the stages of one run share: the config, the run directory, the task, and the
+    models loaded so far (each loaded once)."""
+
+    cfg: S3FTConfig
+    force: set[str] = field(default_factory=set)
+    _generators: dict[str, Any] = field(default_factory=dict)
+    _task: Task | None = None
+    _judge: Callable | None = None
+
+    @property
+    def run(self) -> RunDir:
+        return RunDir(self.cfg.output_dir)
+
+    @property
+    def task(self) -> Task:
+        if self._task is None:
+            self._task = get_task(self.cfg.task, **task_options(self.cfg))
+        return self._task
+
+    def examples(self, split: str, size: int | None) -> list[Example]:
+        exs = self.task.load(split, limit=size, seed=self.cfg.seed)
+        if self.cfg.system_prompt:
+            sys_msg = {"role": "system", "content": self.cfg.system_prompt}
+            exs = [Example(e.id, [sys_msg] + [m for m in e.prompt if m["role"] != "system"], e.gold, e.meta) for e in exs]
+        return exs
+
+    def train_examples(self) -> list[Example]:
+        return self.examples(self.cfg.train_split, self.cfg.train_size)
+
+    def eval_examples(self) -> list[Example]:
+        return self.examples(self.cfg.eval_split, self.cfg.eval_size)
+
+    def generator(self, model: str | None = None):
+        from s3ft.generation import make_generator
+
+        name = model or self.cfg.model
+        if name not in self._generators:
+            log(f"loading {name}")
+            self._generators[name] = make_generator(self.cfg, name)
+        return self._generators[name]
+
+    def release(self, model: str) -> None:
+        self._generators.pop(model, None)
+
+    @property
+    def judge_name(self) -> str:
+        return self.cfg.judge or self.task.judge
+
+    def judge(self):
+        if self._judge is None:
+            from s3ft.judges import get_judge
+
+            self._judge = get_judge(self.judge_name, **judge_options(self.cfg, self.judge_name, self))
+        return self._judge
+
+    @property
+    def max_new_tokens(self) -> int:
+        return self.cfg.max_new_tokens or self.task.max_new_tokens
+
+    def gen_kwargs(self) -> dict[str, Any]:
+        return {"temperature": self.cfg.temperature, "top_p": self.cfg.top_p, "seed": self.cfg.seed}
+
+    def model_id(self) -> str:
+        from s3ft.models import model_identity
+
+        return model_identity(self.cfg.model)
+
+
+def task_options(cfg: S3FTConfig) -> dict[str, Any]:
+    if cfg.task != "jsonl":
+        return {}
+    opts = dict(data_files=cfg.data_files, prompt_field=cfg.prompt_field, response_field=cfg.response_field,
+                messages_field=cfg.messages_field, id_field=cfg.id_field)
+    if cfg.judge:
+        opts["judge"] = cfg.judge
+    if cfg.max_new_tokens:
+        opts["max_new_tokens"] = cfg.max_new_tokens
+    return opts
+
+
+def judge_options(cfg: S3FTConfig, name: str, session: Session | None = None) -> dict[str, Any]:
+    if name == "qa":
+        return {"policy": cfg.qa_policy, "f1_threshold": cfg.qa_f1_threshold}
+    if name == "code":
+        return {"allow_code_execution": cfg.allow_code_execution, "workers": cfg.judge_workers}
+    if name == "llm":
+        if session is None:
+            raise ValueError("the llm judge needs a model session")
+        return {"generator": session.generator(cfg.model), "cache_path": str(session.run / "llm_judge_cache.jsonl")}
+    return {}
+
+
+def _judge_fp(s: Session) -> list[Any]:
+    c = s.cfg
+    return [s.judge_name, c.qa_policy, c.qa_f1_threshold] + ([s.model_id()] if s.judge_name == "llm" else [])
+
+
+def _examples_fp(exs: list[Example]) -> str:
+    return fingerprint([(e.id, e.prompt, e.gold) for e in exs])
+
+
+def _gen_fp(s: Session) -> list[Any]:
+    c = s.cfg
+    return [c.backend, s.max_new_tokens, c.temperature, c.top_p, c.seed, c.dtype]
+
+
+def _by_id(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {r["id"]: r for r in rows}
+
+
+# --------------------------------------------------------------------------- stages
+def stage_generate(s: Session) -> Path:
+    """The base model answers every training input (S3FT step 1)."""
+    exs = s.train_examples()
+    out = s.run / "own.jsonl"
+    fp = fingerprint("generate", s.model_id(), _examples_fp(exs), _gen_fp(s))
+    if not ("generate" in s.force) and s.run.is_done("generate", fp, [out]):
+        log(f"generate: up to date ({out})")
+        return out
+    with s.run.stage("generate", fp, [out], force="generate" in s.force) as info:
+        done = {r["id"] for r in read_jsonl(out)}
+        todo = [e for e in exs if e.id not in done]
+        log(f"generate: {len(todo)} own answers to write ({len(done)} already done) -> {out}")
+        with JsonlWriter(out) as w:
+            if todo:
+                gen = s.generator()
+                for i, text in gen.stream([e.prompt for e in todo], s.max_new_tokens, desc="own answers", **s.gen_kwargs()):
+                    w.write({"id": todo[i].id, "response": text})
+        info["rows"] = len(exs)
+    return out
+
+
+def _judge_rows(s: Session, exs: list[Example], responses: list[str]) -> list[dict[str, Any]]:
+    verdicts = s.judge()(exs, responses)
+    return [{"id": e.id, "response": r, **v.to_dict()} for e, r, v in zip(exs, responses, verdicts)]
+
+
+def stage_judge(s: Session) -> Path:
+    """The task's judge scores each own answer against the gold (S3FT step 2)."""
+    src = stage_generate(s)
+    exs = {e.id: e for e in s.train_examples()}
+    out = s.run / "own_judged.jsonl"
+    fp = fingerprint("judge", file_fingerprint(src), _judge_fp(s))
+    if "judge" not in s.force and s.run.is_done("judge", fp, [out]):
+        log(f"judge: up to date ({out})")
+        return out
+    with s.run.stage("judge", fp, [out], force="judge" in s.force) as info:
+        done = {r["id"] for r in read_jsonl(out)}
+        todo = [r for r in read_jsonl(src) if r["id"] not in done]
+        log(f"judge ({s.judge_name}): {len(todo)} answers to judge -> {out}")
+        from tqdm.auto import tqdm
+
+        with JsonlWriter(out) as w, tqdm(total=len(todo), desc="judge own", unit="ex", dynamic_ncols=True) as bar:
+            for start in range(0, len(todo), 32):
+                chunk = todo[start : start + 32]
+                for row in _judge_rows(s, [exs[r["id"]] for r in chunk], [r["response"] for r in chunk]):
+                    w.write(row)
+                bar.update(len(chunk))
+        rows = read_jsonl(out)
+        info["rows"] = len(rows)
+        info["correct"] = sum(r["correct"] is True for r in rows)
+        info["cannot_judge"] = sum(r["correct"] is None for r in rows)
+        log(f"judge: {info['correct']}/{len(rows)} own answers correct")
+    return out
+
+
+def stage_paraphrase(s: Session) -> Path:
+    """The base model rewrites the gold in its own words where needed (S3FT steps 3-4):
+    filtered for talk about the reference, then judged like an own answer."""
+    scope = s.cfg.effective_paraphrase_scope()
+    out = s.run / "paraphrase.jsonl"
+    exs = s.train_examples()
+    own: dict[str, dict[str, Any]] = {}
+    upstream = "none"
+    if scope == "failed":
+        src = stage_judge(s)
+        own = _by_id(read_jsonl(src))
+        upstream = file_fingerprint(src)
+    fp = fingerprint("paraphrase", s.model_id(), _examples_fp(exs), scope, upstream, _gen_fp(s),
+                     s.cfg.paraphrase_max_new_tokens, _judge_fp(s), s.task.paraphrase_kind)
+    if "paraphrase" not in s.force and s.run.is_done("paraphrase", fp, [out]):
+        log(f"paraphrase: up to date ({out})")
+        return out
+    with s.run.stage("paraphrase", fp, [out], force="paraphrase" in s.force) as info:
+        wanted = [e for e in exs if selection.needs_paraphrase(scope, own.get(e.id))]
+        done = {r["id"] for r in read_jsonl(out)}
+        todo = [e for e in wanted if e.id not in done]
+        log(f"paraphrase (scope {scope}): {len(todo)} to write ({len(done)} already done) -> {out}")
+        with JsonlWriter(out) as w:
+            if todo:
+                gen = s.generator()
+                prompts = [paraphrase_prompt(e, s.task.paraphrase_kind) for e in todo]
+                max_new = s.cfg.paraphrase_max_new_tokens or s.max_new_tokens
+                buf: list[tuple[Example, str]] = []
+
+                def flush() -> None:
+                    keep = [(e, t) for e, t in buf if leak_reason(t) is None]
+                    judged = {r["id"]: r for r in _judge_rows(s, [e for e, _ in keep], [t for _, t in keep])} if keep else {}
+                    for e, t in buf:
+                        why = leak_reason(t)
+                        if why is None:
+                            w.write({**judged[e.id], "filtered": False, "filter_reason": None})
+                        else:
+                            w.write({"id": e.id, "response": t, "filtered": True, "filter_reason": why,
+                                     "correct": None, "reason": "rejected by the paraphrase filter", "extracted": None})
+                    buf.clear()
+
+                for i, text in gen.stream(prompts, max_new, desc="paraphrases", **s.gen_kwargs()):
+                    buf.append((todo[i], text))
+                    if len(buf) >= 16:
+                        flush()
+                flush()
+        rows = read_jsonl(out)
+        info["rows"] = len(rows)
+        info["filtered"] = sum(bool(r["filtered"]) for r in rows)
+        info["accepted"] = sum(selection.accepted_paraphrase(r) is not None for r in rows)
+        log(f"paraphrase: {info['accepted']}/{len(rows)} accepted, {info['filtered']} rejected by the filter")
+    return out
+
+
+def stage_build(s: Session, method: str | None = None) -> Path:
+    """The training set for the method: each row records its source (self / paraphrase / gold)."""
+    method = method or s.cfg.method
+    exs = s.train_examples()
+    own_path = stage_judge(s) if "self" in selection.PREFERENCE[method] else None
+    para_path = stage_paraphrase(s) if "paraphrase" in selection.PREFERENCE[method] else None
+    own = _by_id(read_jsonl(own_path)) if own_path else {}
+    para = _by_id(read_jsonl(para_path)) if para_path else {}
+    out = s.run / f"train.{method}.jsonl"
+    stage = f"build.{method}"
+    fp = fingerprint(stage, _examples_fp(exs), own_path and file_fingerprint(own_path), para_path and file_fingerprint(para_path))
+    if stage not in s.force and "build" not in s.force and s.run.is_done(stage, fp, [out]):
+        log(f"build: up to date ({out})")
+        return out
+    with s.run.stage(stage, fp, [out], force=True) as info:
+        rows = selection.build_training_set(method, exs, own, para)
+        with JsonlWriter(out) as w:
+            for r in rows:
+                w.write(r)
+        info["mix"] = selection.mix(rows)
+        p = info["mix"]["percent"]
+        log(f"build ({method}): {len(rows)} rows - own {p['self']}% / paraphrase {p['paraphrase']}% / gold {p['gold']}%")
+    return out
+
+
+def stage_train(s: Session, method: str | None = None) -> Path:
+    """Fine-tune the base model on the method's training set (TRL SFTTrainer, completion-only loss)."""
+    from s3ft import training
+
+    method = method or s.cfg.method
+    src = stage_build(s, method)
+    out_dir = s.run / method
+    model_dir = out_dir / "model"
+    stage = f"train.{method}"
+    c = s.cfg
+    knobs = {k: getattr(c, k) for k in TRAIN_FIELDS}
+    fp = fingerprint(stage, s.model_id(), file_fingerprint(src), knobs)
+    if stage not in s.force and "train" not in s.force and s.run.is_done(stage, fp, [model_dir]):
+        log(f"train: up to date ({model_dir})")
+        return model_dir
+    # checkpoints of another fingerprint must not be resumed: they go with the stale model
+    with s.run.stage(stage, fp, [model_dir, out_dir / "checkpoints"], force="train" in s.force or stage in s.force) as info:
+        rows = read_jsonl(src)
+        log(f"train ({method}): {len(rows)} rows, {'LoRA' if c.use_peft else 'full fine-tuning'} -> {model_dir}")
+        metrics = training.train(rows, c, out_dir)
+        info.update({k: v for k, v in metrics.items() if k != "model_path"})
+    return model_dir
+
+
+def _eval_model(s: Session, name: str, model: str, model_fp: str) -> dict[str, Any]:
+    exs = s.eval_examples()
+    out = s.run / "eval" / f"{name}.jsonl"
+    stage = f"eval.{name}"
+    fp = fingerprint(stage, model_fp, _examples_fp(exs), _gen_fp(s), _judge_fp(s))
+    if stage not in s.force and "eval" not in s.force and s.run.is_done(stage, fp, [out]):
+        log(f"eval {name}: up to date ({out})")
+        return s.run.stage_record(stage)["accuracy"]
+    with s.run.stage(stage, fp, [out], force="eval" in s.force or stage in s.force) as info:
+        done = {r["id"] for r in read_jsonl(out)}
+        todo = [e for e in exs if e.id not in done]
+        log(f"eval {name}: {len(todo)} {s.cfg.eval_split} examples to answer ({len(done)} already done) -> {out}")
+        with JsonlWriter(out) as w:
+            if todo:
+                gen = s.generator(model)
+                buf: list[tuple[Example, str]] = []
+                for i, text in gen.stream([e.prompt for e in todo], s.max_new_tokens, desc=f"eval {name}", **s.gen_kwargs()):
+                    buf.append((todo[i], text))
+                    if len(buf) >= 16:
+                        for r in _judge_rows(s, [e for e, _ in buf], [t for _, t in buf]):
+                            w.write(r)
+                        buf.clear()
+                for r in _judge_rows(s, [e for e, _ in buf], [t for _, t in buf]) if buf else []:
+                    w.write(r)
+                if model != s.cfg.model:
+                    s.release(model)
+        rows = read_jsonl(out)
+        info["accuracy"] = accuracy(rows)
+        a = info["accuracy"]
+        log(f"eval {name}: {a['k']}/{a['n']} = {a['accuracy']}% (95% CI {a.get('ci95')})")
+    return info["accuracy"]
+
+
+def stage_eval(s: Session, method: str | None = None) -> dict[str, Any]:
+    """In-domain accuracy of the base model and the fine-tuned one, judged by the task's judge."""
+    method = method or s.cfg.method
+    results: dict[str, Any] = {}
+    if s.cfg.eval_base:
+        results["base"] = _eval_model(s, "base", s.cfg.model, s.model_id())
+    model_dir = stage_train(s, method)
+    results[method] = _eval_model(s, method, str(model_dir), file_fingerprint(model_dir))
+    return results
+
+
+def summarize(s: Session, method: str | None = None) -> Path:
+    """metrics.json and summary.md from the stage records."""
+    method = method or s.cfg.method
+    m = s.run.manifest()
+    st = m.get("stages", {})
+    metrics = {
+        "task": s.cfg.task,
+        "model": s.cfg.model,
+        "method": method,
+        "judge": s.judge_name,
+        "own_correct": {k: st.get("judge", {}).get(k) for k in ("correct", "rows")},
+        "paraphrase": {k: st.get("paraphrase", {}).get(k) for k in ("accepted", "filtered", "rows")},
+        "mix": st.get(f"build.{method}", {}).get("mix"),
+        "train": {k: v for k, v in st.get(f"train.{method}", {}).items() if k not in ("status", "fingerprint", "started", "finished")},
+        "in_domain": {name: st[f"eval.{name}"]["accuracy"] for name in ("base", method) if f"eval.{name}" in st},
+        "stage_seconds": {k: v.get("seconds") for k, v in st.items()},
+    }
+    write_json(s.run / "metrics.json", metrics)
+    lines = [f"# S3FT run: {s.cfg.task} / {method}", "",
+             f"Model `{s.cfg.model}`, judge `{s.judge_name}`, {metrics['mix']['n'] if metrics['mix'] else '?'} training examples, "
+             f"seed {s.cfg.seed}. Run directory `{s.cfg.output_dir}`.", ""]
+    if metrics["mix"]:
+        c, p = metrics["mix"]["counts"], metrics["mix"]["percent"]
+        lines += ["## Training-set mix", "", "| source | rows | % |", "|---|---|---|"]
+        lines += [f"| {name} | {c[k]} | {p[k]} |" for k, name in (("self", "own answer"), ("paraphrase", "paraphrased gold"), ("gold", "gold"))]
+        lines.append("")
+    if metrics["in_domain"]:
+        lines += [f"## In-domain accuracy ({s.cfg.eval_split} split)", "", "| model | correct | accuracy % | 95% CI |", "|---|---|---|---|"]
+        for name, a in metrics["in_domain"].items():
+            lines.append(f"| {name} | {a['k']}/{a['n']} | {a['accuracy']} | {a.get('ci95')} |")
+        lines.append("")
+    t = metrics["train"]
+    if t:
+        lines += ["## Training", "", f"{t.get('global_step')} steps, final loss {t.get('train_loss')}, "
+                  f"{t.get('tokens_per_second')} tokens/s, peak RSS {t.get('peak_rss_mb')} MB, "
+                  f"{t.get('truncated_rows', 0)} rows truncated to max_length.", ""]
+    lines += ["## Stage wall times (s)", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in metrics["stage_seconds"].items()]
+    (s.run / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return s.run / "summary.md"
+
+
+def write_manifest(s: Session) -> None:
+    s.run.path.mkdir(parents=True, exist_ok=True)
+    s.run.update_manifest(config=s.cfg.to_dict(), versions=versions(), updated=time.strftime("%Y-%m-%dT%H:%M:%S"))
+
+
+def run_stage(cfg: S3FTConfig, stage: str, force: set[str] | None = None) -> Any:
+    """Run one stage (and whatever stale stages it depends on) under the run lock."""
+    s = Session(cfg, force=set(force or ()))
+    with s.run.lock():
+        write_manifest(s)
+        fn = {"generate": stage_generate, "judge": stage_judge, "paraphrase": stage_paraphrase,
+              "build": stage_build, "train": stage_train, "eval": stage_eval}[stage]
+        result = fn(s)
+        if stage in ("eval",):
+            summarize(s)
+        return result
+
+
+def run_all(cfg: S3FTConfig, force: set[str] | None = None) -> dict[str, Any]:
+    """Every stage for cfg.method; returns metrics.json's content."""
+    import json
+
+    s = Session(cfg, force=set(force or ()))
+    with s.run.lock():
+        write_manifest(s)
+        stage_build(s)
+        stage_eval(s)
+        path = summarize(s)
+        log(f"summary: {path}")
+        return json.loads((s.run / "metrics.json").read_text())

@@ -1,0 +1,261 @@
+"""The user's own task: JSON lines files, one example per line.
+
+Two row formats:
+
+- prompt / response (default field names `prompt`, `response`)::
+
+      {"prompt": "What is the capital of France?", "response": "Paris", "answers": ["Paris"]}
+
+- chat messages (set `messages_field`, e.g. "messages"); the last message is the gold
+  response and must have role "assistant", the earlier ones are the prompt (the one before the
+  gold must be a user turn)::
+
+      {"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]}
+
+Every other field of a row is kept in `Example.meta`, so judges can read it (`answers` for the
+qa judge, `answer` for the math judge, `test_list` / `test_setup_code` for the code judge).
+`meta["question"]` is the row's own `question` field when it has a non-empty string one, else
+the prompt text (the last user turn for chat rows).
+
+Ids: `str(row[id_field])` when `id_field` is set (ids must be unique within a file), else
+"<split>-<line number>". Blank lines are skipped; line numbers count every physical line, so
+they match what an editor shows. Plain `.jsonl` and gzip'd `.jsonl.gz` are both accepted
+(gzip is recognised by its magic bytes). Files are read when a split is loaded, not before;
+every problem raises `DataError` naming the file, the line and the field (a missing file is
+reported at once, when the task is made).
+
+This module also holds `bundled_rows`, the reader of the data files shipped inside the package
+(`s3ft/data/...`), used by the built-in tasks.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from s3ft.tasks import Task
+from s3ft.types import Example
+
+ROLES = ("system", "user", "assistant")
+
+
+class DataError(ValueError):
+    """A data file that cannot be used, with the file, line and field at fault."""
+
+
+# ---------------------------------------------------------------------------------------------
+# bundled data
+
+
+@lru_cache(maxsize=None)
+def bundled_rows(*parts: str) -> tuple[dict[str, Any], ...]:
+    """All rows of a gzip'd JSON lines file shipped in the package, e.g.
+    `bundled_rows("gsm8k", "train.jsonl.gz")`. Cached: treat the rows as read-only."""
+    ref = resources.files("s3ft") / "data"
+    for part in parts:  # one step at a time: multi-argument joinpath needs Python 3.11
+        ref = ref / part
+    with ref.open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as f:
+        return tuple(json.loads(line) for line in f if line.strip())
+
+
+# ---------------------------------------------------------------------------------------------
+# user files
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return "an empty string" if not value.strip() else "string"
+    return {bool: "boolean", int: "int", float: "float", list: "list", dict: "object"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _read_lines(path: Path) -> list[tuple[int, bytes]]:
+    """(line number, raw bytes) of every line of a .jsonl or .jsonl.gz file."""
+    if not path.exists():
+        raise DataError(f"{path}: file not found (resolved to {path.resolve()})")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, expected a .jsonl or .jsonl.gz file")
+    try:
+        with path.open("rb") as f:
+            head = f.read(2)
+        opener = gzip.open if head == b"\x1f\x8b" else open
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+        raise DataError(f"{path}: cannot read the file ({e})") from e
+    return list(enumerate(data.splitlines(), start=1))
+
+
+class _RowReader:
+    """Turns the rows of one file into Examples, raising DataError with file/line/field."""
+
+    def __init__(self, path: Path, split: str, prompt_field: str, response_field: str,
+                 messages_field: str | None, id_field: str | None):
+        self.path, self.split = path, split
+        self.prompt_field, self.response_field = prompt_field, response_field
+        self.messages_field, self.id_field = messages_field, id_field
+
+    def error(self, line: int, msg: str, field: str | None = None) -> DataError:
+        where = f"{self.path} line {line}"
+        if field is not None:
+            where += f", field {field!r}"
+        return DataError(f"{where}: {msg}")
+
+    def text(self, row: dict, line: int, field: str) -> str:
+        if field not in row:
+            self._missing(line, field, ", ".join(map(repr, row)) or "none")
+        value = row[field]
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(line, f"expected a non-empty string, got {_type_name(value)}", field)
+        return value
+
+    def _missing(self, line: int, field: str, keys: str):
+        raise self.error(line, f"missing (the row has fields: {keys})", field)
+
+    def messages(self, row: dict, line: int) -> tuple[list[dict[str, str]], str]:
+        field = self.messages_field
+        assert field is not None
+        if field not in row:
+            self._missing(line, field, ", ".join(map(repr, row)) or "none")
+        msgs = row[field]
+        if not isinstance(msgs, list):
+            raise self.error(line, f"expected a list of {{role, content}} messages, got {_type_name(msgs)}", field)
+        if len(msgs) < 2:
+            raise self.error(line, f"expected at least 2 messages (a user turn and the assistant's "
+                             f"gold answer), got {len(msgs)}", field)
+        clean = []
+        for k, m in enumerate(msgs, start=1):
+            if not isinstance(m, dict):
+                raise self.error(line, f"message {k}: expected an object with 'role' and 'content', "
+                                 f"got {_type_name(m)}", field)
+            for key in ("role", "content"):
+                if key not in m:
+                    raise self.error(line, f"message {k}: missing {key!r}", field)
+            if m["role"] not in ROLES:
+                raise self.error(line, f"message {k}: role must be one of {', '.join(ROLES)}, "
+                                 f"got {m['role']!r}", field)
+            if not isinstance(m["content"], str):
+                raise self.error(line, f"message {k}: 'content' must be a string, got "
+                                 f"{_type_name(m['content'])}", field)
+            clean.append({"role": m["role"], "content": m["content"]})
+        if clean[-1]["role"] != "assistant":
+            raise self.error(line, f"the last message is the gold answer and must have role "
+                             f"'assistant', got {clean[-1]['role']!r}", field)
+        if not clean[-1]["content"].strip():
+            raise self.error(line, "the last (assistant) message is empty", field)
+        if clean[-2]["role"] != "user":
+            raise self.error(line, f"the message before the gold answer must have role 'user', "
+                             f"got {clean[-2]['role']!r}", field)
+        if not clean[-2]["content"].strip():
+            raise self.error(line, f"message {len(clean) - 1} (the user turn) is empty", field)
+        return clean[:-1], clean[-1]["content"]
+
+    def example_id(self, row: dict, line: int) -> str:
+        if self.id_field is None:
+            return f"{self.split}-{line}"
+        if self.id_field not in row:
+            self._missing(line, self.id_field, ", ".join(map(repr, row)) or "none")
+        value = row[self.id_field]
+        if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+            raise self.error(line, f"expected a non-empty string or an integer id, got "
+                             f"{_type_name(value)}", self.id_field)
+        return str(value)
+
+    def read(self) -> list[Example]:
+        examples: list[Example] = []
+        seen: dict[str, int] = {}
+        for line, row in iter_jsonl_rows(self.path):
+            ex_id = self.example_id(row, line)
+            if ex_id in seen:
+                raise self.error(line, f"duplicate id {ex_id!r} (also on line {seen[ex_id]})", self.id_field)
+            seen[ex_id] = line
+            if self.messages_field is not None:
+                prompt, gold = self.messages(row, line)
+                question = next(m["content"] for m in reversed(prompt) if m["role"] == "user")
+                used = {self.messages_field}
+            else:
+                question = self.text(row, line, self.prompt_field)
+                gold = self.text(row, line, self.response_field)
+                prompt = [{"role": "user", "content": question}]
+                used = {self.prompt_field, self.response_field}
+            meta = {k: v for k, v in row.items() if k not in used}
+            if not (isinstance(meta.get("question"), str) and meta["question"].strip()):
+                meta["question"] = question
+            examples.append(Example(id=ex_id, prompt=prompt, gold=gold, meta=meta))
+        return examples
+
+
+def iter_jsonl_rows(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, row) for every non-blank line of a .jsonl / .jsonl.gz file. Raises
+    DataError naming the file and line for bytes that are not UTF-8, invalid JSON, a line that
+    is not an object, and a file without rows."""
+    path = Path(path)
+    lines = _read_lines(path)
+    n = 0
+    for line, raw in lines:
+        where = f"{path} line {line}"
+        try:
+            text = raw.decode("utf-8-sig" if line == 1 else "utf-8")
+        except UnicodeDecodeError as e:
+            raise DataError(f"{where}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at column "
+                            f"{e.start + 1}); save the file as UTF-8") from e
+        if not text.strip():
+            continue
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError as e:
+            hint = ""
+            if line == 1 and text.lstrip().startswith("["):
+                hint = " - this looks like a JSON array; the file needs one JSON object per line"
+            raise DataError(f"{where}: invalid JSON: {e.msg} at column {e.colno}{hint}") from e
+        if not isinstance(row, dict):
+            raise DataError(f"{where}: expected a JSON object, got {_type_name(row)}")
+        n += 1
+        yield line, row
+    if not n:
+        what = "empty" if not lines else "only blank lines"
+        raise DataError(f"{path}: no examples (the file has {what})")
+
+
+def task(
+    data_files: dict[str, str] | None = None,
+    prompt_field: str = "prompt",
+    response_field: str = "response",
+    messages_field: str | None = None,
+    id_field: str | None = None,
+    judge: str = "qa",
+    max_new_tokens: int = 256,
+    paraphrase_kind: str = "generic",
+) -> Task:
+    """A task over the user's JSON lines files: `data_files` maps split name -> path."""
+    if not data_files or not isinstance(data_files, dict):
+        raise DataError(
+            "the jsonl task needs data_files: a mapping split name -> JSONL path, "
+            f"e.g. {{train: train.jsonl, test: test.jsonl}} (got {data_files!r})"
+        )
+    for name, value in (("prompt_field", prompt_field), ("response_field", response_field),
+                        ("messages_field", messages_field), ("id_field", id_field)):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise DataError(f"{name} must be a non-empty field name, got {value!r}")
+
+    def loader(split: str, path: Path) -> Callable[[], list[Example]]:
+        reader = _RowReader(path, split, prompt_field, response_field, messages_field, id_field)
+        return reader.read
+
+    splits = {}
+    for split, path in data_files.items():
+        if not isinstance(path, (str, Path)) or not str(path):
+            raise DataError(f"data_files[{split!r}] must be a file path, got {path!r}")
+        path = Path(path)
+        if not path.is_file():  # fail at once, not after hours of generation on another split
+            what = "is a folder" if path.is_dir() else f"file not found (resolved to {path.resolve()})"
+            raise DataError(f"{path}: {what} (data_files[{split!r}])")
+        splits[str(split)] = loader(str(split), path)
+    return Task(name="jsonl", judge=judge, max_new_tokens=max_new_tokens,
+                paraphrase_kind=paraphrase_kind, splits=splits)

@@ -1,0 +1,238 @@
+"""The user's JSONL task: both row formats, and a clear error for every kind of bad input."""
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from s3ft.tasks import get_task
+from s3ft.tasks.jsonl import DataError
+
+
+def write(path: Path, lines: list) -> Path:
+    """Write rows (dicts/lists/... dumped as JSON; str and bytes written verbatim) one a line."""
+    out = b""
+    for line in lines:
+        if isinstance(line, bytes):
+            out += line
+        elif isinstance(line, str):
+            out += line.encode("utf-8")
+        else:
+            out += json.dumps(line).encode("utf-8")
+        out += b"\n"
+    if path.suffix == ".gz":
+        path.write_bytes(gzip.compress(out))
+    else:
+        path.write_bytes(out)
+    return path
+
+
+# ---- happy paths ----------------------------------------------------------------------------
+
+
+def test_prompt_response_format(tmp_path):
+    train = write(tmp_path / "train.jsonl", [
+        {"prompt": "What is the capital of France?", "response": "Paris", "answers": ["Paris", "paris"]},
+        "",
+        "   ",
+        {"prompt": "2+2?", "response": "4", "answer": "4", "question": "two plus two"},
+    ])
+    test = write(tmp_path / "test.jsonl.gz", [{"prompt": "Q?", "response": "A", "test_list": ["assert 1"]}])
+    task = get_task("jsonl", data_files={"train": str(train), "test": str(test)})
+    assert (task.name, task.judge, task.max_new_tokens, task.paraphrase_kind) == ("jsonl", "qa", 256, "generic")
+    assert set(task.splits) == {"train", "test"}
+    exs = task.load("train")
+    assert [e.id for e in exs] == ["train-1", "train-4"]  # physical line numbers; blank lines skipped
+    assert exs[0].prompt == [{"role": "user", "content": "What is the capital of France?"}]
+    assert exs[0].gold == "Paris"
+    assert exs[0].meta == {"answers": ["Paris", "paris"], "question": "What is the capital of France?"}
+    assert exs[1].meta == {"answer": "4", "question": "two plus two"}  # the row's own question wins
+    t = task.load("test")
+    assert t[0].id == "test-1" and t[0].meta["test_list"] == ["assert 1"] and t[0].meta["question"] == "Q?"
+    json.dumps([e.to_dict() for e in exs + t])
+
+
+def test_custom_fields_options_and_ids(tmp_path):
+    f = write(tmp_path / "d.jsonl", [
+        {"uid": 7, "input": "in 1", "output": "out 1"},
+        {"uid": "x8", "input": "in 2", "output": "out 2"},
+    ])
+    task = get_task("jsonl", data_files={"train": str(f)}, prompt_field="input", response_field="output",
+                    id_field="uid", judge="exact", max_new_tokens=64, paraphrase_kind="math")
+    assert (task.judge, task.max_new_tokens, task.paraphrase_kind) == ("exact", 64, "math")
+    exs = task.load("train")
+    assert [e.id for e in exs] == ["7", "x8"]
+    assert exs[1].gold == "out 2" and exs[1].meta["question"] == "in 2" and "input" not in exs[1].meta
+
+
+def test_messages_format(tmp_path):
+    f = write(tmp_path / "chat.jsonl", [
+        {"messages": [{"role": "user", "content": "Hi, what is 2+2?"}, {"role": "assistant", "content": "4"}],
+         "answer": "4"},
+        {"messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "first"},
+            {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": "second question"},
+            {"role": "assistant", "content": "second answer", "name": "bot"},
+        ]},
+    ])
+    task = get_task("jsonl", data_files={"train": str(f)}, messages_field="messages")
+    a, b = task.load("train")
+    assert a.prompt == [{"role": "user", "content": "Hi, what is 2+2?"}]
+    assert a.gold == "4" and a.meta == {"answer": "4", "question": "Hi, what is 2+2?"}
+    assert [m["role"] for m in b.prompt] == ["system", "user", "assistant", "user"]
+    assert b.gold == "second answer" and b.meta["question"] == "second question"
+    assert "messages" not in b.meta
+
+
+def test_utf8_bom_and_non_ascii(tmp_path):
+    f = tmp_path / "bom.jsonl"
+    f.write_bytes("\ufeff".encode("utf-8") + json.dumps({"prompt": "Ça va?", "response": "Très bien"},
+                                                       ensure_ascii=False).encode("utf-8") + b"\n")
+    (ex,) = get_task("jsonl", data_files={"train": str(f)}).load("train")
+    assert ex.prompt[0]["content"] == "Ça va?" and ex.gold == "Très bien"
+
+
+def test_loading_is_lazy_and_limit_works(tmp_path):
+    f = write(tmp_path / "d.jsonl", [{"prompt": f"q{i}", "response": f"a{i}"} for i in range(20)])
+    task = get_task("jsonl", data_files={"train": str(f)})
+    f.write_text(f.read_text() + "not json\n")  # broken after the task was made: seen at load time
+    with pytest.raises(DataError, match="line 21"):
+        task.load("train")
+    write(f, [{"prompt": f"q{i}", "response": f"a{i}"} for i in range(20)])
+    sub = task.load("train", limit=5, seed=1)
+    assert [e.id for e in sub] == [e.id for e in task.load("train", limit=5, seed=1)]
+    assert len(sub) == 5 and [int(e.id.split("-")[1]) for e in sub] == sorted(int(e.id.split("-")[1]) for e in sub)
+
+
+# ---- bad input ------------------------------------------------------------------------------
+
+GOOD = {"prompt": "p", "response": "r"}
+MSGS = {"messages": [{"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}]}
+LONG_ID_FIELD = {"id_field": "id"}
+MESSAGES = {"messages_field": "messages"}
+
+# (case name, lines of the file, task options, line number, field or None, text in the message)
+BAD_CASES = [
+    ("missing prompt", [GOOD, GOOD, {"response": "r"}], {}, 3, "prompt", "missing"),
+    ("missing response", [GOOD, {"prompt": "p"}], {}, 2, "response", "missing"),
+    ("prompt is int", [GOOD, GOOD, GOOD, GOOD, GOOD, GOOD, {"prompt": 3, "response": "r"}], {}, 7, "prompt",
+     "expected a non-empty string, got int"),
+    ("prompt empty", [{"prompt": "", "response": "r"}], {}, 1, "prompt", "empty"),
+    ("prompt whitespace", [GOOD, {"prompt": "  \n", "response": "r"}], {}, 2, "prompt", "empty"),
+    ("response null", [GOOD, {"prompt": "p", "response": None}], {}, 2, "response", "null"),
+    ("response list", [{"prompt": "p", "response": ["a", "b"]}], {}, 1, "response", "got list"),
+    ("custom field missing", [{"question": "q", "response": "r"}], {"prompt_field": "input"}, 1, "input",
+     "'question'"),
+    ("id missing", [{"id": "a", **GOOD}, GOOD], LONG_ID_FIELD, 2, "id", "missing"),
+    ("id wrong type", [{"id": ["a"], **GOOD}], LONG_ID_FIELD, 1, "id", "got list"),
+    ("id empty", [{"id": "", **GOOD}], LONG_ID_FIELD, 1, "id", "empty"),
+    ("duplicate id", [{"id": "a", **GOOD}, {"id": "b", **GOOD}, "", {"id": "a", **GOOD}], LONG_ID_FIELD, 4, "id",
+     "line 1"),
+    ("duplicate int/str id", [{"id": 5, **GOOD}, {"id": "5", **GOOD}], LONG_ID_FIELD, 2, "id", "duplicate"),
+    ("messages missing", [MSGS, GOOD], MESSAGES, 2, "messages", "missing"),
+    ("messages not a list", [{"messages": "hello"}], MESSAGES, 1, "messages", "list"),
+    ("messages too short", [{"messages": [{"role": "assistant", "content": "a"}]}], MESSAGES, 1, "messages",
+     "at least 2"),
+    ("message not an object", [MSGS, {"messages": ["user: hi", {"role": "assistant", "content": "a"}]}], MESSAGES,
+     2, "messages", "message 1"),
+    ("message without role", [{"messages": [{"content": "u"}, {"role": "assistant", "content": "a"}]}], MESSAGES,
+     1, "messages", "'role'"),
+    ("message without content", [{"messages": [{"role": "user"}, {"role": "assistant", "content": "a"}]}],
+     MESSAGES, 1, "messages", "'content'"),
+    ("message content not str", [{"messages": [{"role": "user", "content": 5}, {"role": "assistant", "content": "a"}]}],
+     MESSAGES, 1, "messages", "got int"),
+    ("unknown role", [{"messages": [{"role": "human", "content": "u"}, {"role": "assistant", "content": "a"}]}],
+     MESSAGES, 1, "messages", "'human'"),
+    ("last not assistant", [MSGS, MSGS, {"messages": [{"role": "user", "content": "u"}, {"role": "user", "content": "a"}]}],
+     MESSAGES, 3, "messages", "assistant"),
+    ("empty gold message", [{"messages": [{"role": "user", "content": "u"}, {"role": "assistant", "content": " "}]}],
+     MESSAGES, 1, "messages", "empty"),
+    ("no user turn before gold", [{"messages": [{"role": "system", "content": "s"}, {"role": "assistant", "content": "a"}]}],
+     MESSAGES, 1, "messages", "'user'"),
+    # no field applies to these: the file and the line are named
+    ("malformed json", [GOOD, GOOD, GOOD, GOOD, GOOD, '{"prompt": "p", "response": }'], {}, 6, None, "invalid JSON"),
+    ("truncated json", [GOOD, '{"prompt": "p"'], {}, 2, None, "invalid JSON"),
+    ("json array file", ['[{"prompt": "p", "response": "r"},', '{"prompt": "q", "response": "s"}]'], {}, 1, None,
+     "JSON array"),
+    ("line is a list", [GOOD, [1, 2]], {}, 2, None, "expected a JSON object, got list"),
+    ("line is a string", ['"just text"'], {}, 1, None, "got string"),
+    ("line is null", [GOOD, GOOD, "null"], {}, 3, None, "got null"),
+    ("not utf-8", [GOOD, GOOD, GOOD, b'{"prompt": "caf\xe9", "response": "r"}'], {}, 4, None, "UTF-8"),
+]
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["jsonl", "jsonl.gz"])
+@pytest.mark.parametrize("case", BAD_CASES, ids=[c[0] for c in BAD_CASES])
+def test_bad_input_names_file_line_and_field(tmp_path, case, gz):
+    name, lines, options, line, field, text = case
+    path = write(tmp_path / ("bad_data.jsonl.gz" if gz else "bad_data.jsonl"), lines)
+    task = get_task("jsonl", data_files={"train": str(path)}, **options)
+    with pytest.raises(DataError) as info:
+        task.load("train")
+    msg = str(info.value)
+    assert path.name in msg, msg
+    assert f"line {line}" in msg, msg
+    if field is not None:
+        assert f"field {field!r}" in msg, msg
+    assert text in msg, msg
+    assert isinstance(info.value, ValueError)
+
+
+def test_error_message_example(tmp_path):
+    path = write(tmp_path / "data.jsonl", [GOOD] * 6 + [{"prompt": 7, "response": "r"}])
+    with pytest.raises(DataError) as info:
+        get_task("jsonl", data_files={"train": str(path)}).load("train")
+    assert str(info.value) == f"{path} line 7, field 'prompt': expected a non-empty string, got int"
+
+
+def test_malformed_json_error_includes_json_message(tmp_path):
+    path = write(tmp_path / "data.jsonl", [GOOD, '{"prompt": "p" "response": "r"}'])
+    with pytest.raises(DataError, match=r"data.jsonl line 2: invalid JSON: Expecting ',' delimiter at column 16"):
+        get_task("jsonl", data_files={"train": str(path)}).load("train")
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n  \n"], ids=["empty", "blank lines"])
+@pytest.mark.parametrize("gz", [False, True], ids=["jsonl", "jsonl.gz"])
+def test_empty_file(tmp_path, content, gz):
+    path = tmp_path / ("empty.jsonl.gz" if gz else "empty.jsonl")
+    path.write_bytes(gzip.compress(content) if gz else content)
+    with pytest.raises(DataError, match=r"empty\.jsonl(\.gz)?: no examples"):
+        get_task("jsonl", data_files={"train": str(path)}).load("train")
+
+
+def test_missing_file_is_reported_when_the_task_is_made(tmp_path):
+    good = write(tmp_path / "train.jsonl", [GOOD])
+    with pytest.raises(DataError, match=r"nope\.jsonl: file not found.*data_files\['test'\]"):
+        get_task("jsonl", data_files={"train": str(good), "test": str(tmp_path / "nope.jsonl")})
+    with pytest.raises(DataError, match="is a folder"):
+        get_task("jsonl", data_files={"train": str(tmp_path)})
+
+
+def test_file_removed_after_task_was_made(tmp_path):
+    path = write(tmp_path / "gone.jsonl", [GOOD])
+    task = get_task("jsonl", data_files={"train": str(path)})
+    path.unlink()
+    with pytest.raises(DataError, match=r"gone\.jsonl: file not found"):
+        task.load("train")
+
+
+def test_corrupt_gzip(tmp_path):
+    path = tmp_path / "broken.jsonl.gz"
+    path.write_bytes(gzip.compress(b'{"prompt": "p", "response": "r"}\n' * 50)[:40])
+    with pytest.raises(DataError, match=r"broken\.jsonl\.gz: cannot read"):
+        get_task("jsonl", data_files={"train": str(path)}).load("train")
+
+
+@pytest.mark.parametrize("data_files", [None, {}, "train.jsonl", ["a.jsonl"]])
+def test_data_files_required(data_files):
+    with pytest.raises(DataError, match="data_files"):
+        get_task("jsonl", data_files=data_files)
+
+
+def test_bad_data_files_entry(tmp_path):
+    with pytest.raises(DataError, match=r"data_files\['train'\]"):
+        get_task("jsonl", data_files={"train": 3})

@@ -1,0 +1,390 @@
+"""Supervised fine-tuning on the constructed targets (TRL SFTTrainer, LoRA or full).
+
+`train(rows, cfg, output_dir)` turns each row into a TRL conversational prompt/completion
+example (prompt = the chat messages, completion = one assistant message), so TRL renders the
+chat template exactly as at inference (`apply_chat_template(prompt, add_generation_prompt=True)`
+is the prefix) and supervises only the completion tokens: the answer plus the template's
+end-of-turn (`<|im_end|>\\n` for ChatML).
+
+Layout of `output_dir`:
+    checkpoints/checkpoint-N/   Trainer checkpoints (every cfg.save_steps, last 2 kept); a rerun
+                                resumes from the newest one
+    model/                      the LoRA adapter (or the full model) + tokenizer; an adapter's
+                                base_model_name_or_path is the resolved local base folder, so
+                                `s3ft.models.load_model(output_dir/"model")` works offline
+    train_log.jsonl             trainer.state.log_history, one entry a line
+    train_metrics.json          the dict `train` returns
+
+Works unchanged under `accelerate launch`: every process runs the same code, files are written
+by the world-process-zero only (trainer.save_model handles that itself).
+
+Over-long rows: TRL truncates every tokenised prompt+completion to max_length keeping the start
+(truncation_mode="keep_start"), so the part that is cut is always the end of the completion,
+including its end-of-turn token; a row whose prompt alone fills max_length has no completion
+token left and TRL drops it. Both are counted (truncated_rows, dropped_rows) and warned about.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import resource
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from s3ft.config import S3FTConfig
+from s3ft.models import load_tokenizer, resolve_model
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+MODEL = "model"
+TRAIN_LOG = "train_log.jsonl"
+TRAIN_METRICS = "train_metrics.json"
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------------------------
+def to_trl_rows(rows: list[dict]) -> list[dict]:
+    """s3ft training rows -> TRL conversational prompt/completion rows."""
+    out = []
+    for i, row in enumerate(rows):
+        prompt = row["prompt"]
+        if isinstance(prompt, str):  # tolerate a bare user message
+            prompt = [{"role": "user", "content": prompt}]
+        if not prompt or prompt[-1].get("role") == "assistant":
+            raise ValueError(f"row {row.get('id', i)!r}: prompt must be chat messages ending in a non-assistant turn")
+        completion = row["completion"]
+        if not isinstance(completion, str):
+            raise ValueError(f"row {row.get('id', i)!r}: completion must be a string")
+        out.append({
+            "prompt": [{"role": m["role"], "content": m["content"]} for m in prompt],
+            "completion": [{"role": "assistant", "content": completion}],
+        })
+    return out
+
+
+def length_stats(trl_rows: list[dict], tokenizer, max_length: int | None) -> dict[str, Any]:
+    """Token lengths as TRL computes them (prompt with the generation prompt; prompt+completion
+    through the chat template), and what truncation to max_length does to them."""
+    truncated = dropped = cut_tokens = 0
+    longest = 0
+    truncated_ids: list[int] = []
+    for i, r in enumerate(trl_rows):
+        p = tokenizer.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+        pc = tokenizer.apply_chat_template(r["prompt"] + r["completion"], tokenize=True, return_dict=True)["input_ids"]
+        n = len(pc)
+        longest = max(longest, n)
+        if max_length is not None and n > max_length:
+            truncated += 1
+            truncated_ids.append(i)
+            cut_tokens += n - max_length
+            prompt_len = _common_prefix(p, pc)
+            if prompt_len >= max_length:
+                dropped += 1
+    return {
+        "truncated_rows": truncated,
+        "dropped_rows": dropped,
+        "truncated_tokens": cut_tokens,
+        "longest_row_tokens": longest,
+        "truncated_indices": truncated_ids,
+    }
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+# ---------------------------------------------------------------------------------------------
+# model / args
+# ---------------------------------------------------------------------------------------------
+def _device_and_dtype(cfg: S3FTConfig):
+    """(device, on_cpu, compute dtype, weights dtype).
+
+    CPU: everything in the requested dtype (float32 by default), no autocast (TRL's bf16 default
+    fails there). CUDA: the compute dtype drives bf16/fp16 autocast; LoRA keeps the frozen base in
+    that dtype (PEFT keeps the adapter in float32), full fine-tuning keeps float32 master weights
+    unless bfloat16 weights were asked for explicitly (pure-bf16 AdamW silently drops small updates)."""
+    import torch
+
+    device = cfg.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    on_cpu = not device.startswith("cuda")
+    if cfg.dtype == "auto":
+        dtype = torch.bfloat16 if (not on_cpu and torch.cuda.is_bf16_supported()) else torch.float32
+    else:
+        dtype = getattr(torch, cfg.dtype)
+    weights = dtype
+    if not on_cpu and not cfg.use_peft and (cfg.dtype == "auto" or dtype == torch.float16):
+        weights = torch.float32
+    if on_cpu and dtype == torch.float16:
+        raise ValueError("float16 training on CPU is not supported: use float32 (or bfloat16)")
+    return device, on_cpu, dtype, weights
+
+
+def _base_path(cfg: S3FTConfig) -> str:
+    path = resolve_model(cfg.model)
+    p = Path(path).expanduser()
+    if p.exists():
+        if (p / "adapter_config.json").exists() and not (p / "config.json").exists():
+            raise ValueError(f"{p} is a PEFT adapter: training on top of an adapter is not supported; "
+                             "merge it into its base and save that as a model folder first")
+        return str(p.resolve())  # absolute, so the adapter's base_model_name_or_path works from anywhere
+    return path  # hub name
+
+
+def _lora_targets(modules: list[str] | str):
+    if isinstance(modules, str):
+        return modules
+    mods = list(modules)
+    if mods == ["all-linear"]:
+        return "all-linear"  # PEFT only recognises the shorthand as a plain string
+    if "all-linear" in mods:
+        raise ValueError("lora_target_modules: 'all-linear' cannot be combined with module names")
+    return mods
+
+
+def make_sft_config(cfg: S3FTConfig, output_dir: Path, on_cpu: bool, dtype) -> Any:
+    import torch
+    from trl import SFTConfig
+
+    if not 0.0 <= cfg.warmup_ratio < 1.0:
+        raise ValueError(f"warmup_ratio must be in [0, 1), got {cfg.warmup_ratio}")
+    use_bf16 = (not on_cpu) and dtype == torch.bfloat16
+    use_fp16 = (not on_cpu) and dtype == torch.float16
+    return SFTConfig(
+        output_dir=str(output_dir / CHECKPOINTS),
+        # hyper-parameters from the recipe
+        learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.num_train_epochs,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        # transformers 5 dropped warmup_ratio: a float warmup_steps in [0, 1) is the ratio
+        warmup_steps=float(cfg.warmup_ratio),
+        weight_decay=cfg.weight_decay,
+        max_length=cfg.max_length,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        report_to=cfg.report_to,
+        # TRL defaults that must not apply silently. Gradient checkpointing (TRL: on by default) is
+        # called activation_checkpointing in transformers 5 (the old name warns)
+        activation_checkpointing=cfg.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
+        use_cpu=on_cpu,
+        bf16=use_bf16,
+        fp16=use_fp16,
+        packing=False,
+        padding_free=False,
+        shuffle_dataset=False,  # the Trainer's seeded sampler still shuffles per epoch, reproducibly
+        completion_only_loss=True,
+        assistant_only_loss=False,
+        truncation_mode="keep_start",
+        dataset_num_proc=None,
+        # logging / checkpoints
+        logging_strategy="steps",
+        logging_steps=cfg.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        eval_strategy="no",
+        include_num_input_tokens_seen="non_padding",
+        remove_unused_columns=True,
+        dataloader_num_workers=0,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# train
+# ---------------------------------------------------------------------------------------------
+def last_checkpoint(output_dir: str | Path) -> str | None:
+    """Newest complete checkpoint under output_dir/checkpoints (one with trainer_state.json)."""
+    ckdir = Path(output_dir) / CHECKPOINTS
+    if not ckdir.is_dir():
+        return None
+    best = None
+    for d in ckdir.iterdir():
+        if d.is_dir() and d.name.startswith("checkpoint-") and d.name.split("-")[-1].isdigit():
+            if not (d / "trainer_state.json").exists():
+                continue  # a save interrupted half-way
+            step = int(d.name.split("-")[-1])
+            if best is None or step > best[0]:
+                best = (step, d)
+    return str(best[1]) if best else None
+
+
+def build_trainer(rows: list[dict], cfg: S3FTConfig, output_dir: str | Path):
+    """The SFTTrainer `train` uses (model loaded, LoRA applied, dataset tokenised and labelled),
+    without training it, plus the length statistics of the rows. Exposed for inspection (tests
+    look at a collated batch's labels)."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, set_seed
+    from trl import SFTTrainer
+
+    if not rows:
+        raise ValueError("no training rows")
+    output_dir = Path(output_dir)
+    device, on_cpu, dtype, weights_dtype = _device_and_dtype(cfg)
+    if device.startswith("cuda:") and "LOCAL_RANK" not in os.environ:  # single process on a chosen GPU
+        import torch
+
+        torch.cuda.set_device(int(device.split(":", 1)[1]))
+    base = _base_path(cfg)
+
+    tokenizer = load_tokenizer(base)
+    trl_rows = to_trl_rows(rows)
+    lengths = length_stats(trl_rows, tokenizer, cfg.max_length)
+    if lengths["truncated_rows"]:
+        logger.warning(
+            "%d of %d training rows exceed max_length=%d tokens (longest %d): their completion end, including "
+            "the end-of-turn token, is cut off%s. Raise max_length to keep them whole.",
+            lengths["truncated_rows"], len(rows), cfg.max_length, lengths["longest_row_tokens"],
+            f"; {lengths['dropped_rows']} have no completion token left and are dropped" if lengths["dropped_rows"] else "",
+        )
+
+    set_seed(cfg.seed)  # before the model and the LoRA weights are created
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=weights_dtype)
+    if cfg.gradient_checkpointing:
+        model.config.use_cache = False
+
+    peft_config = None
+    if cfg.use_peft:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=_lora_targets(cfg.lora_target_modules),
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
+
+    with warnings.catch_warnings():  # PEFT reads the deprecated model.is_gradient_checkpointing
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        trainer = SFTTrainer(
+            model=model,
+            args=make_sft_config(cfg, output_dir, on_cpu, dtype),
+            train_dataset=Dataset.from_list(trl_rows),
+            processing_class=tokenizer,
+            peft_config=peft_config,
+        )
+    info = dict(lengths)
+    info["dtype"] = str(dtype).replace("torch.", "")
+    info["weights_dtype"] = str(weights_dtype).replace("torch.", "")
+    return trainer, info
+
+
+def train(rows: list[dict], cfg: S3FTConfig, output_dir: str | Path) -> dict:
+    """Fine-tune cfg.model on rows ({"id", "prompt": messages, "completion": str, "source"}),
+    resuming from output_dir/checkpoints if a checkpoint is there. Saves the adapter / model to
+    output_dir/model and returns the metrics dict (also written to output_dir/train_metrics.json)."""
+    import torch
+
+    output_dir = Path(output_dir)
+    trainer, info = build_trainer(rows, cfg, output_dir)
+    labels = trainer.train_dataset["labels"]
+    supervised_tokens = sum(sum(1 for t in seq if t != -100) for seq in labels)
+    train_tokens = sum(len(seq) for seq in trainer.train_dataset["input_ids"])
+    train_samples = len(trainer.train_dataset)
+
+    resume = last_checkpoint(output_dir)
+    if resume and trainer.is_world_process_zero():
+        print(f"[s3ft] resuming training from {resume}", file=sys.stderr, flush=True)
+    t0 = time.time()
+    result = trainer.train(resume_from_checkpoint=resume)
+    wall = time.time() - t0
+
+    model_dir = output_dir / MODEL
+    trainer.save_model(str(model_dir))  # adapter (or full model) + tokenizer; writes on process zero only
+
+    state = trainer.state
+    losses = [e["loss"] for e in state.log_history if "loss" in e]
+    runtime = float(result.metrics.get("train_runtime", wall))
+    tokens_seen = state.num_input_tokens_seen - getattr(trainer, "_initial_num_input_tokens_seen", 0)
+    resume_step = _checkpoint_step(resume) if resume else 0
+    metrics = {
+        "train_loss": _run_train_loss(state.log_history, resume_step, state.global_step, float(result.training_loss)),
+        "first_loss": float(losses[0]) if losses else math.nan,
+        "last_loss": float(losses[-1]) if losses else math.nan,
+        "global_step": int(state.global_step),
+        "max_steps": int(state.max_steps),
+        "resumed_from": resume,
+        "train_runtime": runtime,
+        "train_samples": train_samples,
+        "rows": len(rows),
+        "supervised_tokens": int(supervised_tokens),
+        "train_tokens": int(train_tokens),
+        "tokens_per_second": float(tokens_seen / runtime) if runtime > 0 else 0.0,
+        "peak_rss_mb": _peak_rss_mb(),
+        "truncated_rows": info["truncated_rows"],
+        "dropped_rows": info["dropped_rows"],
+        "truncated_tokens": info["truncated_tokens"],
+        "longest_row_tokens": info["longest_row_tokens"],
+        "truncated_ids": [str(rows[i].get("id", i)) for i in info["truncated_indices"][:50]],
+        "use_peft": bool(cfg.use_peft),
+        "device": str(trainer.args.device),
+        "dtype": info["dtype"],
+        "weights_dtype": info["weights_dtype"],
+        "model_path": str(model_dir),
+    }
+    if trainer.is_world_process_zero():
+        output_dir.mkdir(parents=True, exist_ok=True)
+        _write_jsonl(output_dir / TRAIN_LOG, state.log_history)
+        tmp = output_dir / (TRAIN_METRICS + ".tmp")
+        tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+        tmp.replace(output_dir / TRAIN_METRICS)
+    trainer.accelerator.wait_for_everyone()
+    del trainer
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return metrics
+
+
+def _checkpoint_step(path: str) -> int:
+    return int(json.loads((Path(path) / "trainer_state.json").read_text())["global_step"])
+
+
+def _run_train_loss(log_history: list[dict], resume_step: int, global_step: int, session_loss: float) -> float:
+    """Average training loss over the whole run. The Trainer's own train_loss only covers the
+    steps of this call, so after a resume the steps before the checkpoint are rebuilt from the
+    logged losses (each the mean since the previous log): exact when the checkpoint step was a
+    logging step (save_steps a multiple of logging_steps)."""
+    if resume_step == 0:
+        return session_loss
+    total, covered, last = 0.0, 0, 0
+    for e in log_history:
+        if "loss" in e and e["step"] <= resume_step:
+            total += e["loss"] * (e["step"] - last)
+            covered += e["step"] - last
+            last = e["step"]
+    session_steps = global_step - resume_step
+    total += session_loss * session_steps
+    covered += session_steps
+    return total / covered if covered else session_loss
+
+
+def _peak_rss_mb() -> float:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024, 1)  # bytes on macOS, KiB on Linux
+
+
+def _write_jsonl(path: Path, entries: list[dict]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w") as f:
+        for e in entries:
+            f.write(json.dumps(e) + "\n")
+    tmp.replace(path)

@@ -1,0 +1,154 @@
+"""The stages wired over files: a scripted generator (answers chosen by the test) checks what
+each stage writes, resume and fingerprints; the CLI test runs everything on the tiny model."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from s3ft import pipeline
+from s3ft.config import load_config
+from s3ft.runs import read_jsonl
+
+N = 12
+
+
+def make_data(tmp_path):
+    rows = [{"id": f"q{i}", "prompt": f"What is item {i}?", "response": f"answer {i}"} for i in range(N)]
+    train = tmp_path / "train.jsonl"
+    test = tmp_path / "test.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    test.write_text("".join(json.dumps(r) + "\n" for r in rows[:4]))
+    return {"train": str(train), "test": str(test)}
+
+
+class ScriptedGenerator:
+    """Own answers: correct for i % 3 == 0. Paraphrases: correct for i % 3 == 1, leaking
+    ("the reference answer says ...") for i % 3 == 2."""
+
+    def __init__(self):
+        self.calls = []
+
+    def stream(self, prompts, max_new_tokens, desc=None, **kw):
+        self.calls.append((desc, len(prompts)))
+        for j, p in enumerate(prompts):
+            text = p[-1]["content"]
+            i = int(text.split("item ")[1].split("?")[0])
+            if "Reference answer" in text:
+                out = f"It is answer {i}." if i % 3 == 1 else f"The reference answer says answer {i}."
+            else:
+                out = f"answer {i}" if i % 3 == 0 else "no idea"
+            yield j, out
+
+    def generate(self, prompts, max_new_tokens, **kw):
+        return [t for _, t in sorted(self.stream(prompts, max_new_tokens, **kw))]
+
+
+@pytest.fixture
+def session(tmp_path, monkeypatch):
+    files = make_data(tmp_path)
+    cfg = load_config(None, {"task": "jsonl", "data_files": files, "judge": "qa", "id_field": "id", "output_dir": str(tmp_path / "run"),
+                             "method": "s3ft", "model": "org/unused"})
+    s = pipeline.Session(cfg)
+    gen = ScriptedGenerator()
+    monkeypatch.setattr(pipeline.Session, "generator", lambda self, model=None: gen)
+    monkeypatch.setattr(pipeline.Session, "model_id", lambda self: "scripted")
+    s.run.path.mkdir(parents=True)
+    return s, gen
+
+
+def test_stages_write_what_the_method_says(session):
+    s, gen = session
+    own = read_jsonl(pipeline.stage_judge(s))
+    assert len(own) == N
+    assert {r["id"] for r in own if r["correct"]} == {f"q{i}" for i in range(N) if i % 3 == 0}
+    para = read_jsonl(pipeline.stage_paraphrase(s))
+    # only failed own answers get a paraphrase under s3ft
+    assert {r["id"] for r in para} == {f"q{i}" for i in range(N) if i % 3 != 0}
+    assert {r["id"] for r in para if r["filtered"]} == {f"q{i}" for i in range(N) if i % 3 == 2}
+    assert all(r["correct"] is True for r in para if not r["filtered"])
+    rows = read_jsonl(pipeline.stage_build(s))
+    by = {r["id"]: r for r in rows}
+    assert [r["id"] for r in rows] == [f"q{i}" for i in range(N)]
+    for i in range(N):
+        want = {0: ("self", f"answer {i}"), 1: ("paraphrase", f"It is answer {i}."), 2: ("gold", f"answer {i}")}[i % 3]
+        assert (by[f"q{i}"]["source"], by[f"q{i}"]["completion"]) == want
+    mix = s.run.stage_record("build.s3ft")["mix"]
+    assert mix["counts"] == {"self": 4, "paraphrase": 4, "gold": 4}
+    # second call: everything up to date, no generation
+    n_calls = len(gen.calls)
+    pipeline.stage_build(s)
+    assert len(gen.calls) == n_calls
+
+
+def test_sdft_paraphrases_everything_and_ignores_own(session):
+    s, _ = session
+    s.cfg.method = "sdft"
+    rows = read_jsonl(pipeline.stage_build(s))
+    assert len(read_jsonl(s.run / "paraphrase.jsonl")) == N
+    assert not (s.run / "own.jsonl").exists()  # sdft never needs own answers
+    assert {r["source"] for r in rows} == {"paraphrase", "gold"}
+    assert sum(r["source"] == "paraphrase" for r in rows) == 4
+
+
+def test_generate_resumes_without_duplicates(session):
+    s, gen = session
+    out = pipeline.stage_generate(s)
+    full = read_jsonl(out)
+    # simulate a crash: keep 5 rows plus half a line, stage still marked running
+    lines = out.read_text().splitlines(keepends=True)
+    out.write_text("".join(lines[:5]) + lines[5][:10])
+    s.run.set_stage("generate", **{**s.run.stage_record("generate"), "status": "running"})
+    pipeline.stage_generate(s)
+    assert gen.calls[-1] == ("own answers", N - 5)
+    again = read_jsonl(out)
+    assert sorted(r["id"] for r in again) == sorted(r["id"] for r in full)
+    assert {r["id"]: r for r in again} == {r["id"]: r for r in full}
+
+
+def test_changed_generation_setting_reruns_generate(session):
+    s, gen = session
+    pipeline.stage_generate(s)
+    s.cfg.max_new_tokens = 7
+    pipeline.stage_generate(s)
+    assert gen.calls[-1] == ("own answers", N)
+    assert len(read_jsonl(s.run / "own.jsonl")) == N
+
+
+def test_cli_run_end_to_end_on_tiny_model(tmp_path, tiny_model_dir):
+    """`s3ft run` with the squad task on the tiny random model produces every artifact."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f"model: {tiny_model_dir}\ntask: squad\nmethod: s3ft\noutput_dir: {tmp_path / 'run'}\n"
+        "train_size: 6\neval_size: 4\nmax_new_tokens: 8\nbatch_size: 4\nnum_train_epochs: 1\n"
+        "per_device_train_batch_size: 2\nmax_length: 512\nlearning_rate: 1.0e-3\n"
+    )
+    r = subprocess.run([sys.executable, "-m", "s3ft.cli", "run", str(recipe), "--seed", "3"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    run = tmp_path / "run"
+    for name in ("manifest.json", "own.jsonl", "own_judged.jsonl", "paraphrase.jsonl", "train.s3ft.jsonl",
+                 "s3ft/model/adapter_config.json", "eval/base.jsonl", "eval/s3ft.jsonl", "metrics.json", "summary.md"):
+        assert (run / name).exists(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["mix"]["n"] == 6
+    assert sum(metrics["mix"]["counts"].values()) == 6
+    assert metrics["in_domain"]["base"]["n"] == 4 and metrics["in_domain"]["s3ft"]["n"] == 4
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["config"]["seed"] == 3 and "transformers" in manifest["versions"]
+    assert all(v["status"] == "done" for v in manifest["stages"].values())
+    assert "In-domain accuracy" in r.stdout and "Training-set mix" in r.stdout
+    # rerun: every stage is up to date, nothing regenerated
+    r2 = subprocess.run([sys.executable, "-m", "s3ft.cli", "run", str(recipe), "--seed", "3"],
+                        capture_output=True, text=True, timeout=600)
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    assert "generate: up to date" in r2.stdout and "train: up to date" in r2.stdout
+
+
+def test_cli_bad_recipe_exits_cleanly(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("task: squad\nnum_train_epoch: 2\n")
+    r = subprocess.run([sys.executable, "-m", "s3ft.cli", "run", str(recipe)], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "line 2: unknown key 'num_train_epoch' (did you mean 'num_train_epochs'?)" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -1,0 +1,216 @@
+"""s3ft.training on the tiny random Llama (real SmolLM2 ChatML tokenizer), on CPU.
+
+Training runs are shared through module-scoped fixtures to keep the file fast: one LoRA run
+(reused by the adapter, determinism and resume tests) and one full fine-tuning run."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from s3ft.config import S3FTConfig
+
+SYSTEM = [{"role": "system", "content": "Be brief."}]  # short: keeps the sequences (and the tests) small
+
+
+def _rows(n: int = 8) -> list[dict]:
+    return [
+        {
+            "id": f"r{i}",
+            "prompt": SYSTEM + [{"role": "user", "content": f"{i}+{i}?"}],
+            "completion": f"Answer: {2 * i}",  # a shared first token: learnable even by LoRA on a random model
+            "source": ("self", "paraphrase", "gold")[i % 3],
+        }
+        for i in range(n)
+    ]
+
+
+def _cfg(model_dir: Path, **kw) -> S3FTConfig:
+    base = dict(
+        model=str(model_dir),
+        use_peft=True,
+        learning_rate=1e-2,
+        num_train_epochs=4,  # 8 rows / batch 4 -> 8 steps
+        per_device_train_batch_size=4,
+        max_length=256,
+        logging_steps=1,
+        save_steps=2,
+        seed=123,
+        device="cpu",
+    )
+    base.update(kw)
+    return S3FTConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def lora_run(tiny_model_dir, tmp_path_factory):
+    from s3ft.training import train
+
+    out = tmp_path_factory.mktemp("lora-run")
+    return out, train(_rows(), _cfg(tiny_model_dir), out)
+
+
+@pytest.fixture(scope="module")
+def full_run(tiny_model_dir, tmp_path_factory):
+    from s3ft.training import train
+
+    out = tmp_path_factory.mktemp("full-run")
+    cfg = _cfg(tiny_model_dir, use_peft=False, learning_rate=5e-3, lr_scheduler_type="constant", save_steps=100)
+    return out, train(_rows(), cfg, out)
+
+
+def _losses(out: Path) -> dict[int, float]:
+    lines = (out / "train_log.jsonl").read_text().splitlines()
+    return {e["step"]: e["loss"] for e in map(json.loads, lines) if "loss" in e}
+
+
+def test_labels_supervise_completion_and_end_of_turn_only(tiny_model_dir, tmp_path):
+    """A collated batch: the supervised tokens decode to exactly the completion + `<|im_end|>\\n`,
+    and the rest of each sequence is the prompt exactly as built at inference."""
+    from s3ft.models import load_tokenizer
+    from s3ft.training import build_trainer
+
+    rows = _rows(3)
+    rows.append({"id": "nosys", "prompt": [{"role": "user", "content": "Name a colour."}],
+                 "completion": "Blue, like the sky.", "source": "self"})
+    trainer, info = build_trainer(rows, _cfg(tiny_model_dir, per_device_train_batch_size=4), tmp_path)
+    tok = load_tokenizer(str(tiny_model_dir))
+    assert info["truncated_rows"] == 0
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert batch["input_ids"].shape[0] == 4
+    expected = {}
+    for r in rows:
+        prompt_ids = tok.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+        expected[r["completion"] + "<|im_end|>\n"] = prompt_ids
+    seen = set()
+    for ids, labels, mask in zip(batch["input_ids"], batch["labels"], batch["attention_mask"]):
+        ids, labels, mask = ids.tolist(), labels.tolist(), mask.tolist()
+        supervised = [t for t, l in zip(ids, labels) if l != -100]
+        assert [l for l in labels if l != -100] == supervised  # labels are the input ids (the model shifts)
+        text = tok.decode(supervised)
+        assert text in expected, text
+        seen.add(text)
+        n_real = sum(mask)
+        first_sup = next(i for i, l in enumerate(labels) if l != -100)
+        # prompt = everything before the first supervised token, token-identical to the inference prompt
+        assert ids[:first_sup] == expected[text]
+        # supervised tokens are contiguous up to the last real token; padding is never supervised
+        assert all(l != -100 for l in labels[first_sup:n_real])
+        assert all(l == -100 for l in labels[n_real:])
+    assert seen == set(expected)
+    assert "You are a helpful AI assistant" in tok.decode(expected["Blue, like the sky.<|im_end|>\n"])
+
+
+def test_lora_loss_decreases_and_metrics(lora_run, tiny_model_dir):
+    from s3ft.models import load_tokenizer
+
+    out, m = lora_run
+    assert m["global_step"] == 8 and m["max_steps"] == 8
+    assert m["last_loss"] < m["first_loss"] - 0.3, m
+    for key in ("train_loss", "train_runtime", "tokens_per_second", "peak_rss_mb"):
+        assert m[key] > 0
+    assert m["train_samples"] == 8 and m["truncated_rows"] == 0 and m["dropped_rows"] == 0
+    tok = load_tokenizer(str(tiny_model_dir))
+    n_sup = sum(len(tok(r["completion"] + "<|im_end|>\n", add_special_tokens=False)["input_ids"]) for r in _rows())
+    assert m["supervised_tokens"] == n_sup
+    assert json.loads((out / "train_metrics.json").read_text())["last_loss"] == m["last_loss"]
+    log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    assert any("train_runtime" in e for e in log) and sum("loss" in e for e in log) == 8
+
+
+def test_full_finetune_overfits_and_writes_model(full_run):
+    out, m = full_run
+    assert m["last_loss"] < m["first_loss"] - 2.0, m
+    model_dir = Path(m["model_path"])
+    assert model_dir == out / "model"
+    assert (model_dir / "config.json").exists() and (model_dir / "model.safetensors").exists()
+    assert (model_dir / "tokenizer_config.json").exists()
+    assert not (model_dir / "adapter_config.json").exists()
+    from s3ft.models import load_model
+
+    assert load_model(str(model_dir)) is not None
+
+
+def test_lora_adapter_loads_offline_and_changes_output(lora_run, tiny_model_dir):
+    import torch
+
+    from s3ft.models import load_model, load_tokenizer
+
+    out, m = lora_run
+    model_dir = out / "model"
+    acfg = json.loads((model_dir / "adapter_config.json").read_text())
+    assert acfg["base_model_name_or_path"] == str(Path(tiny_model_dir).resolve())
+    assert acfg["r"] == 8 and acfg["lora_alpha"] == 16
+    assert (model_dir / "adapter_model.safetensors").exists()
+    assert not (model_dir / "model.safetensors").exists()
+    tok = load_tokenizer(str(model_dir))
+    prompt = _rows()[3]["prompt"]
+    enc = tok.apply_chat_template(prompt, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    outs = []
+    for path in (str(tiny_model_dir), str(model_dir)):
+        model = load_model(path)
+        with torch.no_grad():
+            gen = model.generate(**enc, max_new_tokens=6, do_sample=False)
+        outs.append(tok.decode(gen[0, enc["input_ids"].shape[1]:]))
+    assert outs[0] != outs[1]
+    assert outs[1].startswith("Answer:"), outs  # the trained answer style
+
+
+def test_same_seed_same_result(lora_run, tiny_model_dir, tmp_path):
+    from s3ft.training import train
+
+    out, m = lora_run
+    m2 = train(_rows(), _cfg(tiny_model_dir), tmp_path)
+    assert m2["global_step"] == m["global_step"]
+    assert abs(m2["train_loss"] - m["train_loss"]) < 1e-6
+    assert abs(m2["last_loss"] - m["last_loss"]) < 1e-6
+
+
+def test_over_long_rows_are_counted(tiny_model_dir, tmp_path):
+    from s3ft.training import train
+
+    long = " ".join(["word"] * 80)
+    rows = _rows(1) + [
+        {"id": "long-completion", "prompt": SYSTEM + [{"role": "user", "content": "Say word."}],
+         "completion": long, "source": "gold"},  # truncated: the end of its completion is cut
+        {"id": "long-prompt", "prompt": SYSTEM + [{"role": "user", "content": long}],
+         "completion": "ok", "source": "gold"},  # the prompt alone fills max_length: TRL drops it
+    ]
+    m = train(rows, _cfg(tiny_model_dir, max_length=48, num_train_epochs=1, save_steps=100), tmp_path)
+    assert m["truncated_rows"] == 2 and m["dropped_rows"] == 1
+    assert set(m["truncated_ids"]) == {"long-completion", "long-prompt"}
+    assert m["train_samples"] == 2 and m["rows"] == 3
+    assert m["longest_row_tokens"] > 48 and m["truncated_tokens"] > 0
+
+
+def test_resume_from_checkpoint_matches_uninterrupted(lora_run, tiny_model_dir, tmp_path):
+    from s3ft.training import train
+
+    out, m = lora_run
+    ckpts = sorted((out / "checkpoints").glob("checkpoint-*"))
+    assert [p.name for p in ckpts] == ["checkpoint-6", "checkpoint-8"]  # save_total_limit=2
+    # simulate a crash after step 6: no final model, no checkpoint-8, no logs
+    crashed = tmp_path / "run"
+    (crashed / "checkpoints").mkdir(parents=True)
+    shutil.copytree(out / "checkpoints" / "checkpoint-6", crashed / "checkpoints" / "checkpoint-6")
+    m2 = train(_rows(), _cfg(tiny_model_dir), crashed)
+    assert m2["resumed_from"].endswith("checkpoint-6")
+    assert m2["global_step"] == m["global_step"] == 8
+    assert (crashed / "model" / "adapter_config.json").exists()
+    full, resumed = _losses(out), _losses(crashed)
+    assert sorted(resumed) == sorted(full)  # the log history carries over from the checkpoint
+    for step in (7, 8):  # the steps trained after resuming
+        assert abs(resumed[step] - full[step]) < 1e-4, (step, resumed[step], full[step])
+    assert abs(m2["last_loss"] - m["last_loss"]) < 1e-4
+    assert abs(m2["train_loss"] - m["train_loss"]) < 1e-4  # whole-run average, rebuilt across the resume
+
+    # a crash after the last checkpoint but before the model was saved: nothing left to train
+    done = tmp_path / "done"
+    (done / "checkpoints").mkdir(parents=True)
+    shutil.copytree(out / "checkpoints" / "checkpoint-8", done / "checkpoints" / "checkpoint-8")
+    m3 = train(_rows(), _cfg(tiny_model_dir), done)
+    assert m3["global_step"] == 8 and m3["resumed_from"].endswith("checkpoint-8")
+    assert abs(m3["train_loss"] - m["train_loss"]) < 1e-4
+    assert (done / "model" / "adapter_model.safetensors").exists()

@@ -26,7 +26,9 @@ class S3FTConfig:
     method: str = _f("s3ft", "Training-set construction: sft (gold), ssr (own if correct, else gold), "
                      "sdft (validated paraphrase, else gold), s3ft (own, else paraphrase, else gold).",
                      choices=METHODS)
-    seed: int = _f(42, "Random seed for subsets, training and sampling.")
+    seed: int = _f(42, "Random seed for training and sampling.")
+    data_seed: int = _f(0, "Seed of the train_size / eval_size subsets (fixed across training seeds, so every "
+                        "seed and method sees the same questions).")
 
     # ---- model ----
     model: str = _f("smollm2-135m-instruct", "Base model: the embedded default (smollm2-135m-instruct), "
@@ -89,6 +91,17 @@ class S3FTConfig:
 
     # ---- evaluation ----
     eval_base: bool = _f(True, "Also evaluate the base model in-domain, for the base vs fine-tuned table.")
+    general_benchmarks: list[str] = _f([], "General-ability benchmarks (lm-evaluation-harness over bundled data) run by "
+                                       "`s3ft eval` and `s3ft compare`: mmlu, mmlu_5shot, truthfulqa_mc1, truthfulqa_mc2, "
+                                       "hellaswag, arc_easy, arc_challenge, winogrande.")
+    general_limit: int | None = _f(None, "Evaluate a seeded subset of this many questions per general benchmark (None: full sets).")
+    cross_tasks: list[str] = _f([], "Other built-in tasks evaluated in-domain-style as cross-task checks (e.g. [gsm8k]).")
+    cross_task_size: int | None = _f(None, "Seeded subset size for each cross task's test split (None: all).")
+
+    # ---- comparison (s3ft compare) ----
+    methods: list[str] = _f(["base", "sft", "ssr", "sdft", "s3ft"], "Methods `s3ft compare` trains and evaluates (base = no training).")
+    seeds: list[str] = _f([], "Training seeds for `s3ft compare` (empty: just `seed`); results give mean and spread.")
+    logprob_analysis: bool = _f(True, "`s3ft compare`: log-probabilities of gold / paraphrase / own answers under the base model (paper Fig. 2).")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

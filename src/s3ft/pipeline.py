@@ -39,6 +39,7 @@ class Session:
 
     cfg: S3FTConfig
     force: set[str] = field(default_factory=set)
+    seed_dir: str | None = None  # where train / eval of fine-tuned models go (compare: one per seed)
     _generators: dict[str, Any] = field(default_factory=dict)
     _task: Task | None = None
     _judge: Callable | None = None
@@ -48,13 +49,17 @@ class Session:
         return RunDir(self.cfg.output_dir)
 
     @property
+    def method_run(self) -> RunDir:
+        return RunDir(self.seed_dir) if self.seed_dir else self.run
+
+    @property
     def task(self) -> Task:
         if self._task is None:
             self._task = get_task(self.cfg.task, **task_options(self.cfg))
         return self._task
 
     def examples(self, split: str, size: int | None) -> list[Example]:
-        exs = self.task.load(split, limit=size, seed=self.cfg.seed)
+        exs = self.task.load(split, limit=size, seed=self.cfg.data_seed)
         if self.cfg.system_prompt:
             sys_msg = {"role": "system", "content": self.cfg.system_prompt}
             exs = [Example(e.id, [sys_msg] + [m for m in e.prompt if m["role"] != "system"], e.gold, e.meta) for e in exs]
@@ -137,7 +142,8 @@ def _examples_fp(exs: list[Example]) -> str:
 
 def _gen_fp(s: Session) -> list[Any]:
     c = s.cfg
-    return [c.backend, s.max_new_tokens, c.temperature, c.top_p, c.seed, c.dtype]
+    sampled = c.temperature > 0  # the seed matters to generation only when sampling
+    return [c.backend, s.max_new_tokens, c.temperature, c.top_p if sampled else None, c.seed if sampled else None, c.dtype]
 
 
 def _by_id(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -285,17 +291,17 @@ def stage_train(s: Session, method: str | None = None) -> Path:
 
     method = method or s.cfg.method
     src = stage_build(s, method)
-    out_dir = s.run / method
+    out_dir = s.method_run / method
     model_dir = out_dir / "model"
     stage = f"train.{method}"
     c = s.cfg
     knobs = {k: getattr(c, k) for k in TRAIN_FIELDS}
     fp = fingerprint(stage, s.model_id(), file_fingerprint(src), knobs)
-    if stage not in s.force and "train" not in s.force and s.run.is_done(stage, fp, [model_dir]):
+    if stage not in s.force and "train" not in s.force and s.method_run.is_done(stage, fp, [model_dir]):
         log(f"train: up to date ({model_dir})")
         return model_dir
     # checkpoints of another fingerprint must not be resumed: they go with the stale model
-    with s.run.stage(stage, fp, [model_dir, out_dir / "checkpoints"], force="train" in s.force or stage in s.force) as info:
+    with s.method_run.stage(stage, fp, [model_dir, out_dir / "checkpoints"], force="train" in s.force or stage in s.force) as info:
         rows = read_jsonl(src)
         log(f"train ({method}): {len(rows)} rows, {'LoRA' if c.use_peft else 'full fine-tuning'} -> {model_dir}")
         metrics = training.train(rows, c, out_dir)
@@ -303,32 +309,36 @@ def stage_train(s: Session, method: str | None = None) -> Path:
     return model_dir
 
 
-def _eval_model(s: Session, name: str, model: str, model_fp: str) -> dict[str, Any]:
+def _eval_model(s: Session, name: str, model: str, model_fp: str, run: RunDir | None = None) -> dict[str, Any]:
+    """`model` answers the evaluation split, judged; rows -> <run>/eval/<name>.jsonl."""
+    run = run or s.run
     exs = s.eval_examples()
-    out = s.run / "eval" / f"{name}.jsonl"
+    out = run / "eval" / f"{name}.jsonl"
     stage = f"eval.{name}"
     fp = fingerprint(stage, model_fp, _examples_fp(exs), _gen_fp(s), _judge_fp(s))
-    if stage not in s.force and "eval" not in s.force and s.run.is_done(stage, fp, [out]):
+    if stage not in s.force and "eval" not in s.force and run.is_done(stage, fp, [out]):
         log(f"eval {name}: up to date ({out})")
-        return s.run.stage_record(stage)["accuracy"]
-    with s.run.stage(stage, fp, [out], force="eval" in s.force or stage in s.force) as info:
+        return run.stage_record(stage)["accuracy"]
+    with run.stage(stage, fp, [out], force="eval" in s.force or stage in s.force) as info:
         done = {r["id"] for r in read_jsonl(out)}
         todo = [e for e in exs if e.id not in done]
-        log(f"eval {name}: {len(todo)} {s.cfg.eval_split} examples to answer ({len(done)} already done) -> {out}")
+        log(f"eval {name}: {len(todo)} {s.cfg.task} {s.cfg.eval_split} examples to answer ({len(done)} already done) -> {out}")
         with JsonlWriter(out) as w:
             if todo:
                 gen = s.generator(model)
                 buf: list[tuple[Example, str]] = []
+
+                def flush() -> None:
+                    for r in _judge_rows(s, [e for e, _ in buf], [t for _, t in buf]):
+                        w.write(r)
+                    buf.clear()
+
                 for i, text in gen.stream([e.prompt for e in todo], s.max_new_tokens, desc=f"eval {name}", **s.gen_kwargs()):
                     buf.append((todo[i], text))
                     if len(buf) >= 16:
-                        for r in _judge_rows(s, [e for e, _ in buf], [t for _, t in buf]):
-                            w.write(r)
-                        buf.clear()
-                for r in _judge_rows(s, [e for e, _ in buf], [t for _, t in buf]) if buf else []:
-                    w.write(r)
-                if model != s.cfg.model:
-                    s.release(model)
+                        flush()
+                if buf:
+                    flush()
         rows = read_jsonl(out)
         info["accuracy"] = accuracy(rows)
         a = info["accuracy"]
@@ -343,7 +353,8 @@ def stage_eval(s: Session, method: str | None = None) -> dict[str, Any]:
     if s.cfg.eval_base:
         results["base"] = _eval_model(s, "base", s.cfg.model, s.model_id())
     model_dir = stage_train(s, method)
-    results[method] = _eval_model(s, method, str(model_dir), file_fingerprint(model_dir))
+    results[method] = _eval_model(s, method, str(model_dir), file_fingerprint(model_dir), s.method_run)
+    s.release(str(model_dir))
     return results
 
 
@@ -361,7 +372,8 @@ def summarize(s: Session, method: str | None = None) -> Path:
         "paraphrase": {k: st.get("paraphrase", {}).get(k) for k in ("accepted", "filtered", "rows")},
         "mix": st.get(f"build.{method}", {}).get("mix"),
         "train": {k: v for k, v in st.get(f"train.{method}", {}).items() if k not in ("status", "fingerprint", "started", "finished")},
-        "in_domain": {name: st[f"eval.{name}"]["accuracy"] for name in ("base", method) if f"eval.{name}" in st},
+        "in_domain": {name: r.stage_record(f"eval.{name}")["accuracy"]
+                      for name, r in (("base", s.run), (method, s.method_run)) if r.stage_record(f"eval.{name}")},
         "stage_seconds": {k: v.get("seconds") for k, v in st.items()},
     }
     write_json(s.run / "metrics.json", metrics)
@@ -389,6 +401,21 @@ def summarize(s: Session, method: str | None = None) -> Path:
     return s.run / "summary.md"
 
 
+def preflight(s: Session, stages: tuple[str, ...] = STAGES) -> None:
+    """Check every user input the run will need before any expensive work starts: the model
+    resolves, the task and its data files load (every row validated), the judge can be built
+    (e.g. the code judge without the opt-in fails here, not after an hour of generation)."""
+    from s3ft.models import resolve_model
+
+    resolve_model(s.cfg.model)
+    n_train = len(s.train_examples())
+    n_eval = len(s.eval_examples()) if "eval" in stages else 0
+    if s.judge_name != "llm":  # the llm judge loads the model; it is built when first needed
+        s.judge()
+    log(f"task {s.cfg.task}: {n_train} training examples" + (f", {n_eval} {s.cfg.eval_split} examples" if n_eval else "")
+        + f"; judge {s.judge_name}; model {s.cfg.model}")
+
+
 def write_manifest(s: Session) -> None:
     s.run.path.mkdir(parents=True, exist_ok=True)
     s.run.update_manifest(config=s.cfg.to_dict(), versions=versions(), updated=time.strftime("%Y-%m-%dT%H:%M:%S"))
@@ -397,6 +424,7 @@ def write_manifest(s: Session) -> None:
 def run_stage(cfg: S3FTConfig, stage: str, force: set[str] | None = None) -> Any:
     """Run one stage (and whatever stale stages it depends on) under the run lock."""
     s = Session(cfg, force=set(force or ()))
+    preflight(s, (stage,))
     with s.run.lock():
         write_manifest(s)
         fn = {"generate": stage_generate, "judge": stage_judge, "paraphrase": stage_paraphrase,
@@ -412,6 +440,7 @@ def run_all(cfg: S3FTConfig, force: set[str] | None = None) -> dict[str, Any]:
     import json
 
     s = Session(cfg, force=set(force or ()))
+    preflight(s)
     with s.run.lock():
         write_manifest(s)
         stage_build(s)

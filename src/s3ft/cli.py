@@ -3,6 +3,7 @@
     s3ft run RECIPE.yaml [--key value ...] [--force STAGE]   every stage, into output_dir
     s3ft generate|judge|paraphrase|build|train|eval RECIPE.yaml [--key value ...]
     s3ft judge --task TASK --predictions PRED.jsonl --output OUT.jsonl [--judge NAME]
+    s3ft compare RECIPE.yaml [--methods base,sft,ssr,sdft,s3ft] [--seeds 1,2,3] [--general_benchmarks mmlu,...]
     s3ft demo [--key value ...]                               S3FT on the embedded model + squad
     s3ft fields                                               every recipe key with its help
 
@@ -132,6 +133,24 @@ def cmd_judge_file(args, rest: list[str]) -> int:
     return 0
 
 
+def cmd_compare(args, rest: list[str]) -> int:
+    from s3ft.compare import run_compare
+    from s3ft.config import load_config
+
+    rest, force = _split_force(rest)
+    cfg = load_config(args.recipe, rest)
+    result = run_compare(cfg)
+    seeds = result["per_seed"]
+    print()
+    for name in result["methods"]:
+        accs = [p["in_domain"][name]["accuracy"] for p in seeds.values() if name in p["in_domain"]]
+        mix = next(iter(seeds.values()))["mix"].get(name) if seeds else None
+        mix_s = f"  mix own/para/gold {mix['percent']['self']}/{mix['percent']['paraphrase']}/{mix['percent']['gold']}%" if mix else ""
+        print(f"{name:>5}: in-domain {', '.join(f'{a}%' for a in accs)}{mix_s}")
+    print(f"Wall time {result['wall_seconds'] / 60:.1f} min. Report: {Path(cfg.output_dir) / 'report' / 'report.html'}")
+    return 0
+
+
 def cmd_demo(args, rest: list[str]) -> int:
     args.recipe = str(demo_recipe())
     print("s3ft demo: S3FT on the embedded SmolLM2-135M-Instruct and the bundled SQuAD task "
@@ -143,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="s3ft", description=USAGE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = p.add_subparsers(dest="command", required=True)
-    for name, helptext in (("run", "all stages"), ("generate", "own answers"), ("paraphrase", "paraphrases"),
+    for name, helptext in (("run", "all stages"), ("compare", "every method, shared data pass, report"), ("generate", "own answers"), ("paraphrase", "paraphrases"),
                            ("build", "training set"), ("train", "fine-tune"), ("eval", "in-domain evaluation")):
         sp = sub.add_parser(name, help=helptext, description=f"s3ft {name} RECIPE [--key value ...]. Keys:\n" + _fields(),
                             formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -190,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("s3ft judge needs a RECIPE, or --task/--predictions/--output")
         if args.command == "run":
             return cmd_run(args, rest)
+        if args.command == "compare":
+            return cmd_compare(args, rest)
         return cmd_stage(args, rest)
     except KeyboardInterrupt:
         print("\ns3ft: interrupted. Finished rows are saved; run the same command again to resume.", file=sys.stderr)

@@ -172,9 +172,11 @@ def coerce(name: str, value: Any, where: str) -> Any:
         if base.startswith("list"):
             if isinstance(value, str):
                 value = [v.strip() for v in value.split(",") if v.strip()]
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = [value]
+            if not isinstance(value, list) or not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
                 raise ValueError
-            return value
+            return [str(v) for v in value]
         if base.startswith("dict"):
             if not isinstance(value, dict):
                 raise ValueError

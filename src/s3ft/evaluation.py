@@ -23,3 +23,32 @@ def accuracy(rows: Sequence[Mapping[str, Any]], n_boot: int = 1000, seed: int = 
         boots = sorted(sum(rng.choices(flags, k=n)) / n for _ in range(n_boot))
         out["ci95"] = [round(100 * boots[int(0.025 * n_boot)], 2), round(100 * boots[int(0.975 * n_boot) - 1], 2)]
     return out
+
+
+def paired(rows_a: Sequence[Mapping[str, Any]], rows_b: Sequence[Mapping[str, Any]], n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Paired comparison of two models judged on the same questions (matched by id):
+    the 2x2 table, accuracy difference a - b in points with a paired bootstrap 95% CI, and the
+    exact two-sided McNemar p-value (binomial test on the discordant pairs)."""
+    from math import comb
+
+    b_by = {r["id"]: r.get("correct") is True for r in rows_b}
+    pairs = [(r.get("correct") is True, b_by[r["id"]]) for r in rows_a if r["id"] in b_by]
+    n = len(pairs)
+    both = sum(a and b for a, b in pairs)
+    only_a = sum(a and not b for a, b in pairs)
+    only_b = sum(b and not a for a, b in pairs)
+    out: dict[str, Any] = {"n": n, "both": both, "only_a": only_a, "only_b": only_b, "neither": n - both - only_a - only_b}
+    if not n:
+        return out
+    diffs = [int(a) - int(b) for a, b in pairs]
+    out["diff"] = round(100.0 * sum(diffs) / n, 2)
+    rng = random.Random(seed)
+    boots = sorted(sum(rng.choices(diffs, k=n)) / n for _ in range(n_boot))
+    out["ci95"] = [round(100 * boots[int(0.025 * n_boot)], 2), round(100 * boots[int(0.975 * n_boot) - 1], 2)]
+    d = only_a + only_b
+    if d:
+        tail = sum(comb(d, i) for i in range(0, min(only_a, only_b) + 1)) / 2**d
+        out["p_value"] = round(min(1.0, 2 * tail), 4)
+    else:
+        out["p_value"] = 1.0
+    return out

@@ -346,14 +346,40 @@ def _eval_model(s: Session, name: str, model: str, model_fp: str, run: RunDir | 
     return info["accuracy"]
 
 
+def stage_general(s: Session, name: str, model: str, model_fp: str, run: RunDir | None = None) -> dict[str, Any]:
+    """General-ability benchmarks (lm-evaluation-harness over the bundled data) for one model."""
+    from s3ft.general import evaluate_general
+
+    run = run or s.run
+    c = s.cfg
+    out_dir = run / "general" / name
+    stage = f"general.{name}"
+    fp = fingerprint(stage, model_fp, sorted(c.general_benchmarks), c.general_limit, c.data_seed, c.dtype)
+    if stage not in s.force and "eval" not in s.force and run.is_done(stage, fp, [out_dir / "general.json"]):
+        log(f"general {name}: up to date ({out_dir})")
+        return run.stage_record(stage)["results"]
+    with run.stage(stage, fp, [out_dir], force=True) as info:
+        limit = f"seeded subsets of {c.general_limit}" if c.general_limit else "full sets"
+        log(f"general {name}: {', '.join(c.general_benchmarks)} ({limit}) -> {out_dir}")
+        res = evaluate_general(model=model, benchmarks=list(c.general_benchmarks), limit=c.general_limit, seed=c.data_seed,
+                               output_dir=out_dir, batch_size=c.batch_size, device=c.device, dtype=c.dtype)
+        info["results"] = {b: {k: v for k, v in r.items() if k in ("metric", "value", "stderr", "n")} for b, r in res.items()}
+        log("general " + name + ": " + ", ".join(f"{b} {r.get('value')}" for b, r in info["results"].items()))
+    return info["results"]
+
+
 def stage_eval(s: Session, method: str | None = None) -> dict[str, Any]:
     """In-domain accuracy of the base model and the fine-tuned one, judged by the task's judge."""
     method = method or s.cfg.method
     results: dict[str, Any] = {}
     if s.cfg.eval_base:
         results["base"] = _eval_model(s, "base", s.cfg.model, s.model_id())
+    if s.cfg.general_benchmarks and s.cfg.eval_base:
+        stage_general(s, "base", s.cfg.model, s.model_id())
     model_dir = stage_train(s, method)
     results[method] = _eval_model(s, method, str(model_dir), file_fingerprint(model_dir), s.method_run)
+    if s.cfg.general_benchmarks:
+        stage_general(s, method, str(model_dir), file_fingerprint(model_dir), s.method_run)
     s.release(str(model_dir))
     return results
 

@@ -1,0 +1,182 @@
+"""`s3ft compare`: every method from one shared generation / judging / paraphrase pass,
+trained with identical hyperparameters per seed, evaluated the same way, then reported.
+
+    <output_dir>/                      shared: own answers, judgments, paraphrases, training sets,
+                                       base model evaluations (in-domain, cross-task, general)
+    <output_dir>/seed-<k>/<method>/    the adapter of each method for training seed k
+    <output_dir>/seed-<k>/eval/ ...    its evaluations
+    <output_dir>/logprob.jsonl         Figure 2: log p(response | prompt) under the base model
+    <output_dir>/compare.json          everything the report is built from (written after each seed)
+    <output_dir>/report/               report.md, report.html, plots/*.png
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from s3ft import pipeline, selection
+from s3ft.config import TRAIN_FIELDS, ConfigError, S3FTConfig
+from s3ft.evaluation import paired
+from s3ft.pipeline import Session, log
+from s3ft.runs import file_fingerprint, fingerprint, read_jsonl, write_json
+
+
+def _methods(cfg: S3FTConfig) -> list[str]:
+    bad = [m for m in cfg.methods if m != "base" and m not in selection.PREFERENCE]
+    if bad:
+        raise ConfigError(f"methods: unknown {', '.join(bad)}; choose from base, {', '.join(selection.PREFERENCE)}")
+    return list(dict.fromkeys(cfg.methods))
+
+
+def _seeds(cfg: S3FTConfig) -> list[int]:
+    try:
+        return [int(s) for s in cfg.seeds] or [cfg.seed]
+    except ValueError:
+        raise ConfigError(f"seeds must be integers, got {cfg.seeds}") from None
+
+
+def _machine() -> str:
+    import os
+
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{platform.machine()}, {os.cpu_count()} CPU cores, {gpu}, torch {torch.__version__}"
+
+
+def _cross_session(s: Session, task: str, seed_dir: str | None) -> Session:
+    c = dataclasses.replace(s.cfg, task=task, eval_split="test", eval_size=s.cfg.cross_task_size, judge=None,
+                            max_new_tokens=None, data_files={}, system_prompt=s.cfg.system_prompt)
+    sub = Session(c, force=s.force, seed_dir=seed_dir)
+    sub._generators = s._generators  # share loaded models
+    return sub
+
+
+def evaluate_model(s: Session, name: str, model: str, model_fp: str, run) -> dict[str, Any]:
+    """In-domain, cross-task and general results of one model."""
+    out: dict[str, Any] = {"in_domain": pipeline._eval_model(s, name, model, model_fp, run)}
+    out["cross_task"] = {}
+    for task in s.cfg.cross_tasks:
+        sub = _cross_session(s, task, s.seed_dir)
+        out["cross_task"][task] = pipeline._eval_model(sub, f"{task}.{name}", model, model_fp, run)
+    out["general"] = pipeline.stage_general(s, name, model, model_fp, run) if s.cfg.general_benchmarks else {}
+    return out
+
+
+def logprob_analysis(s: Session) -> list[dict[str, Any]]:
+    """log p(y|x) under the base model for the gold answers, accepted paraphrases and accepted
+    own answers of the training set -> logprob.jsonl (one row per response)."""
+    from s3ft.logprob import sequence_logprobs
+
+    exs = s.train_examples()
+    own = {r["id"]: r for r in read_jsonl(s.run / "own_judged.jsonl")}
+    para = {r["id"]: r for r in read_jsonl(s.run / "paraphrase.jsonl")}
+    items = []
+    for e in exs:
+        items.append((e, "gold", e.gold))
+        if (t := selection.accepted_paraphrase(para.get(e.id))) is not None:
+            items.append((e, "paraphrase", t))
+        if (t := selection.accepted_own(own.get(e.id))) is not None:
+            items.append((e, "self", t))
+    out = s.run / "logprob.jsonl"
+    fp = fingerprint("logprob", s.model_id(), [(e.id, kind, t) for e, kind, t in items])
+    if s.run.is_done("logprob", fp, [out]):
+        return read_jsonl(out)
+    with s.run.stage("logprob", fp, [out], force=True) as info:
+        gen = s.generator()
+        vals = sequence_logprobs(gen.model, gen.tokenizer, [e.prompt for e, _, _ in items], [t for _, _, t in items],
+                                 batch_size=max(1, s.cfg.batch_size // 2))
+        rows = [{"id": e.id, "kind": kind, **v} for (e, kind, _), v in zip(items, vals)]
+        from s3ft.runs import JsonlWriter
+
+        with JsonlWriter(out) as w:
+            for r in rows:
+                w.write(r)
+        info["rows"] = len(rows)
+    return rows
+
+
+def run_compare(cfg: S3FTConfig) -> dict[str, Any]:
+    methods = _methods(cfg)
+    seeds = _seeds(cfg)
+    trained = [m for m in methods if m != "base"]
+    if cfg.paraphrase_scope == "auto":  # one paraphrase pass that serves every method asked for
+        scope = "all" if "sdft" in trained else ("failed" if "s3ft" in trained else "none")
+        cfg = dataclasses.replace(cfg, paraphrase_scope=scope)
+    t0 = time.time()
+    s = Session(cfg)
+    pipeline.preflight(s)
+    for task in cfg.cross_tasks:
+        _cross_session(s, task, None).eval_examples()  # fail early on a bad cross task
+    root = s.run.path
+    compare_path = root / "compare.json"
+    with s.run.lock():
+        pipeline.write_manifest(s)
+        # 1. the shared pass: own answers, judgments, paraphrases, every method's training set
+        mix = {}
+        for m in trained:
+            pipeline.stage_build(s, m)
+            mix[m] = s.run.stage_record(f"build.{m}")["mix"]
+        # 2. the base model, evaluated once (greedy decoding does not depend on the seed)
+        base = evaluate_model(s, "base", cfg.model, s.model_id(), s.run) if "base" in methods else None
+        logprob = logprob_analysis(s) if cfg.logprob_analysis else []
+        result: dict[str, Any] = {
+            "task": cfg.task, "model": cfg.model, "judge": s.judge_name, "eval_split": cfg.eval_split,
+            "methods": methods, "seeds": seeds, "general_limit": cfg.general_limit,
+            "general_benchmarks": cfg.general_benchmarks, "cross_tasks": cfg.cross_tasks,
+            "train_examples": len(s.train_examples()), "eval_examples": len(s.eval_examples()),
+            "machine": _machine(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "hyperparameters": {k: getattr(cfg, k) for k in TRAIN_FIELDS if k not in ("model", "seed")},
+            "per_seed": {},
+            "logprob": {k: [r for r in logprob if r["kind"] == k] for k in ("gold", "paraphrase", "self")} if logprob else {},
+        }
+        if compare_path.exists():  # keep seeds finished by an earlier, interrupted run
+            result["per_seed"] = {k: v for k, v in json.loads(compare_path.read_text()).get("per_seed", {}).items()
+                                  if int(k) in seeds}
+        # 3. every method, every seed: train, evaluate; record the seed as soon as it is done
+        for seed in seeds:
+            seed_cfg = dataclasses.replace(cfg, seed=seed)
+            ss = Session(seed_cfg, seed_dir=str(root / f"seed-{seed}"))
+            ss._generators = s._generators
+            per: dict[str, Any] = {"mix": mix, "in_domain": {}, "cross_task": {}, "general": {}}
+            evals = {}
+            if base:
+                evals["base"] = base
+            for m in trained:
+                model_dir = pipeline.stage_train(ss, m)
+                evals[m] = evaluate_model(ss, m, str(model_dir), file_fingerprint(model_dir), ss.method_run)
+                ss.release(str(model_dir))
+            for name, ev in evals.items():
+                per["in_domain"][name] = ev["in_domain"]
+                for task, acc in ev["cross_task"].items():
+                    per["cross_task"].setdefault(task, {})[name] = acc
+                if ev["general"]:
+                    per["general"][name] = ev["general"]
+            per["paired"] = _paired(s, ss, trained)
+            result["per_seed"][str(seed)] = per
+            result["wall_seconds"] = round(time.time() - t0, 1)
+            write_json(compare_path, result)
+            log(f"seed {seed} done: {compare_path}")
+        result["wall_seconds"] = round(time.time() - t0, 1)
+        write_json(compare_path, result)
+        from s3ft.report import write_report
+
+        paths = write_report(result, root / "report")
+        log(f"report: {paths.get('html', root / 'report')}")
+        return result
+
+
+def _paired(s: Session, ss: Session, trained: list[str]) -> dict[str, Any]:
+    """S3FT against each other method on the same in-domain questions."""
+    out = {}
+    if "s3ft" not in trained:
+        return out
+    a = read_jsonl(ss.method_run / "eval" / "s3ft.jsonl")
+    for other in [m for m in ("sft", "ssr", "sdft") if m in trained] + (["base"] if (s.run / "eval" / "base.jsonl").exists() else []):
+        run = s.run if other == "base" else ss.method_run
+        out[f"s3ft_vs_{other}"] = {"in_domain": paired(a, read_jsonl(run / "eval" / f"{other}.jsonl"))}
+    return out

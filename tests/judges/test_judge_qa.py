@@ -1,0 +1,141 @@
+"""QA judges: SQuAD normalisation, EM / F1 / containment, the four policies."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from s3ft.judges import get_judge
+from s3ft.judges.qa import (
+    contains_score,
+    exact_match_score,
+    f1_score,
+    judge_exact,
+    judge_qa,
+    normalize_answer,
+)
+from s3ft.types import Example
+
+
+def qa(answers, gold=None):
+    return Example("q", [{"role": "user", "content": "Q?"}], gold or answers[0], {"answers": answers, "question": "Q?"})
+
+
+def test_normalize_matches_squad_script():
+    assert normalize_answer("The  Denver Broncos!") == "denver broncos"
+    assert normalize_answer("an apple, a pear and THE end.") == "apple pear and end"
+    assert normalize_answer("theater") == "theater"  # articles only as whole words
+    assert normalize_answer(None) == ""
+
+
+def test_f1_is_squad_token_f1():
+    assert f1_score("Denver Broncos", "denver broncos") == 1.0
+    assert f1_score("the Broncos", "Denver Broncos") == pytest.approx(2 * 1.0 * 0.5 / 1.5)
+    assert f1_score("Paris", "London") == 0.0
+    assert f1_score("", "London") == 0.0
+    assert exact_match_score("  PARIS. ", "paris")
+
+
+def test_contains_is_on_token_boundaries():
+    assert contains_score("It is Paris, France.", "paris")
+    assert not contains_score("the start of it", "art")
+    assert not contains_score("anything", "the")  # gold empty after normalisation
+
+
+# response, answers, policy, expected
+TABLE = [
+    ("Denver Broncos", ["Denver Broncos"], "em", True),
+    ("The Denver Broncos won.", ["Denver Broncos"], "em", False),
+    ("The Denver Broncos won.", ["Denver Broncos"], "contains", True),
+    ("The Denver Broncos won.", ["Denver Broncos"], "f1", True),  # f1 = 0.8
+    ("The Denver Broncos won.", ["Denver Broncos"], "contains_or_f1", True),
+    ("Broncos", ["Denver Broncos"], "em", False),
+    ("Broncos", ["Denver Broncos"], "contains", False),
+    ("Broncos", ["Denver Broncos"], "f1", True),  # f1 = 0.67
+    ("Broncos", ["Denver Broncos"], "contains_or_f1", True),
+    ("I think it was the team from Denver, namely the Broncos", ["Denver Broncos"], "contains", False),
+    ("I think it was the team from Denver, namely the Broncos", ["Denver Broncos"], "f1", False),  # f1 = 0.36
+    ("Carolina Panthers", ["Denver Broncos"], "contains_or_f1", False),
+    ("December 1972", ["14 December 1972 UTC", "December 1972"], "em", True),
+    ("in December 1972", ["14 December 1972 UTC", "December 1972"], "contains", True),
+    ("1972", ["14 December 1972 UTC", "December 1972"], "contains", False),
+    ("1972", ["14 December 1972 UTC", "December 1972"], "f1", True),  # 0.67 vs "December 1972"
+    ("", ["Paris"], "contains_or_f1", False),
+    ("   ...  ", ["Paris"], "f1", False),
+    ("the", ["Paris"], "em", False),
+    ("?!", ["Paris"], "contains_or_f1", False),
+    ("Paris", ["paris", "City of Light"], "em", True),
+    ("The City of Light!", ["paris", "City of Light"], "em", True),
+]
+
+
+@pytest.mark.parametrize("response,answers,policy,expected", TABLE)
+def test_policy_table(response, answers, policy, expected):
+    v = judge_qa(qa(answers), response, policy=policy)
+    assert v.correct is expected, v
+    if expected:
+        assert v.extracted in answers
+        assert any(a in v.reason for a in answers)
+    else:
+        assert v.extracted is None
+
+
+def test_reason_says_which_gold_and_how():
+    v = judge_qa(qa(["14 December 1972 UTC", "December 1972"]), "It was in December 1972.")
+    assert v.correct and v.extracted == "December 1972" and "contains" in v.reason
+    v = judge_qa(qa(["Denver Broncos"]), "Broncos")
+    assert v.correct and v.reason.startswith("f1=0.67")
+    v = judge_qa(qa(["Denver Broncos"]), "Broncos", f1_threshold=0.7)
+    assert v.correct is False and "best f1=0.67" in v.reason
+
+
+def test_falls_back_to_gold_without_meta_answers():
+    ex = Example("x", [], "Mount Everest", {})
+    assert judge_qa(ex, "It is Mount Everest.").correct is True
+    assert judge_qa(Example("x", [], "", {}), "anything").correct is None
+    assert judge_qa(Example("x", [], "", {}), "").correct is None
+
+
+def test_golds_that_squad_normalisation_empties():
+    # NQ-open has golds like "A+" (blood type): SQuAD normalisation leaves "" ("a" is an article)
+    ex = qa(["A+", "AB+"])
+    assert judge_qa(ex, "A+").correct is True
+    assert judge_qa(ex, "The blood type is A+.").correct is True
+    assert judge_qa(ex, "The blood type is A+.", policy="em").correct is False
+    assert judge_qa(ex, "B+").correct is False
+    assert judge_qa(ex, "A").correct is False
+    assert judge_qa(ex, "AB+").correct is True
+    assert judge_qa(qa(["The The"]), "the the").correct is True
+    assert judge_qa(qa(["The The"]), "The Who").correct is False
+    assert judge_exact(Example("x", [], "A+", {}), "a+").correct is True
+    assert judge_exact(Example("x", [], "A+", {}), "A").correct is False
+
+
+def test_unknown_policy_is_a_config_error():
+    with pytest.raises(ValueError):
+        judge_qa(qa(["a"]), "a", policy="fuzzy")
+
+
+def test_judge_exact():
+    ex = Example("x", [], "The Eiffel Tower", {})
+    assert judge_exact(ex, "eiffel tower.").correct is True
+    assert judge_exact(ex, "It is the Eiffel Tower").correct is False
+    assert judge_exact(ex, "").correct is False
+
+
+def test_batch_interface():
+    judge = get_judge("qa", policy="em")
+    out = judge([qa(["Paris"]), qa(["Rome"])], ["paris", "Paris"])
+    assert [v.correct for v in out] == [True, False]
+    assert get_judge("exact")([Example("x", [], "a b", {})], ["A  B"])[0].correct is True
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(), st.lists(st.text(min_size=1), min_size=1, max_size=3), st.sampled_from(["em", "contains", "f1", "contains_or_f1"]))
+def test_never_raises_and_em_implies_correct(response, answers, policy):
+    v = judge_qa(qa(answers), response, policy=policy)
+    assert v.correct in (True, False, None)
+    if any(normalize_answer(a) and normalize_answer(a) == normalize_answer(response) for a in answers):
+        assert v.correct is True
+    assert 0.0 <= f1_score(response, answers[0]) <= 1.0
+    assert normalize_answer(normalize_answer(response)) == normalize_answer(response)

@@ -48,6 +48,8 @@ class S3FTConfig:
     messages_field: str | None = _f(None, "jsonl task: field holding chat messages (last assistant turn is the gold); "
                                     "used instead of prompt_field/response_field when set.")
     id_field: str | None = _f(None, "jsonl task: field holding a unique id (default: the line number).")
+    on_invalid: str = _f("error", "jsonl task: what to do with an invalid row: error (stop, naming file, line and field) "
+                         "or skip (leave it out; the manifest lists which rows and why).", choices=("error", "skip"))
     system_prompt: str | None = _f(None, "Optional system message prepended to every prompt (training and inference alike).")
 
     # ---- judge ----

@@ -163,8 +163,12 @@ def load_model(name: str, dtype: str = "auto", device: str = "auto", merge_adapt
     else:
         from peft import PeftModel
 
+        import warnings
+
         model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype)
-        model = PeftModel.from_pretrained(model, path)
+        with warnings.catch_warnings():  # PEFT asks transformers 5 a deprecated question
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            model = PeftModel.from_pretrained(model, path)
         if merge_adapter:
             model = model.merge_and_unload()
     return model.to(device).eval()

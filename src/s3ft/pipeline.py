@@ -111,7 +111,7 @@ def task_options(cfg: S3FTConfig) -> dict[str, Any]:
     if cfg.task != "jsonl":
         return {}
     opts = dict(data_files=cfg.data_files, prompt_field=cfg.prompt_field, response_field=cfg.response_field,
-                messages_field=cfg.messages_field, id_field=cfg.id_field)
+                messages_field=cfg.messages_field, id_field=cfg.id_field, on_invalid=cfg.on_invalid)
     if cfg.judge:
         opts["judge"] = cfg.judge
     if cfg.max_new_tokens:
@@ -249,7 +249,7 @@ def stage_paraphrase(s: Session) -> Path:
 
                 for i, text in gen.stream(prompts, max_new, desc="paraphrases", **s.gen_kwargs()):
                     buf.append((todo[i], text))
-                    if len(buf) >= 16:
+                    if len(buf) >= s.cfg.batch_size:  # judge and write each generated batch
                         flush()
                 flush()
         rows = read_jsonl(out)
@@ -335,7 +335,7 @@ def _eval_model(s: Session, name: str, model: str, model_fp: str, run: RunDir | 
 
                 for i, text in gen.stream([e.prompt for e in todo], s.max_new_tokens, desc=f"eval {name}", **s.gen_kwargs()):
                     buf.append((todo[i], text))
-                    if len(buf) >= 16:
+                    if len(buf) >= s.cfg.batch_size:  # judge and write each generated batch
                         flush()
                 if buf:
                     flush()
@@ -438,13 +438,19 @@ def preflight(s: Session, stages: tuple[str, ...] = STAGES) -> None:
     n_eval = len(s.eval_examples()) if "eval" in stages else 0
     if s.judge_name != "llm":  # the llm judge loads the model; it is built when first needed
         s.judge()
+    skipped = {split: rows for split, rows in s.task.invalid.items() if rows}
+    if skipped:
+        for split, rows in skipped.items():
+            log(f"skipped {len(rows)} invalid {split} rows (on_invalid: skip), e.g. {rows[0]['error']}")
     log(f"task {s.cfg.task}: {n_train} training examples" + (f", {n_eval} {s.cfg.eval_split} examples" if n_eval else "")
         + f"; judge {s.judge_name}; model {s.cfg.model}")
 
 
 def write_manifest(s: Session) -> None:
     s.run.path.mkdir(parents=True, exist_ok=True)
-    s.run.update_manifest(config=s.cfg.to_dict(), versions=versions(), updated=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    invalid = {split: {"count": len(rows), "rows": rows} for split, rows in s.task.invalid.items() if rows}
+    s.run.update_manifest(config=s.cfg.to_dict(), versions=versions(), updated=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                          invalid_rows=invalid)
 
 
 def run_stage(cfg: S3FTConfig, stage: str, force: set[str] | None = None) -> Any:

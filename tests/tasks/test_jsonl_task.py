@@ -236,3 +236,35 @@ def test_data_files_required(data_files):
 def test_bad_data_files_entry(tmp_path):
     with pytest.raises(DataError, match=r"data_files\['train'\]"):
         get_task("jsonl", data_files={"train": 3})
+
+
+# ---------------------------------------------------------------- on_invalid: skip
+def test_on_invalid_skip_keeps_good_rows_and_records_bad_ones(tmp_path):
+    from s3ft.tasks import get_task
+
+    p = tmp_path / "mixed.jsonl"
+    p.write_bytes(
+        b'{"id": "a", "prompt": "q1", "response": "r1"}\n'
+        b'{"id": "b", "prompt": "q2"}\n'                      # missing response
+        b'{"id": "c", "prompt": "q3", "response": "r3"\n'     # broken JSON
+        b'{"id": "a", "prompt": "q4", "response": "r4"}\n'    # duplicate id
+        b'\xff\xfe\n'                                          # not UTF-8
+        b'{"id": "d", "prompt": "q5", "response": "r5"}\n'
+    )
+    t = get_task("jsonl", data_files={"train": str(p)}, id_field="id", on_invalid="skip")
+    exs = t.load("train")
+    assert [e.id for e in exs] == ["a", "d"]
+    bad = t.invalid["train"]
+    assert [b["line"] for b in sorted(bad, key=lambda b: b["line"])] == [2, 3, 4, 5]
+    assert all(str(p) in b["error"] and b["file"] == str(p) for b in bad)
+    with pytest.raises(DataError, match="line 2, field 'response'"):
+        get_task("jsonl", data_files={"train": str(p)}, id_field="id").load("train")
+
+
+def test_on_invalid_skip_with_nothing_valid(tmp_path):
+    from s3ft.tasks import get_task
+
+    p = tmp_path / "bad.jsonl"
+    p.write_text('{"x": 1}\n{"y": 2}\n')
+    with pytest.raises(DataError, match="no valid examples"):
+        get_task("jsonl", data_files={"train": str(p)}, on_invalid="skip").load("train")

@@ -28,6 +28,7 @@ class Task:
     paraphrase_kind: str
     splits: dict[str, Callable[[], list[Example]]] = field(default_factory=dict)
     judge_options: dict[str, Any] = field(default_factory=dict)
+    invalid: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # split -> rows skipped as invalid
 
     def load(self, split: str, limit: int | None = None, seed: int = 0) -> list[Example]:
         """Examples of `split`; with `limit`, a seeded random subset of that size (the same

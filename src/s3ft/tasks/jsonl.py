@@ -96,8 +96,10 @@ class _RowReader:
     """Turns the rows of one file into Examples, raising DataError with file/line/field."""
 
     def __init__(self, path: Path, split: str, prompt_field: str, response_field: str,
-                 messages_field: str | None, id_field: str | None):
+                 messages_field: str | None, id_field: str | None, on_invalid: str = "error"):
         self.path, self.split = path, split
+        self.on_invalid = on_invalid
+        self.skipped: list[dict[str, Any]] = []  # with on_invalid="skip": {line, error} per bad row
         self.prompt_field, self.response_field = prompt_field, response_field
         self.messages_field, self.id_field = messages_field, id_field
 
@@ -167,60 +169,90 @@ class _RowReader:
                              f"{_type_name(value)}", self.id_field)
         return str(value)
 
+    def example(self, row: dict, line: int, seen: dict[str, int]) -> Example:
+        """One row -> Example, or DataError naming file, line and field."""
+        ex_id = self.example_id(row, line)
+        if ex_id in seen:
+            raise self.error(line, f"duplicate id {ex_id!r} (also on line {seen[ex_id]})", self.id_field)
+        if self.messages_field is not None:
+            prompt, gold = self.messages(row, line)
+            question = next(m["content"] for m in reversed(prompt) if m["role"] == "user")
+            used = {self.messages_field}
+        else:
+            question = self.text(row, line, self.prompt_field)
+            gold = self.text(row, line, self.response_field)
+            prompt = [{"role": "user", "content": question}]
+            used = {self.prompt_field, self.response_field}
+        meta = {k: v for k, v in row.items() if k not in used}
+        if not (isinstance(meta.get("question"), str) and meta["question"].strip()):
+            meta["question"] = question
+        seen[ex_id] = line  # only valid rows claim their id
+        return Example(id=ex_id, prompt=prompt, gold=gold, meta=meta)
+
     def read(self) -> list[Example]:
         examples: list[Example] = []
         seen: dict[str, int] = {}
-        for line, row in iter_jsonl_rows(self.path):
-            ex_id = self.example_id(row, line)
-            if ex_id in seen:
-                raise self.error(line, f"duplicate id {ex_id!r} (also on line {seen[ex_id]})", self.id_field)
-            seen[ex_id] = line
-            if self.messages_field is not None:
-                prompt, gold = self.messages(row, line)
-                question = next(m["content"] for m in reversed(prompt) if m["role"] == "user")
-                used = {self.messages_field}
-            else:
-                question = self.text(row, line, self.prompt_field)
-                gold = self.text(row, line, self.response_field)
-                prompt = [{"role": "user", "content": question}]
-                used = {self.prompt_field, self.response_field}
-            meta = {k: v for k, v in row.items() if k not in used}
-            if not (isinstance(meta.get("question"), str) and meta["question"].strip()):
-                meta["question"] = question
-            examples.append(Example(id=ex_id, prompt=prompt, gold=gold, meta=meta))
+        self.skipped = []
+        rows = iter_jsonl_rows(self.path, skip_bad_lines=self.skipped if self.on_invalid == "skip" else None)
+        for line, row in rows:
+            try:
+                examples.append(self.example(row, line, seen))
+            except DataError as e:
+                if self.on_invalid != "skip":
+                    raise
+                self.skipped.append({"line": line, "error": str(e)})
+        if not examples:
+            raise DataError(f"{self.path}: no valid examples ({len(self.skipped)} rows skipped as invalid)")
         return examples
 
 
-def iter_jsonl_rows(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def iter_jsonl_rows(path: str | Path, skip_bad_lines: list | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, row) for every non-blank line of a .jsonl / .jsonl.gz file. Raises
     DataError naming the file and line for bytes that are not UTF-8, invalid JSON, a line that
-    is not an object, and a file without rows."""
+    is not an object, and a file without rows. With `skip_bad_lines` (a list), bad lines are
+    appended to it as {line, error} and skipped instead."""
     path = Path(path)
     lines = _read_lines(path)
     n = 0
     for line, raw in lines:
-        where = f"{path} line {line}"
         try:
-            text = raw.decode("utf-8-sig" if line == 1 else "utf-8")
-        except UnicodeDecodeError as e:
-            raise DataError(f"{where}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at column "
-                            f"{e.start + 1}); save the file as UTF-8") from e
-        if not text.strip():
+            row = _parse_line(path, line, raw)
+        except DataError as e:
+            if skip_bad_lines is None:
+                raise
+            skip_bad_lines.append({"line": line, "error": str(e)})
             continue
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as e:
-            hint = ""
-            if line == 1 and text.lstrip().startswith("["):
-                hint = " - this looks like a JSON array; the file needs one JSON object per line"
-            raise DataError(f"{where}: invalid JSON: {e.msg} at column {e.colno}{hint}") from e
-        if not isinstance(row, dict):
-            raise DataError(f"{where}: expected a JSON object, got {_type_name(row)}")
+        if row is None:
+            continue
         n += 1
         yield line, row
     if not n:
-        what = "empty" if not lines else "only blank lines"
+        what = "empty" if not lines else ("only blank lines" if skip_bad_lines is None or not skip_bad_lines else "no valid lines")
         raise DataError(f"{path}: no examples (the file has {what})")
+
+
+def _parse_line(path: Path, line: int, raw: bytes) -> dict[str, Any] | None:
+    """One raw line -> a row dict, None for a blank line, or DataError."""
+    where = f"{path} line {line}"
+    try:
+        text = raw.decode("utf-8-sig" if line == 1 else "utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{where}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at column "
+                        f"{e.start + 1}); save the file as UTF-8") from e
+    if not text.strip():
+        return None
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as e:
+        hint = ""
+        if line == 1 and text.lstrip().startswith("["):
+            hint = " - this looks like a JSON array; the file needs one JSON object per line"
+        raise DataError(f"{where}: invalid JSON: {e.msg} at column {e.colno}{hint}") from e
+    if not isinstance(row, dict):
+        raise DataError(f"{where}: expected a JSON object, got {_type_name(row)}")
+    return row
+
+
 
 
 def task(
@@ -232,6 +264,7 @@ def task(
     judge: str = "qa",
     max_new_tokens: int = 256,
     paraphrase_kind: str = "generic",
+    on_invalid: str = "error",
 ) -> Task:
     """A task over the user's JSON lines files: `data_files` maps split name -> path."""
     if not data_files or not isinstance(data_files, dict):
@@ -244,9 +277,19 @@ def task(
         if value is not None and (not isinstance(value, str) or not value):
             raise DataError(f"{name} must be a non-empty field name, got {value!r}")
 
+    if on_invalid not in ("error", "skip"):
+        raise DataError(f"on_invalid must be 'error' or 'skip', got {on_invalid!r}")
+    invalid: dict[str, list[dict[str, Any]]] = {}
+
     def loader(split: str, path: Path) -> Callable[[], list[Example]]:
-        reader = _RowReader(path, split, prompt_field, response_field, messages_field, id_field)
-        return reader.read
+        reader = _RowReader(path, split, prompt_field, response_field, messages_field, id_field, on_invalid)
+
+        def read() -> list[Example]:
+            examples = reader.read()
+            invalid[split] = [{"file": str(path), **s} for s in reader.skipped]
+            return examples
+
+        return read
 
     splits = {}
     for split, path in data_files.items():
@@ -258,4 +301,4 @@ def task(
             raise DataError(f"{path}: {what} (data_files[{split!r}])")
         splits[str(split)] = loader(str(split), path)
     return Task(name="jsonl", judge=judge, max_new_tokens=max_new_tokens,
-                paraphrase_kind=paraphrase_kind, splits=splits)
+                paraphrase_kind=paraphrase_kind, splits=splits, invalid=invalid)

@@ -27,11 +27,13 @@ def _common_env() -> None:
 
 
 def _split_force(rest: list[str]) -> tuple[list[str], set[str]]:
+    from s3ft.config import ConfigError
+
     force, out, i = set(), [], 0
     while i < len(rest):
         if rest[i] == "--force":
             if i + 1 >= len(rest):
-                raise SystemExit("s3ft: error: --force needs a stage name (generate, judge, paraphrase, build, train, eval)")
+                raise ConfigError("command line: --force needs a stage name (generate, judge, paraphrase, build, train, eval)")
             force.add(rest[i + 1])
             i += 2
         elif rest[i].startswith("--force="):
@@ -44,7 +46,7 @@ def _split_force(rest: list[str]) -> tuple[list[str], set[str]]:
 
     bad = force - set(STAGES)
     if bad:
-        raise SystemExit(f"s3ft: error: --force takes a stage name ({', '.join(STAGES)}), got {', '.join(sorted(bad))}")
+        raise ConfigError(f"command line: --force takes a stage name ({', '.join(STAGES)}), got {', '.join(sorted(bad))}")
     return out, force
 
 

@@ -267,45 +267,68 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
 def load_config(recipe: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None) -> S3FTConfig:
     """Defaults <- recipe YAML <- command-line overrides, validated."""
     values: dict[str, Any] = {}
+    where: dict[str, str] = {}
     if recipe:
-        values.update({k: v for k, (v, _) in read_recipe(recipe).items()})
+        for k, (v, w) in read_recipe(recipe).items():
+            values[k], where[k] = v, w
     if isinstance(overrides, dict):
         for k, v in overrides.items():
             if k not in FIELDS:
                 raise ConfigError(f"override: unknown key {k!r}{suggest(k)}")
             values[k] = coerce(k, v, f"override {k}")
     elif overrides:
-        values.update(parse_overrides(overrides))
+        for k, v in parse_overrides(overrides).items():
+            values[k], where[k] = v, f"command line --{k}"
     cfg = S3FTConfig(**values)
-    validate(cfg, where=f"recipe {recipe}" if recipe else "config")
+    validate(cfg, where, default=f"recipe {recipe}" if recipe else "config")
     return cfg
 
 
-def validate(cfg: S3FTConfig, where: str = "config") -> None:
+def validate(cfg: S3FTConfig, where: dict[str, str] | None = None, default: str = "config") -> None:
+    """Check values against each other and their allowed ranges; errors say where the value
+    came from (recipe file and line, or the command-line option)."""
+    where = where or {}
+
+    def fail(name: str, msg: str) -> None:
+        raise ConfigError(f"{where.get(name, default)}: {msg}")
+
     for f in dataclasses.fields(cfg):
         choices = f.metadata.get("choices")
         if choices and getattr(cfg, f.name) not in choices:
-            raise ConfigError(f"{where}: {f.name} must be one of {', '.join(choices)}, got {getattr(cfg, f.name)!r}")
+            fail(f.name, f"{f.name} must be one of {', '.join(choices)}, got {getattr(cfg, f.name)!r}")
     from s3ft.tasks import BUILTIN_TASKS
 
     if cfg.task not in BUILTIN_TASKS:
-        raise ConfigError(f"{where}: unknown task {cfg.task!r}{suggest_in(cfg.task, BUILTIN_TASKS)}; built-in tasks: {', '.join(BUILTIN_TASKS)}")
+        fail("task", f"unknown task {cfg.task!r}{suggest_in(cfg.task, BUILTIN_TASKS)}; built-in tasks: {', '.join(BUILTIN_TASKS)}")
     if cfg.task == "jsonl" and not cfg.data_files:
-        raise ConfigError(f"{where}: task jsonl needs data_files, e.g. data_files: {{train: train.jsonl, test: test.jsonl}}")
+        fail("task", "task jsonl needs data_files, e.g. data_files: {train: train.jsonl, test: test.jsonl}")
     from s3ft.judges import JUDGES
 
     if cfg.judge is not None and cfg.judge not in JUDGES:
-        raise ConfigError(f"{where}: unknown judge {cfg.judge!r}{suggest_in(cfg.judge, JUDGES)}; judges: {', '.join(JUDGES)}")
+        fail("judge", f"unknown judge {cfg.judge!r}{suggest_in(cfg.judge, JUDGES)}; judges: {', '.join(JUDGES)}")
     for name in ("learning_rate", "num_train_epochs"):
         if getattr(cfg, name) <= 0:
-            raise ConfigError(f"{where}: {name} must be > 0, got {getattr(cfg, name)}")
+            fail(name, f"{name} must be > 0, got {getattr(cfg, name)}")
     for name in ("batch_size", "per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "lora_r"):
         if getattr(cfg, name) < 1:
-            raise ConfigError(f"{where}: {name} must be >= 1, got {getattr(cfg, name)}")
-    for name in ("train_size", "eval_size", "max_new_tokens"):
+            fail(name, f"{name} must be >= 1, got {getattr(cfg, name)}")
+    for name in ("train_size", "eval_size", "max_new_tokens", "general_limit", "cross_task_size"):
         v = getattr(cfg, name)
         if v is not None and v < 1:
-            raise ConfigError(f"{where}: {name} must be >= 1 or null, got {v}")
+            fail(name, f"{name} must be >= 1 or null, got {v}")
+    for name in ("lora_dropout", "warmup_ratio"):
+        if not 0 <= getattr(cfg, name) < 1:
+            fail(name, f"{name} must be in [0, 1), got {getattr(cfg, name)}")
+    bad = [t for t in cfg.cross_tasks if t not in BUILTIN_TASKS or t == "jsonl"]
+    if bad:
+        fail("cross_tasks", f"cross_tasks must be built-in tasks (squad, gsm8k, mbpp, nq_open), got {', '.join(bad)}")
+    if cfg.general_benchmarks:
+        from s3ft.general import check_benchmarks
+
+        try:
+            check_benchmarks(cfg.general_benchmarks)
+        except ValueError as e:
+            fail("general_benchmarks", str(e))
 
 
 def suggest_in(value: str, options: tuple[str, ...]) -> str:

@@ -227,8 +227,8 @@ def iter_jsonl_rows(path: str | Path, skip_bad_lines: list | None = None) -> Ite
         n += 1
         yield line, row
     if not n:
-        what = "empty" if not lines else ("only blank lines" if skip_bad_lines is None or not skip_bad_lines else "no valid lines")
-        raise DataError(f"{path}: no examples (the file has {what})")
+        what = "the file is empty" if not lines else ("it has only blank lines" if not skip_bad_lines else "no line is valid JSON")
+        raise DataError(f"{path}: no examples ({what})")
 
 
 def _parse_line(path: Path, line: int, raw: bytes) -> dict[str, Any] | None:

@@ -201,6 +201,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fields":
             print(_fields())
             return 0
+        if args.command != "train":  # torchrun / accelerate launch: only training is multi-process
+            from s3ft.pipeline import require_single_process
+
+            require_single_process(f"s3ft {args.command}")
         if args.command == "demo":
             return cmd_demo(args, rest)
         if args.command == "judge" and (args.predictions or args.output):

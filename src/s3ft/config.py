@@ -66,6 +66,14 @@ class S3FTConfig:
     paraphrase_max_new_tokens: int | None = _f(None, "Paraphrase length limit (None: max_new_tokens).")
     temperature: float = _f(0.0, "Sampling temperature; 0 means greedy.")
     top_p: float = _f(1.0, "Nucleus sampling p (only with temperature > 0).")
+    openai_base_url: str | None = _f(None, "openai backend: the server's API root, e.g. http://127.0.0.1:8000/v1 "
+                                     "(None: the OPENAI_BASE_URL environment variable).")
+    openai_model: str | None = _f(None, "openai backend: model name sent in requests, as the server serves it (None: model).")
+    openai_api_key_env: str = _f("OPENAI_API_KEY", "openai backend: environment variable holding the API key "
+                                 "(sent as a Bearer token when set; local servers need none).")
+    max_concurrency: int = _f(8, "openai backend: requests in flight at once.")
+    request_timeout: float = _f(120.0, "openai backend: seconds one request may take before it is retried.")
+    max_retries: int = _f(5, "openai backend: retries (exponential backoff) after a connection error, HTTP 429 or 5xx.")
 
     # ---- paraphrase ----
     paraphrase_scope: str = _f("auto", "Which examples get a paraphrase: auto (failed own answers for s3ft, "
@@ -312,6 +320,12 @@ def validate(cfg: S3FTConfig, where: dict[str, str] | None = None, default: str 
     for name in ("batch_size", "per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "lora_r"):
         if getattr(cfg, name) < 1:
             fail(name, f"{name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.max_concurrency < 1:
+        fail("max_concurrency", f"max_concurrency must be >= 1, got {cfg.max_concurrency}")
+    if cfg.max_retries < 0:
+        fail("max_retries", f"max_retries must be >= 0, got {cfg.max_retries}")
+    if cfg.request_timeout <= 0:
+        fail("request_timeout", f"request_timeout must be > 0, got {cfg.request_timeout}")
     for name in ("train_size", "eval_size", "max_new_tokens", "general_limit", "cross_task_size"):
         v = getattr(cfg, name)
         if v is not None and v < 1:

@@ -124,4 +124,8 @@ def make_generator(cfg, model_name: str | None = None) -> Generator:
     name = model_name or cfg.model
     if cfg.backend == "hf":
         return HFGenerator.from_name(name, batch_size=cfg.batch_size, dtype=cfg.dtype, device=cfg.device)
-    raise ValueError(f"backend {cfg.backend!r} is not available yet; use backend: hf")
+    if cfg.backend == "openai":
+        from s3ft.backends_openai import OpenAIGenerator
+
+        return OpenAIGenerator.from_config(cfg, model_name)
+    raise ValueError(f"backend {cfg.backend!r} is not available yet; use backend: hf or openai")

@@ -21,14 +21,22 @@ from s3ft import selection
 from s3ft.config import TRAIN_FIELDS, S3FTConfig
 from s3ft.evaluation import accuracy
 from s3ft.paraphrase import leak_reason, paraphrase_prompt
-from s3ft.runs import JsonlWriter, RunDir, file_fingerprint, fingerprint, read_jsonl, versions, write_json
+from s3ft.runs import JsonlWriter, RunDir, file_fingerprint, fingerprint, read_jsonl, versions, world_size, write_json
 from s3ft.tasks import Task, get_task
 from s3ft.types import Example
 
 STAGES = ("generate", "judge", "paraphrase", "build", "train", "eval")
 
 
-def log(msg: str) -> None:
+_said: set[str] = set()
+
+
+def log(msg: str, once: bool = False) -> None:
+    """Progress line; `once` lines (a stage found up to date) are printed once per process."""
+    if once:
+        if msg in _said:
+            return
+        _said.add(msg)
     print(f"[s3ft] {msg}", flush=True)
 
 
@@ -143,7 +151,8 @@ def _examples_fp(exs: list[Example]) -> str:
 def _gen_fp(s: Session) -> list[Any]:
     c = s.cfg
     sampled = c.temperature > 0  # the seed matters to generation only when sampling
-    return [c.backend, s.max_new_tokens, c.temperature, c.top_p if sampled else None, c.seed if sampled else None, c.dtype]
+    served = [c.openai_model, c.openai_base_url] if c.backend == "openai" else []
+    return [c.backend, s.max_new_tokens, c.temperature, c.top_p if sampled else None, c.seed if sampled else None, c.dtype] + served
 
 
 def _by_id(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -157,7 +166,7 @@ def stage_generate(s: Session) -> Path:
     out = s.run / "own.jsonl"
     fp = fingerprint("generate", s.model_id(), _examples_fp(exs), _gen_fp(s))
     if not ("generate" in s.force) and s.run.is_done("generate", fp, [out]):
-        log(f"generate: up to date ({out})")
+        log(f"generate: up to date ({out})", once=True)
         return out
     with s.run.stage("generate", fp, [out], force="generate" in s.force) as info:
         done = {r["id"] for r in read_jsonl(out)}
@@ -184,7 +193,7 @@ def stage_judge(s: Session) -> Path:
     out = s.run / "own_judged.jsonl"
     fp = fingerprint("judge", file_fingerprint(src), _judge_fp(s))
     if "judge" not in s.force and s.run.is_done("judge", fp, [out]):
-        log(f"judge: up to date ({out})")
+        log(f"judge: up to date ({out})", once=True)
         return out
     with s.run.stage("judge", fp, [out], force="judge" in s.force) as info:
         done = {r["id"] for r in read_jsonl(out)}
@@ -221,7 +230,7 @@ def stage_paraphrase(s: Session) -> Path:
     fp = fingerprint("paraphrase", s.model_id(), _examples_fp(exs), scope, upstream, _gen_fp(s),
                      s.cfg.paraphrase_max_new_tokens, _judge_fp(s), s.task.paraphrase_kind)
     if "paraphrase" not in s.force and s.run.is_done("paraphrase", fp, [out]):
-        log(f"paraphrase: up to date ({out})")
+        log(f"paraphrase: up to date ({out})", once=True)
         return out
     with s.run.stage("paraphrase", fp, [out], force="paraphrase" in s.force) as info:
         wanted = [e for e in exs if selection.needs_paraphrase(scope, own.get(e.id))]
@@ -272,7 +281,7 @@ def stage_build(s: Session, method: str | None = None) -> Path:
     stage = f"build.{method}"
     fp = fingerprint(stage, _examples_fp(exs), own_path and file_fingerprint(own_path), para_path and file_fingerprint(para_path))
     if stage not in s.force and "build" not in s.force and s.run.is_done(stage, fp, [out]):
-        log(f"build: up to date ({out})")
+        log(f"build: up to date ({out})", once=True)
         return out
     with s.run.stage(stage, fp, [out], force=True) as info:
         rows = selection.build_training_set(method, exs, own, para)
@@ -285,8 +294,10 @@ def stage_build(s: Session, method: str | None = None) -> Path:
     return out
 
 
-def stage_train(s: Session, method: str | None = None) -> Path:
-    """Fine-tune the base model on the method's training set (TRL SFTTrainer, completion-only loss)."""
+def stage_train(s: Session, method: str | None = None, barrier: Callable[[], None] | None = None) -> Path:
+    """Fine-tune the base model on the method's training set (TRL SFTTrainer, completion-only loss).
+    `barrier` (multi-process training): called by every process once rank 0 has cleared stale
+    outputs, before any process looks for a checkpoint to resume."""
     from s3ft import training
 
     method = method or s.cfg.method
@@ -298,10 +309,12 @@ def stage_train(s: Session, method: str | None = None) -> Path:
     knobs = {k: getattr(c, k) for k in TRAIN_FIELDS}
     fp = fingerprint(stage, s.model_id(), file_fingerprint(src), knobs)
     if stage not in s.force and "train" not in s.force and s.method_run.is_done(stage, fp, [model_dir]):
-        log(f"train: up to date ({model_dir})")
+        log(f"train: up to date ({model_dir})", once=True)
         return model_dir
     # checkpoints of another fingerprint must not be resumed: they go with the stale model
     with s.method_run.stage(stage, fp, [model_dir, out_dir / "checkpoints"], force="train" in s.force or stage in s.force) as info:
+        if barrier is not None:
+            barrier()
         rows = read_jsonl(src)
         log(f"train ({method}): {len(rows)} rows, {'LoRA' if c.use_peft else 'full fine-tuning'} -> {model_dir}")
         metrics = training.train(rows, c, out_dir)
@@ -317,7 +330,7 @@ def _eval_model(s: Session, name: str, model: str, model_fp: str, run: RunDir | 
     stage = f"eval.{name}"
     fp = fingerprint(stage, model_fp, _examples_fp(exs), _gen_fp(s), _judge_fp(s))
     if stage not in s.force and "eval" not in s.force and run.is_done(stage, fp, [out]):
-        log(f"eval {name}: up to date ({out})")
+        log(f"eval {name}: up to date ({out})", once=True)
         return run.stage_record(stage)["accuracy"]
     with run.stage(stage, fp, [out], force="eval" in s.force or stage in s.force) as info:
         done = {r["id"] for r in read_jsonl(out)}
@@ -356,7 +369,7 @@ def stage_general(s: Session, name: str, model: str, model_fp: str, run: RunDir 
     stage = f"general.{name}"
     fp = fingerprint(stage, model_fp, sorted(c.general_benchmarks), c.general_limit, c.data_seed, c.dtype)
     if stage not in s.force and "eval" not in s.force and run.is_done(stage, fp, [out_dir / "general.json"]):
-        log(f"general {name}: up to date ({out_dir})")
+        log(f"general {name}: up to date ({out_dir})", once=True)
         return run.stage_record(stage)["results"]
     with run.stage(stage, fp, [out_dir], force=True) as info:
         limit = f"seeded subsets of {c.general_limit}" if c.general_limit else "full sets"
@@ -453,10 +466,49 @@ def write_manifest(s: Session) -> None:
                           invalid_rows=invalid)
 
 
+def require_single_process(what: str) -> None:
+    if world_size() > 1:
+        raise ValueError(f"{what} runs in one process; only `s3ft train` runs under torchrun / accelerate launch "
+                         "(run `s3ft build RECIPE` first if you like, then `accelerate launch ... -m s3ft.cli train RECIPE`, "
+                         "then `s3ft eval RECIPE` in one process: it reuses the trained model)")
+
+
+def _train_multiprocess(s: Session) -> Path:
+    """`s3ft train` under torchrun / accelerate launch (WORLD_SIZE > 1). Rank 0 takes the run lock,
+    writes the manifest and runs any stale data stage (the model generates there only) while the
+    other ranks wait; then every rank trains (DDP / DeepSpeed / FSDP through the Trainer). Only rank 0
+    writes run state: the RunDir writes are no-ops on the other ranks."""
+    import datetime
+
+    import torch.distributed as dist
+    from accelerate import PartialState
+
+    from s3ft.training import _device_and_dtype
+
+    state = PartialState(cpu=_device_and_dtype(s.cfg)[1])  # joins the launcher's process group
+    # the data stages can take hours, far past the default group's timeout (10-30 min): the other
+    # ranks wait for them on a CPU group of their own (if rank 0 fails, the launcher stops them)
+    wait_group = dist.new_group(backend="gloo", timeout=datetime.timedelta(days=7)) if dist.is_initialized() else None
+    with s.run.lock():
+        if state.is_main_process:
+            write_manifest(s)
+            stage_build(s)
+        s.force &= {"train", f"train.{s.cfg.method}"}  # the data stages are current now (their --force is honoured)
+        if wait_group is not None:
+            dist.barrier(group=wait_group)
+        else:
+            state.wait_for_everyone()
+        return stage_train(s, barrier=state.wait_for_everyone)
+
+
 def run_stage(cfg: S3FTConfig, stage: str, force: set[str] | None = None) -> Any:
     """Run one stage (and whatever stale stages it depends on) under the run lock."""
     s = Session(cfg, force=set(force or ()))
     preflight(s, (stage,))
+    if world_size() > 1:
+        if stage == "train":
+            return _train_multiprocess(s)
+        require_single_process(f"s3ft {stage}")
     with s.run.lock():
         write_manifest(s)
         fn = {"generate": stage_generate, "judge": stage_judge, "paraphrase": stage_paraphrase,
@@ -471,6 +523,7 @@ def run_all(cfg: S3FTConfig, force: set[str] | None = None) -> dict[str, Any]:
     """Every stage for cfg.method; returns metrics.json's content."""
     import json
 
+    require_single_process("s3ft run")
     s = Session(cfg, force=set(force or ()))
     preflight(s)
     with s.run.lock():

@@ -6,7 +6,10 @@
   by example `id`. Rerunning a stage whose fingerprint is unchanged skips the rows already
   written; a half-written last line from a crash is cut off; a changed fingerprint (config,
   inputs, model) re-runs the stage from scratch, like make.
-- `.lock` holds the pid of the process writing the directory; a second process is refused."""
+- `.lock` holds the pid of the process writing the directory; a second process is refused.
+- Under a multi-process launch (torchrun / accelerate launch: WORLD_SIZE > 1) only the process
+  of rank 0 writes the run directory: on the other ranks the manifest writes, the stage
+  bookkeeping and the lock are no-ops (see `is_main_process`)."""
 from __future__ import annotations
 
 import hashlib
@@ -123,6 +126,25 @@ def versions() -> dict[str, str]:
     return out
 
 
+# ---------------------------------------------------------------- processes
+def world_size() -> int:
+    """Number of processes of a torchrun / accelerate launch (1 when launched plainly)."""
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE") or 1))
+    except ValueError:
+        return 1
+
+
+def is_main_process() -> bool:
+    """False only on the ranks != 0 of a multi-process launch: those never write run state."""
+    if world_size() == 1:
+        return True
+    try:
+        return int(os.environ.get("RANK") or 0) == 0
+    except ValueError:
+        return True
+
+
 # ---------------------------------------------------------------- run directory
 class RunDir:
     def __init__(self, path: str | Path):
@@ -139,13 +161,16 @@ class RunDir:
     def update_manifest(self, **fields: Any) -> dict[str, Any]:
         m = self.manifest()
         m.update(fields)
-        write_json(self.path / MANIFEST, m)
+        if is_main_process():
+            write_json(self.path / MANIFEST, m)
         return m
 
     def stage_record(self, stage: str) -> dict[str, Any] | None:
         return self.manifest().get("stages", {}).get(stage)
 
     def set_stage(self, stage: str, **record: Any) -> None:
+        if not is_main_process():
+            return
         m = self.manifest()
         m.setdefault("stages", {})[stage] = record
         write_json(self.path / MANIFEST, m)
@@ -160,6 +185,9 @@ class RunDir:
         keeps those of an interrupted run with the same fingerprint (so the stage resumes),
         and marks it done with its wall time at the end. Yields a dict the stage can fill with
         summary fields for the manifest."""
+        if not is_main_process():  # rank 0 clears outputs and keeps the record
+            yield {}
+            return
         outputs = [Path(o) for o in outputs]
         rec = self.stage_record(stage)
         if force or not rec or rec.get("fingerprint") != fp:
@@ -175,6 +203,9 @@ class RunDir:
     # lock --------------------------------------------------------------------
     @contextmanager
     def lock(self) -> Iterator[None]:
+        if not is_main_process():  # rank 0 holds the lock for the whole launch
+            yield
+            return
         self.path.mkdir(parents=True, exist_ok=True)
         lock = self.path / ".lock"
         me = f"{os.getpid()} {platform.node()}"

@@ -192,6 +192,8 @@ def make_sft_config(cfg: S3FTConfig, output_dir: Path, on_cpu: bool, dtype) -> A
         assistant_only_loss=False,
         truncation_mode="keep_start",
         dataset_num_proc=None,
+        # every parameter that requires grad gets one: DDP's per-step search for unused ones is pure overhead
+        ddp_find_unused_parameters=False,
         # logging / checkpoints
         logging_strategy="steps",
         logging_steps=cfg.logging_steps,

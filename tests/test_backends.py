@@ -1,0 +1,271 @@
+"""The openai generation backend (s3ft.backends_openai).
+
+- Against a real OpenAI-compatible server: `transformers serve` on loopback, serving a tiny
+  random Llama (skipped when the serving extras - fastapi, uvicorn, openai - are not installed). Greedy
+  texts must equal HFGenerator's on the same folder.
+- Retries, backoff, the concurrency limit and error messages against small local http.server
+  stubs (no model needed)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from s3ft.backends_openai import OpenAIBackendError, OpenAIGenerator
+from s3ft.config import S3FTConfig
+
+PROMPTS = [
+    [{"role": "user", "content": c}]
+    for c in ("hi", "What is 2+2?", "Name a colour.", "Tell me a story about a cat.", "Why is the sky blue?",
+              "Translate 'hello' to French.")
+]
+SERVER_START_TIMEOUT = 90.0
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ------------------------------------------------------------------------ transformers serve
+@pytest.fixture(scope="module")
+def sharp_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny model's architecture with larger random weights (initializer_range 0.3): the
+    conftest model greedily emits only whitespace for every prompt, which would make an equality
+    test vacuous; this one gives different, confidently-ranked tokens per prompt."""
+    import torch
+    from transformers import AutoConfig, AutoTokenizer, LlamaForCausalLM
+
+    cfg = AutoConfig.from_pretrained(tiny_model_dir)
+    cfg.initializer_range = 0.3
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    torch.manual_seed(1)
+    model = LlamaForCausalLM(cfg)
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.generation_config.do_sample = False  # the server's default sampling follows this file
+    out = tmp_path_factory.mktemp("sharp-model")
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def served(sharp_model_dir, tmp_path_factory):
+    """`transformers serve` on 127.0.0.1:<free port>, pinned to sharp_model_dir; yields the base URL."""
+    missing = [m for m in ("fastapi", "uvicorn", "openai", "pydantic") if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"transformers serving extras not installed ({', '.join(missing)} missing): "
+                    'pip install "transformers[serving]==5.23.0"')
+    port = _free_port()
+    cache = tmp_path_factory.mktemp("hf-hub-cache")  # /v1/models needs HF_HUB_CACHE to exist
+    log_path = cache / "serve.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache), "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [sys.executable, "-m", "transformers.cli.transformers", "serve", str(sharp_model_dir), "--host", "127.0.0.1",
+           "--port", str(port), "--device", "cpu", "--dtype", "float32"]
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"transformers serve exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"transformers serve not up after {SERVER_START_TIMEOUT:.0f} s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+        log.close()
+
+
+def test_openai_backend_matches_hf_greedy(served, sharp_model_dir):
+    """Same folder, greedy, 6 prompts: the server (3 requests in flight) returns exactly the texts
+    HFGenerator writes. HFGenerator runs one prompt at a time, like the server, so no padding
+    enters the comparison (left-padded batches can flip rare near-ties, see the field notes)."""
+    from s3ft.generation import HFGenerator
+
+    local = HFGenerator.from_name(str(sharp_model_dir), batch_size=1, dtype="float32", device="cpu")
+    want = local.generate(PROMPTS, 8, progress=False)
+    assert len(set(want)) > 1 and all(want), want  # not a vacuous comparison
+
+    gen = OpenAIGenerator(served, str(sharp_model_dir), max_concurrency=3, request_timeout=60, max_retries=1)
+    seen = list(gen.stream(PROMPTS, 8, temperature=0.0, seed=7, progress=False))
+    assert sorted(i for i, _ in seen) == list(range(len(PROMPTS)))  # every prompt exactly once
+    got = [None] * len(PROMPTS)
+    for i, text in seen:
+        got[i] = text
+    assert got == want, (got, want)
+
+
+def test_make_generator_openai_from_config(served, sharp_model_dir, monkeypatch):
+    """backend: openai through make_generator: the URL comes from the environment when the recipe
+    has none, and the model sent defaults to cfg.model (transformers serve insists on the path)."""
+    from s3ft.generation import make_generator
+
+    monkeypatch.setenv("OPENAI_BASE_URL", served)
+    cfg = S3FTConfig(model=str(sharp_model_dir), backend="openai", max_concurrency=2)
+    gen = make_generator(cfg)
+    assert isinstance(gen, OpenAIGenerator) and gen.model == str(sharp_model_dir) and gen.max_concurrency == 2
+    assert len(gen.generate(PROMPTS[:2], 4, progress=False)) == 2
+
+    cfg = S3FTConfig(model=str(sharp_model_dir), backend="openai", openai_base_url=served, openai_model="not-served",
+                     max_retries=0)
+    with pytest.raises(OpenAIBackendError, match=r"HTTP 400.*not-served"):
+        make_generator(cfg).generate(PROMPTS[:1], 4, progress=False)
+
+
+# ------------------------------------------------------------------------ stub servers
+def _completion(text: str) -> bytes:
+    return json.dumps({"id": "x", "object": "chat.completion",
+                       "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}]}).encode()
+
+
+class Stub:
+    """A loopback HTTP server whose POST handler is `respond(stub, body) -> (status, bytes)`."""
+
+    def __init__(self, respond, delay: float = 0.0):
+        self.respond = respond
+        self.delay = delay
+        self.bodies: list[dict] = []
+        self.headers: list[dict] = []
+        self.times: list[float] = []
+        self.in_flight = self.max_in_flight = 0
+        self.lock = threading.Lock()
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with stub.lock:
+                    stub.bodies.append(body)
+                    stub.headers.append(dict(self.headers))
+                    stub.times.append(time.monotonic())
+                    stub.in_flight += 1
+                    stub.max_in_flight = max(stub.max_in_flight, stub.in_flight)
+                    status, payload = stub.respond(stub, body)
+                time.sleep(stub.delay)
+                with stub.lock:
+                    stub.in_flight -= 1
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_retries_503_with_exponential_backoff():
+    def respond(stub, body):
+        if len(stub.bodies) <= 2:
+            return 503, b'{"error": {"message": "overloaded"}}'
+        return 200, _completion("  fine  ")
+
+    with Stub(respond) as stub:
+        gen = OpenAIGenerator(stub.url, "m", max_retries=5, backoff=0.05, max_concurrency=1)
+        assert gen.generate(PROMPTS[:1], 5, progress=False) == ["fine"]
+    assert len(stub.bodies) == 3  # 503, 503, 200
+    gaps = [b - a for a, b in zip(stub.times, stub.times[1:])]
+    assert gaps[0] >= 0.05 and gaps[1] >= 0.10  # backoff doubles: 0.05 s, then 0.1 s
+    body = stub.bodies[-1]
+    assert body["model"] == "m" and body["max_tokens"] == 5 and body["temperature"] == 0.0
+    assert body["messages"] == PROMPTS[0] and "seed" not in body
+
+
+def test_retries_exhausted_names_url():
+    with Stub(lambda stub, body: (503, b"busy")) as stub:
+        gen = OpenAIGenerator(stub.url, "m", max_retries=2, backoff=0.01)
+        with pytest.raises(OpenAIBackendError, match=r"no answer from http://127\.0\.0\.1:\d+/v1/chat/completions after 3 attempts.*503"):
+            gen.generate(PROMPTS[:1], 5, progress=False)
+    assert len(stub.bodies) == 3
+
+
+def test_4xx_fails_at_once_with_url_and_message():
+    with Stub(lambda stub, body: (400, b'{"error": {"message": "model \'m\' does not exist"}}')) as stub:
+        gen = OpenAIGenerator(stub.url, "m", max_retries=5, backoff=0.01)
+        with pytest.raises(OpenAIBackendError) as e:
+            gen.generate(PROMPTS[:3], 5, progress=False)
+    msg = str(e.value)
+    assert f"{stub.url}/chat/completions" in msg and "HTTP 400" in msg and "does not exist" in msg
+    assert len(stub.bodies) <= 3  # no retries: at most one request per prompt before the run stopped
+
+
+def test_unreachable_server_names_url():
+    port = _free_port()  # nothing listens there
+    gen = OpenAIGenerator(f"http://127.0.0.1:{port}/v1", "m", max_retries=2, backoff=0.01, request_timeout=5)
+    t0 = time.monotonic()
+    with pytest.raises(OpenAIBackendError, match=rf"no answer from http://127\.0\.0\.1:{port}/v1/chat/completions after 3 attempts"):
+        gen.generate(PROMPTS[:1], 5, progress=False)
+    assert time.monotonic() - t0 < 5
+
+
+def test_concurrency_limit_order_and_seeds():
+    """8 prompts, max_concurrency 3, each answer takes 0.2 s: 3 requests overlap (never more),
+    texts come back in prompt order from generate, and sampling seeds are seed + index."""
+    with Stub(lambda stub, body: (200, _completion(body["messages"][0]["content"].upper())), delay=0.2) as stub:
+        gen = OpenAIGenerator(stub.url, "m", max_concurrency=3)
+        prompts = [[{"role": "user", "content": f"q{i}"}] for i in range(8)]
+        t0 = time.monotonic()
+        out = gen.generate(prompts, 5, temperature=0.7, top_p=0.9, seed=100, progress=False)
+        wall = time.monotonic() - t0
+    assert out == [f"Q{i}" for i in range(8)]
+    assert stub.max_in_flight == 3
+    assert wall < 8 * 0.2  # overlapped, not one by one
+    assert sorted(b["seed"] for b in stub.bodies) == list(range(100, 108))
+    assert all(b["temperature"] == 0.7 and b["top_p"] == 0.9 for b in stub.bodies)
+
+
+def test_openai_backend_needs_a_url(monkeypatch):
+    from s3ft.generation import make_generator
+
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(ValueError, match="openai_base_url.*OPENAI_BASE_URL"):
+        make_generator(S3FTConfig(backend="openai"))
+
+
+def test_api_key_from_named_env(monkeypatch):
+    """The key is read from the variable openai_api_key_env names and sent as a Bearer token; the
+    base model is sent as openai_model, a fine-tuned model's folder as named."""
+    monkeypatch.setenv("MY_KEY", "sekrit")
+    with Stub(lambda stub, body: (200, _completion("ok"))) as stub:
+        cfg = S3FTConfig(backend="openai", openai_base_url=stub.url, openai_api_key_env="MY_KEY", openai_model="served")
+        gen = OpenAIGenerator.from_config(cfg)
+        assert gen.generate(PROMPTS[:1], 3, progress=False) == ["ok"]
+    assert stub.headers[-1].get("Authorization") == "Bearer sekrit" and stub.bodies[-1]["model"] == "served"
+    assert OpenAIGenerator.from_config(cfg, "runs/x/s3ft/model").model == "runs/x/s3ft/model"

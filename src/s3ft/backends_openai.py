@@ -24,6 +24,7 @@ import urllib.request
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Iterator, Sequence
 
+from s3ft.generation import StreamingGenerator
 from s3ft.types import Messages
 
 RETRY_STATUS = frozenset({408, 429})  # and every 5xx
@@ -39,7 +40,7 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
-class OpenAIGenerator:
+class OpenAIGenerator(StreamingGenerator):
     """Chat completions against an OpenAI-compatible server.
 
     base_url: the API root including the version path, e.g. `http://127.0.0.1:8000/v1`
@@ -89,11 +90,6 @@ class OpenAIGenerator:
                    request_timeout=cfg.request_timeout, max_retries=cfg.max_retries)
 
     # ------------------------------------------------------------------ public interface
-    def generate(self, prompts: Sequence[Messages], max_new_tokens: int, **kw) -> list[str]:
-        out: list[str | None] = [None] * len(prompts)
-        for i, text in self.stream(prompts, max_new_tokens, **kw):
-            out[i] = text
-        return out  # type: ignore[return-value]
 
     def stream(
         self,

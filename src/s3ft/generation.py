@@ -24,7 +24,18 @@ def render_prompt(tokenizer, messages: Messages) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-class HFGenerator:
+class StreamingGenerator:
+    """`generate` in terms of `stream`: a backend implements `stream(prompts, max_new_tokens, ...)`
+    yielding (index, text) in any order, and gets `generate` (texts in prompt order) from here."""
+
+    def generate(self, prompts: Sequence[Messages], max_new_tokens: int, **kw) -> list[str]:
+        out: list[str | None] = [None] * len(prompts)
+        for i, text in self.stream(prompts, max_new_tokens, **kw):  # type: ignore[attr-defined]
+            out[i] = text
+        return out  # type: ignore[return-value]
+
+
+class HFGenerator(StreamingGenerator):
     """Batched transformers generation. `batch_size` prompts per forward pass; prompts are
     length-sorted, so a batch holds prompts of similar length."""
 
@@ -41,12 +52,6 @@ class HFGenerator:
         from s3ft.models import load_model, load_tokenizer
 
         return cls(load_model(name, dtype=dtype, device=device), load_tokenizer(name), batch_size=batch_size)
-
-    def generate(self, prompts: Sequence[Messages], max_new_tokens: int, **kw) -> list[str]:
-        out: list[str | None] = [None] * len(prompts)
-        for i, text in self.stream(prompts, max_new_tokens, **kw):
-            out[i] = text
-        return out  # type: ignore[return-value]
 
     def stream(
         self,

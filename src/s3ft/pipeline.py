@@ -159,6 +159,34 @@ def _by_id(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {r["id"]: r for r in rows}
 
 
+def _todo(out: Path, examples: list[Example]) -> tuple[list[Example], int]:
+    """The examples without a row in `out` yet (a rerun resumes), and how many are done."""
+    done = {r["id"] for r in read_jsonl(out)}
+    return [e for e in examples if e.id not in done], len(done)
+
+
+def _stream_rows(s: Session, out: Path, todo: list[Example], prompts: list, max_new_tokens: int, desc: str,
+                 rows_for: Callable[[list[tuple[Example, str]]], list[dict[str, Any]]], model: str | None = None) -> None:
+    """Generate for `todo` and append the rows `rows_for` makes of each generated batch to `out`
+    as soon as the batch is done (so a crash loses at most one batch)."""
+    with JsonlWriter(out) as w:
+        if not todo:
+            return
+        buf: list[tuple[Example, str]] = []
+
+        def flush() -> None:
+            for r in rows_for(buf):
+                w.write(r)
+            buf.clear()
+
+        for i, text in s.generator(model).stream(prompts, max_new_tokens, desc=desc, **s.gen_kwargs()):
+            buf.append((todo[i], text))
+            if len(buf) >= s.cfg.batch_size:
+                flush()
+        if buf:
+            flush()
+
+
 # --------------------------------------------------------------------------- stages
 def stage_generate(s: Session) -> Path:
     """The base model answers every training input (S3FT step 1)."""
@@ -169,14 +197,10 @@ def stage_generate(s: Session) -> Path:
         log(f"generate: up to date ({out})", once=True)
         return out
     with s.run.stage("generate", fp, [out], force="generate" in s.force) as info:
-        done = {r["id"] for r in read_jsonl(out)}
-        todo = [e for e in exs if e.id not in done]
-        log(f"generate: {len(todo)} own answers to write ({len(done)} already done) -> {out}")
-        with JsonlWriter(out) as w:
-            if todo:
-                gen = s.generator()
-                for i, text in gen.stream([e.prompt for e in todo], s.max_new_tokens, desc="own answers", **s.gen_kwargs()):
-                    w.write({"id": todo[i].id, "response": text})
+        todo, done = _todo(out, exs)
+        log(f"generate: {len(todo)} own answers to write ({done} already done) -> {out}")
+        _stream_rows(s, out, todo, [e.prompt for e in todo], s.max_new_tokens, "own answers",
+                     lambda batch: [{"id": e.id, "response": t} for e, t in batch])
         info["rows"] = len(exs)
     return out
 
@@ -234,33 +258,25 @@ def stage_paraphrase(s: Session) -> Path:
         return out
     with s.run.stage("paraphrase", fp, [out], force="paraphrase" in s.force) as info:
         wanted = [e for e in exs if selection.needs_paraphrase(scope, own.get(e.id))]
-        done = {r["id"] for r in read_jsonl(out)}
-        todo = [e for e in wanted if e.id not in done]
-        log(f"paraphrase (scope {scope}): {len(todo)} to write ({len(done)} already done) -> {out}")
-        with JsonlWriter(out) as w:
-            if todo:
-                gen = s.generator()
-                prompts = [paraphrase_prompt(e, s.task.paraphrase_kind) for e in todo]
-                max_new = s.cfg.paraphrase_max_new_tokens or s.max_new_tokens
-                buf: list[tuple[Example, str]] = []
+        todo, done = _todo(out, wanted)
+        log(f"paraphrase (scope {scope}): {len(todo)} to write ({done} already done) -> {out}")
 
-                def flush() -> None:
-                    keep = [(e, t) for e, t in buf if leak_reason(t) is None]
-                    judged = {r["id"]: r for r in _judge_rows(s, [e for e, _ in keep], [t for _, t in keep])} if keep else {}
-                    for e, t in buf:
-                        why = leak_reason(t)
-                        if why is None:
-                            w.write({**judged[e.id], "filtered": False, "filter_reason": None})
-                        else:
-                            w.write({"id": e.id, "response": t, "filtered": True, "filter_reason": why,
-                                     "correct": None, "reason": "rejected by the paraphrase filter", "extracted": None})
-                    buf.clear()
+        def rows_for(batch: list[tuple[Example, str]]) -> list[dict[str, Any]]:
+            """Filter first (a leaking paraphrase is never judged), then judge the rest."""
+            keep = [(e, t) for e, t in batch if leak_reason(t) is None]
+            judged = _by_id(_judge_rows(s, [e for e, _ in keep], [t for _, t in keep])) if keep else {}
+            rows = []
+            for e, t in batch:
+                why = leak_reason(t)
+                if why is None:
+                    rows.append({**judged[e.id], "filtered": False, "filter_reason": None})
+                else:
+                    rows.append({"id": e.id, "response": t, "filtered": True, "filter_reason": why,
+                                 "correct": None, "reason": "rejected by the paraphrase filter", "extracted": None})
+            return rows
 
-                for i, text in gen.stream(prompts, max_new, desc="paraphrases", **s.gen_kwargs()):
-                    buf.append((todo[i], text))
-                    if len(buf) >= s.cfg.batch_size:  # judge and write each generated batch
-                        flush()
-                flush()
+        _stream_rows(s, out, todo, [paraphrase_prompt(e, s.task.paraphrase_kind) for e in todo],
+                     s.cfg.paraphrase_max_new_tokens or s.max_new_tokens, "paraphrases", rows_for)
         rows = read_jsonl(out)
         info["rows"] = len(rows)
         info["filtered"] = sum(bool(r["filtered"]) for r in rows)
@@ -333,25 +349,12 @@ def _eval_model(s: Session, name: str, model: str, model_fp: str, run: RunDir | 
         log(f"eval {name}: up to date ({out})", once=True)
         return run.stage_record(stage)["accuracy"]
     with run.stage(stage, fp, [out], force="eval" in s.force or stage in s.force) as info:
-        done = {r["id"] for r in read_jsonl(out)}
-        todo = [e for e in exs if e.id not in done]
-        log(f"eval {name}: {len(todo)} {s.cfg.task} {s.cfg.eval_split} examples to answer ({len(done)} already done) -> {out}")
-        with JsonlWriter(out) as w:
-            if todo:
-                gen = s.generator(model)
-                buf: list[tuple[Example, str]] = []
-
-                def flush() -> None:
-                    for r in _judge_rows(s, [e for e, _ in buf], [t for _, t in buf]):
-                        w.write(r)
-                    buf.clear()
-
-                for i, text in gen.stream([e.prompt for e in todo], s.max_new_tokens, desc=f"eval {name}", **s.gen_kwargs()):
-                    buf.append((todo[i], text))
-                    if len(buf) >= s.cfg.batch_size:  # judge and write each generated batch
-                        flush()
-                if buf:
-                    flush()
+        todo, done = _todo(out, exs)
+        log(f"eval {name}: {len(todo)} {s.cfg.task} {s.cfg.eval_split} examples to answer ({done} already done) -> {out}")
+        _stream_rows(s, out, todo, [e.prompt for e in todo], s.max_new_tokens, f"eval {name}",
+                     lambda batch: _judge_rows(s, [e for e, _ in batch], [t for _, t in batch]), model=model)
+        if model != s.cfg.model:
+            s.release(model)
         rows = read_jsonl(out)
         info["accuracy"] = accuracy(rows)
         a = info["accuracy"]

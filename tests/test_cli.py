@@ -51,3 +51,16 @@ def test_fields_lists_every_key(capsys):
 def test_entry_point_installed():
     r = subprocess.run([sys.executable, "-m", "s3ft.cli", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "s3ft run RECIPE.yaml" in r.stdout
+
+
+def test_judge_predictions_for_a_user_jsonl_task(tmp_path, capsys):
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"id": "t0", "question": "Capital of France?", "answer": "Paris"}) + "\n"
+                    + json.dumps({"id": "t1", "question": "Red planet?", "answer": "Mars", "answers": ["Mars", "planet Mars"]}) + "\n")
+    preds = tmp_path / "p.jsonl"
+    preds.write_text(json.dumps({"id": "t0", "response": "It is Paris."}) + "\n" + json.dumps({"id": "t1", "response": "Jupiter"}) + "\n")
+    out = tmp_path / "o.jsonl"
+    code = main(["judge", "--task", "jsonl", "--data_files", f"{{train: {data}}}", "--id_field", "id",
+                 "--prompt_field", "question", "--response_field", "answer", "--predictions", str(preds), "--output", str(out)])
+    assert code == 0, capsys.readouterr().err
+    assert [json.loads(line)["correct"] for line in out.read_text().splitlines()] == [True, False]

@@ -102,7 +102,7 @@ def cmd_judge_file(args, rest: list[str]) -> int:
     from s3ft.tasks.jsonl import iter_jsonl_rows
 
     overrides = ["--task", args.task] + (["--judge", args.judge] if args.judge else []) + rest
-    cfg = load_config(args.recipe, overrides)
+    cfg = load_config(getattr(args, "recipe", None), overrides)
     s = Session(cfg)
     name = cfg.judge or s.task.judge
     judge = get_judge(name, **judge_options(cfg, name, s))
@@ -174,10 +174,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "s3ft judge --task TASK --predictions PRED.jsonl --output OUT.jsonl [--judge NAME]",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     jp.add_argument("recipe", nargs="?", help="recipe YAML file")
-    jp.add_argument("--predictions", help="JSONL with rows {id, response}")
-    jp.add_argument("--output", help="JSONL to write (rows + correct, reason, extracted)")
-    jp.add_argument("--task", help="task the ids belong to (for --predictions)")
-    jp.add_argument("--judge", help="judge name (default: the task's)")
     sub.add_parser("demo", help="S3FT on the embedded model and bundled squad (~10 min on 2 cores)")
     sub.add_parser("fields", help="list every recipe key")
     return p
@@ -189,10 +185,30 @@ def _fields() -> str:
     return fields_help()
 
 
+def _judge_file_parser() -> argparse.ArgumentParser:
+    """`s3ft judge --predictions ...`: options only (no RECIPE positional that could swallow an
+    override's value such as `--data_files "{train: x.jsonl}"`)."""
+    jp = argparse.ArgumentParser(prog="s3ft judge")
+    jp.add_argument("--debug", action="store_true")
+    jp.add_argument("--recipe", help="recipe YAML file (optional)")
+    jp.add_argument("--predictions", required=True, help="JSONL with rows {id, response}")
+    jp.add_argument("--output", required=True, help="JSONL to write (rows + correct, reason, extracted)")
+    jp.add_argument("--task", help="task the ids belong to")
+    jp.add_argument("--judge", help="judge name (default: the task's)")
+    return jp
+
+
 def main(argv: list[str] | None = None) -> int:
     _common_env()
     parser = build_parser()
-    args, rest = parser.parse_known_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["judge"] and any(a == "--predictions" or a.startswith("--predictions=") for a in argv):
+        args, rest = _judge_file_parser().parse_known_args(argv[1:])
+        args.command = "judge"
+        if not (args.task or args.recipe):
+            parser.error("s3ft judge --predictions needs --task (or --recipe)")
+    else:
+        args, rest = parser.parse_known_args(argv)
     from s3ft.config import ConfigError
     from s3ft.models import ModelError
     from s3ft.runs import RunLockedError
@@ -207,12 +223,10 @@ def main(argv: list[str] | None = None) -> int:
             require_single_process(f"s3ft {args.command}")
         if args.command == "demo":
             return cmd_demo(args, rest)
-        if args.command == "judge" and (args.predictions or args.output):
-            if not (args.predictions and args.output and (args.task or args.recipe)):
-                parser.error("s3ft judge with --predictions needs --output and --task (or a recipe)")
+        if args.command == "judge" and getattr(args, "predictions", None):
             return cmd_judge_file(args, rest)
         if args.command == "judge" and not args.recipe:
-            parser.error("s3ft judge needs a RECIPE, or --task/--predictions/--output")
+            parser.error("s3ft judge needs a RECIPE, or --predictions PRED.jsonl --output OUT.jsonl --task TASK")
         if args.command == "run":
             return cmd_run(args, rest)
         if args.command == "compare":

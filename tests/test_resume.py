@@ -109,3 +109,39 @@ def test_second_process_is_refused_while_first_runs(tmp_path, tiny_model_dir):
     finally:
         p.kill()
         p.wait()
+
+
+def test_sigkill_during_training_resumes_from_checkpoint(tmp_path, tiny_model_dir):
+    """`s3ft train` killed after a checkpoint resumes from it and ends where an uninterrupted
+    run ends (same steps, same losses within numerical tolerance)."""
+    def rec(out):
+        r = tmp_path / f"{out.name}.yaml"
+        r.write_text(f"model: {tiny_model_dir}\ntask: squad\nmethod: sft\noutput_dir: {out}\ntrain_size: 16\n"
+                     "per_device_train_batch_size: 2\nnum_train_epochs: 1\nsave_steps: 2\nlogging_steps: 1\n"
+                     "learning_rate: 1.0e-3\nmax_length: 512\n")
+        return r
+
+    ref, crash = tmp_path / "ref", tmp_path / "crash"
+    r = subprocess.run(cmd("train", rec(ref)), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    p = subprocess.Popen(cmd("train", rec(crash)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = crash / "sft" / "checkpoints" / "checkpoint-4" / "trainer_state.json"
+    t0 = time.time()
+    while not ckpt.exists() and p.poll() is None and time.time() - t0 < 240:
+        time.sleep(0.01)
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=60)
+    assert p.returncode == -signal.SIGKILL, "training finished before it could be killed"
+    assert not (crash / "sft" / "model" / "adapter_config.json").exists()
+    r = subprocess.run(cmd("train", rec(crash)), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    st_ref = json.loads((ref / "manifest.json").read_text())["stages"]["train.sft"]
+    st = json.loads((crash / "manifest.json").read_text())["stages"]["train.sft"]
+    assert st["global_step"] == st_ref["global_step"] == 8
+    assert st["resumed_from"] and "checkpoint-" in str(st["resumed_from"])
+    losses = lambda d: {x["step"]: x["loss"] for x in rows(d / "sft" / "train_log.jsonl") if "loss" in x}
+    lr, lc = losses(ref), losses(crash)
+    assert set(lr) >= {5, 6, 7, 8}
+    for step in (5, 6, 7, 8):  # the steps trained after the resume
+        assert abs(lr[step] - lc[step]) < 1e-4, (step, lr[step], lc[step])
+    assert abs(st["train_loss"] - st_ref["train_loss"]) < 1e-4

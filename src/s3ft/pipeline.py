@@ -141,7 +141,13 @@ def judge_options(cfg: S3FTConfig, name: str, session: Session | None = None) ->
 
 def _judge_fp(s: Session) -> list[Any]:
     c = s.cfg
-    return [s.judge_name, c.qa_policy, c.qa_f1_threshold] + ([s.model_id()] if s.judge_name == "llm" else [])
+    return [s.judge_name, c.qa_policy, c.qa_f1_threshold] + ([s.model_id()] if s.judge_name == "llm" else []) + _libs_fp("math-verify")
+
+
+def _libs_fp(*extra: str) -> list[str]:
+    """Versions of the libraries whose upgrade can change a stage's output (part of its fingerprint)."""
+    v = versions()
+    return [f"{k}={v.get(k)}" for k in ("s3ft", "torch", "transformers", *extra)]
 
 
 def _examples_fp(exs: list[Example]) -> str:
@@ -152,7 +158,7 @@ def _gen_fp(s: Session) -> list[Any]:
     c = s.cfg
     sampled = c.temperature > 0  # the seed matters to generation only when sampling
     served = [c.openai_model, c.openai_base_url] if c.backend == "openai" else []
-    return [c.backend, s.max_new_tokens, c.temperature, c.top_p if sampled else None, c.seed if sampled else None, c.dtype] + served
+    return [c.backend, s.max_new_tokens, c.temperature, c.top_p if sampled else None, c.seed if sampled else None, c.dtype] + served + _libs_fp()
 
 
 def _by_id(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -323,7 +329,7 @@ def stage_train(s: Session, method: str | None = None, barrier: Callable[[], Non
     stage = f"train.{method}"
     c = s.cfg
     knobs = {k: getattr(c, k) for k in TRAIN_FIELDS}
-    fp = fingerprint(stage, s.model_id(), file_fingerprint(src), knobs)
+    fp = fingerprint(stage, s.model_id(), file_fingerprint(src), knobs, _libs_fp("trl", "peft", "accelerate"))
     if stage not in s.force and "train" not in s.force and s.method_run.is_done(stage, fp, [model_dir]):
         log(f"train: up to date ({model_dir})", once=True)
         return model_dir
@@ -370,7 +376,7 @@ def stage_general(s: Session, name: str, model: str, model_fp: str, run: RunDir 
     c = s.cfg
     out_dir = run / "general" / name
     stage = f"general.{name}"
-    fp = fingerprint(stage, model_fp, sorted(c.general_benchmarks), c.general_limit, c.data_seed, c.dtype)
+    fp = fingerprint(stage, model_fp, sorted(c.general_benchmarks), c.general_limit, c.data_seed, c.dtype, _libs_fp("lm_eval"))
     if stage not in s.force and "eval" not in s.force and run.is_done(stage, fp, [out_dir / "general.json"]):
         log(f"general {name}: up to date ({out_dir})", once=True)
         return run.stage_record(stage)["results"]

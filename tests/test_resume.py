@@ -90,7 +90,10 @@ def test_sigint_stops_cleanly_and_says_how_to_resume(tmp_path, tiny_model_dir):
     assert not (out / ".lock").exists()
     r = subprocess.run(cmd("generate", rec), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0
-    assert "already done" in r.stdout
+    import re
+
+    resumed = re.search(r"generate: (\d+) own answers to write \((\d+) already done\)", r.stdout)
+    assert resumed and int(resumed.group(2)) >= 3 and int(resumed.group(1)) + int(resumed.group(2)) == 16, r.stdout
     assert len(rows(out / "own.jsonl")) == 16
 
 

@@ -84,7 +84,7 @@ def cmd_stage(args, rest: list[str]) -> int:
 
     rest, force = _split_force(rest)
     cfg = load_config(args.recipe, rest)
-    result = run_stage(cfg, args.command, force=force | {args.command})
+    result = run_stage(cfg, args.command, force=force)  # up to date: nothing to do; interrupted: resumes
     if isinstance(result, dict):
         for name, a in result.items():
             print(f"In-domain accuracy {name}: {a['k']}/{a['n']} = {a['accuracy']}%")

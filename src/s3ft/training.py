@@ -304,6 +304,8 @@ def train(rows: list[dict], cfg: S3FTConfig, output_dir: str | Path) -> dict:
     train_samples = len(trainer.train_dataset)
 
     resume = last_checkpoint(output_dir)
+    # read before training: checkpoint rotation (save_total_limit) may delete it meanwhile
+    resume_step = _checkpoint_step(resume) if resume else 0
     if resume and trainer.is_world_process_zero():
         print(f"[s3ft] resuming training from {resume}", file=sys.stderr, flush=True)
     t0 = time.time()
@@ -317,7 +319,6 @@ def train(rows: list[dict], cfg: S3FTConfig, output_dir: str | Path) -> dict:
     losses = [e["loss"] for e in state.log_history if "loss" in e]
     runtime = float(result.metrics.get("train_runtime", wall))
     tokens_seen = state.num_input_tokens_seen - getattr(trainer, "_initial_num_input_tokens_seen", 0)
-    resume_step = _checkpoint_step(resume) if resume else 0
     metrics = {
         "train_loss": _run_train_loss(state.log_history, resume_step, state.global_step, float(result.training_loss)),
         "first_loss": float(losses[0]) if losses else math.nan,

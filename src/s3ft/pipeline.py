@@ -50,6 +50,7 @@ class Session:
     seed_dir: str | None = None  # where train / eval of fine-tuned models go (compare: one per seed)
     _generators: dict[str, Any] = field(default_factory=dict)
     _task: Task | None = None
+    _examples: dict[tuple, list[Example]] = field(default_factory=dict)
     _judge: Callable | None = None
 
     @property
@@ -67,11 +68,16 @@ class Session:
         return self._task
 
     def examples(self, split: str, size: int | None) -> list[Example]:
-        exs = self.task.load(split, limit=size, seed=self.cfg.data_seed)
-        if self.cfg.system_prompt:
-            sys_msg = {"role": "system", "content": self.cfg.system_prompt}
-            exs = [Example(e.id, [sys_msg] + [m for m in e.prompt if m["role"] != "system"], e.gold, e.meta) for e in exs]
-        return exs
+        """The split's examples, loaded (and, for user data, validated) once per session: every
+        stage asks for them again."""
+        key = (split, size, self.cfg.data_seed, self.cfg.system_prompt)
+        if key not in self._examples:
+            exs = self.task.load(split, limit=size, seed=self.cfg.data_seed)
+            if self.cfg.system_prompt:
+                sys_msg = {"role": "system", "content": self.cfg.system_prompt}
+                exs = [Example(e.id, [sys_msg] + [m for m in e.prompt if m["role"] != "system"], e.gold, e.meta) for e in exs]
+            self._examples[key] = exs
+        return self._examples[key]
 
     def train_examples(self) -> list[Example]:
         return self.examples(self.cfg.train_split, self.cfg.train_size)

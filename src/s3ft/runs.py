@@ -12,6 +12,7 @@
   bookkeeping and the lock are no-ops (see `is_main_process`)."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -115,6 +116,12 @@ def file_fingerprint(path: str | Path) -> str:
 
 
 def versions() -> dict[str, str]:
+    """Python, platform and library versions (looked up once per process)."""
+    return dict(_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": sys.version.split()[0], "platform": platform.platform()}

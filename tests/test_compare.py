@@ -46,3 +46,75 @@ def test_compare_end_to_end(tmp_path, tiny_model_dir):
     assert "train: up to date" in r2.stdout and "general base: up to date" in r2.stdout
     res2 = json.loads((out / "compare.json").read_text())
     assert res2["per_seed"] == res["per_seed"]
+
+
+def _fake_trials(monkeypatch, scores):
+    """stage_train / _eval_model replaced: the validation accuracy of a candidate is scores[(lr, epochs)]."""
+    from s3ft import compare, pipeline
+
+    calls = []
+
+    def fake_train(ts, method):
+        calls.append((ts.cfg.learning_rate, ts.cfg.num_train_epochs, ts.cfg.seed, method))
+        return f"/models/{ts.cfg.learning_rate}-{ts.cfg.num_train_epochs}"
+
+    def fake_eval(ts, name, model, fp, run):
+        assert ts.cfg.eval_split == "validation" and ts.cfg.eval_size is None
+        acc = scores[(ts.cfg.learning_rate, ts.cfg.num_train_epochs)]
+        return {"k": acc, "n": 100, "accuracy": float(acc), "ci95": [acc - 5.0, acc + 5.0]}
+
+    monkeypatch.setattr(pipeline, "stage_train", fake_train)
+    monkeypatch.setattr(pipeline, "_eval_model", fake_eval)
+    monkeypatch.setattr(compare, "file_fingerprint", lambda p: str(p))
+    return calls
+
+
+def test_tune_coordinate_search_and_ties(monkeypatch, tmp_path):
+    from s3ft.compare import tune
+    from s3ft.config import S3FTConfig
+    from s3ft.pipeline import Session
+
+    scores = {(1e-4, 1.0): 40, (3e-4, 1.0): 47, (1e-3, 1.0): 47, (3e-4, 2.0): 50, (3e-4, 3.0): 50}
+    calls = _fake_trials(monkeypatch, scores)
+    cfg = S3FTConfig(output_dir=str(tmp_path), tune_learning_rates=["1e-4", "3e-4", "1e-3"], tune_epochs=["1", "2", "3"])
+    out = tune(Session(cfg), seed=7)
+    # learning rates at the first epoch count, then epochs at the best rate; ties -> earlier candidate
+    assert [(c[0], c[1]) for c in calls] == [(1e-4, 1.0), (3e-4, 1.0), (1e-3, 1.0), (3e-4, 2.0), (3e-4, 3.0)]
+    assert all(c[2] == 7 and c[3] == "sft" for c in calls)
+    assert out["chosen"] == {"learning_rate": 3e-4, "num_train_epochs": 2.0}
+    assert len(out["trials"]) == 5 and out["split"] == "validation"
+
+
+def test_tune_refuses_the_test_split_and_bad_values(tmp_path):
+    import pytest
+
+    from s3ft.compare import tune
+    from s3ft.config import ConfigError, S3FTConfig
+    from s3ft.pipeline import Session
+
+    assert tune(Session(S3FTConfig(output_dir=str(tmp_path))), seed=1) is None  # nothing asked
+    with pytest.raises(ConfigError, match="tune_split"):
+        tune(Session(S3FTConfig(output_dir=str(tmp_path), tune_learning_rates=["1e-4"], tune_split="test")), seed=1)
+    with pytest.raises(ConfigError, match="tune_epochs"):
+        tune(Session(S3FTConfig(output_dir=str(tmp_path), tune_epochs=["one"])), seed=1)
+
+
+def test_compare_with_tuning_applies_the_choice(tmp_path, tiny_model_dir):
+    """Real tiny-model run: two learning rates tried on validation, the chosen one used for the methods."""
+    recipe = tmp_path / "c.yaml"
+    out = tmp_path / "cmp"
+    recipe.write_text(
+        f"model: {tiny_model_dir}\ntask: squad\noutput_dir: {out}\n"
+        "train_size: 4\neval_size: 3\nmax_new_tokens: 4\nbatch_size: 4\nnum_train_epochs: 1\n"
+        "per_device_train_batch_size: 2\nmax_length: 512\nmethods: [base, sft]\nseeds: [3]\n"
+        "tune_learning_rates: [1.0e-3, 1.0e-2]\ntune_epochs: [1, 2]\nlogprob_analysis: false\n"
+    )
+    r = subprocess.run([sys.executable, "-m", "s3ft.cli", "compare", str(recipe)], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-4000:]
+    res = json.loads((out / "compare.json").read_text())
+    t = res["tuning"]
+    assert [(x["learning_rate"], x["num_train_epochs"]) for x in t["trials"]][:2] == [(1e-3, 1.0), (1e-2, 1.0)]
+    assert len(t["trials"]) == 3 and all(x["accuracy"]["n"] == 119 for x in t["trials"])
+    assert res["hyperparameters"]["learning_rate"] == t["chosen"]["learning_rate"]
+    assert res["hyperparameters"]["num_train_epochs"] == t["chosen"]["num_train_epochs"]
+    assert (out / "tune").is_dir() and "How the learning rate and epochs were chosen" in (out / "report" / "report.md").read_text()

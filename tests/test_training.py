@@ -214,3 +214,37 @@ def test_resume_from_checkpoint_matches_uninterrupted(lora_run, tiny_model_dir, 
     assert m3["global_step"] == 8 and m3["resumed_from"].endswith("checkpoint-8")
     assert abs(m3["train_loss"] - m["train_loss"]) < 1e-4
     assert (done / "model" / "adapter_model.safetensors").exists()
+
+
+def test_scoring_only_supervised_positions_keeps_loss_and_gradients(tiny_model_dir, tmp_path, monkeypatch):
+    """s3ft makes TRL's fused LM head project only the labelled positions on CPU: the loss and
+    every LoRA gradient must equal TRL's own all-positions computation on the same batch."""
+    import torch
+    import trl.trainer.utils as tu
+
+    from s3ft.training import build_trainer, score_only_supervised_positions
+
+    assert score_only_supervised_positions()
+    compact = tu._use_triton
+    assert compact(torch.device("cpu")) is True and getattr(compact, "_s3ft_compact", False)
+    rows = _rows(6)
+    rows[0]["completion"] = "A much longer answer, so that rows supervise different numbers of tokens."
+    trainer, _ = build_trainer(rows, _cfg(tiny_model_dir, per_device_train_batch_size=6, lora_dropout=0.0), tmp_path)
+    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    model = trainer.model
+    model.train()
+
+    def loss_and_grads():
+        model.zero_grad()
+        loss = trainer.compute_loss(model, dict(batch))
+        loss.backward()
+        return loss.detach().clone(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    l_compact, g_compact = loss_and_grads()
+    monkeypatch.setattr(tu, "_use_triton", lambda device: False)  # TRL's own CPU behaviour: every position
+    l_all, g_all = loss_and_grads()
+    assert torch.isfinite(l_all) and abs(l_compact.item() - l_all.item()) < 1e-5
+    assert g_compact.keys() == g_all.keys() and len(g_all) > 0
+    for n in g_all:
+        assert torch.allclose(g_compact[n], g_all[n], atol=1e-6, rtol=1e-4), n
+    assert any(g.abs().sum() > 0 for g in g_all.values())

@@ -39,6 +39,63 @@ def _seeds(cfg: S3FTConfig) -> list[int]:
         raise ConfigError(f"seeds must be integers, got {cfg.seeds}") from None
 
 
+def _floats(cfg: S3FTConfig, name: str) -> list[float]:
+    try:
+        vals = [float(v) for v in getattr(cfg, name)]
+    except ValueError:
+        raise ConfigError(f"{name} must be numbers, got {getattr(cfg, name)}") from None
+    if any(v <= 0 for v in vals):
+        raise ConfigError(f"{name} must be positive, got {getattr(cfg, name)}")
+    return vals
+
+
+def tune(s: Session, seed: int) -> dict[str, Any] | None:
+    """Choose the learning rate and the epoch count once, for SFT, on the tuning split.
+
+    Each learning rate in `tune_learning_rates` is tried at the first of `tune_epochs`; then the
+    other epoch counts are tried at the best learning rate (a coordinate search: |lr| + |epochs| - 1
+    trainings instead of |lr| x |epochs|). Every candidate trains SFT (gold targets) on the
+    training set with training seed `seed` and is scored by the task's judge on `tune_split`; the
+    highest accuracy wins, ties going to the earlier candidate. Trials live in <output_dir>/tune/
+    and resume like any stage. Returns None when no tuning is asked for."""
+    cfg = s.cfg
+    lrs, eps = _floats(cfg, "tune_learning_rates"), _floats(cfg, "tune_epochs")
+    if not lrs and not eps:
+        return None
+    if cfg.tune_split == cfg.eval_split:
+        raise ConfigError(f"tune_split must differ from eval_split ({cfg.eval_split!r}): "
+                          "hyperparameters chosen on the test split would flatter every method")
+    lrs = lrs or [cfg.learning_rate]
+    eps = eps or [cfg.num_train_epochs]
+    trials: list[dict[str, Any]] = []
+
+    def trial(lr: float, ep: float) -> dict[str, Any]:
+        c = dataclasses.replace(cfg, learning_rate=lr, num_train_epochs=ep, seed=seed, eval_split=cfg.tune_split,
+                                eval_size=None)
+        ts = Session(c, force=s.force, seed_dir=str(s.run.path / "tune" / f"lr{lr:g}-epochs{ep:g}"))
+        ts._generators, ts._examples, ts._task = s._generators, s._examples, s._task
+        model_dir = pipeline.stage_train(ts, "sft")
+        acc = pipeline._eval_model(ts, "sft", str(model_dir), file_fingerprint(model_dir), ts.method_run)
+        ts.release(str(model_dir))
+        t = {"learning_rate": lr, "num_train_epochs": ep, "accuracy": acc}
+        trials.append(t)
+        log(f"tune: lr {lr:g}, {ep:g} epochs -> {cfg.tune_split} accuracy {acc['accuracy']}% ({acc['k']}/{acc['n']})")
+        return t
+
+    def best(ts: list[dict[str, Any]]) -> dict[str, Any]:
+        return max(ts, key=lambda t: (t["accuracy"]["accuracy"], -ts.index(t)))
+
+    lr_trials = [trial(lr, eps[0]) for lr in lrs]
+    chosen_lr = best(lr_trials)["learning_rate"]
+    ep_trials = [next(t for t in lr_trials if t["learning_rate"] == chosen_lr)] + [trial(chosen_lr, ep) for ep in eps[1:]]
+    chosen = best(ep_trials)
+    out = {"method": "sft", "split": cfg.tune_split, "seed": seed, "trials": trials,
+           "chosen": {"learning_rate": chosen["learning_rate"], "num_train_epochs": chosen["num_train_epochs"]}}
+    log(f"tune: chose learning_rate {chosen['learning_rate']:g}, num_train_epochs {chosen['num_train_epochs']:g} "
+        f"for every method")
+    return out
+
+
 def _machine() -> str:
     import os
 
@@ -121,7 +178,11 @@ def run_compare(cfg: S3FTConfig) -> dict[str, Any]:
         for m in trained:
             pipeline.stage_build(s, m)
             mix[m] = s.run.stage_record(f"build.{m}")["mix"]
-        # 2. the base model, evaluated once (greedy decoding does not depend on the seed)
+        # 2. learning rate and epochs, chosen once for SFT on the tuning split, then frozen for every method
+        tuning = tune(s, seeds[0])
+        if tuning:
+            cfg = dataclasses.replace(cfg, **tuning["chosen"])
+        # 3. the base model, evaluated once (greedy decoding does not depend on the seed)
         base = evaluate_model(s, "base", cfg.model, s.model_id(), s.run) if "base" in methods else None
         logprob = logprob_analysis(s) if cfg.logprob_analysis else []
         result: dict[str, Any] = {
@@ -131,13 +192,14 @@ def run_compare(cfg: S3FTConfig) -> dict[str, Any]:
             "train_examples": len(s.train_examples()), "eval_examples": len(s.eval_examples()),
             "machine": _machine(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "hyperparameters": {k: getattr(cfg, k) for k in TRAIN_FIELDS if k not in ("model", "seed")},
+            "tuning": tuning,
             "per_seed": {},
             "logprob": {k: [r for r in logprob if r["kind"] == k] for k in ("gold", "paraphrase", "self")} if logprob else {},
         }
         if compare_path.exists():  # keep seeds finished by an earlier, interrupted run
             result["per_seed"] = {k: v for k, v in json.loads(compare_path.read_text()).get("per_seed", {}).items()
                                   if int(k) in seeds}
-        # 3. every method, every seed: train, evaluate; record the seed as soon as it is done
+        # 4. every method, every seed: train, evaluate; record the seed as soon as it is done
         for seed in seeds:
             seed_cfg = dataclasses.replace(cfg, seed=seed)
             ss = Session(seed_cfg, seed_dir=str(root / f"seed-{seed}"))

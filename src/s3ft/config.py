@@ -60,7 +60,8 @@ class S3FTConfig:
     judge_workers: int = _f(0, "Parallel workers for the code judge (0: one per CPU core).")
 
     # ---- generation ----
-    backend: str = _f("hf", "Generation backend: hf (transformers), vllm (GPU, optional extra), openai (a server).")
+    backend: str = _f("hf", "Generation backend: hf (transformers), vllm (GPU, optional extra), openai (a server).",
+                      choices=("hf", "vllm", "openai"))
     batch_size: int = _f(16, "Generation batch size (prompts are sorted by length into batches).")
     max_new_tokens: int | None = _f(None, "Answer length limit in tokens (None: the task's default).")
     paraphrase_max_new_tokens: int | None = _f(None, "Paraphrase length limit (None: max_new_tokens).")
@@ -74,6 +75,12 @@ class S3FTConfig:
     max_concurrency: int = _f(8, "openai backend: requests in flight at once.")
     request_timeout: float = _f(120.0, "openai backend: seconds one request may take before it is retried.")
     max_retries: int = _f(5, "openai backend: retries (exponential backoff) after a connection error, HTTP 429 or 5xx.")
+    vllm_tensor_parallel_size: int = _f(1, "vllm backend: GPUs one model is sharded over (tensor parallelism).")
+    vllm_pipeline_parallel_size: int = _f(1, "vllm backend: pipeline stages (with tensor parallelism, spans nodes).")
+    vllm_distributed_executor_backend: str | None = _f(None, "vllm backend: mp or ray (multi-node); None: vLLM's choice.")
+    vllm_gpu_memory_utilization: float = _f(0.85, "vllm backend: fraction of GPU memory vLLM may take (weights + KV cache).")
+    vllm_max_model_len: int | None = _f(None, "vllm backend: longest prompt + answer in tokens (None: the model's limit).")
+    vllm_chunk_size: int = _f(512, "vllm backend: prompts per engine call; each call's rows are written when it ends.")
 
     # ---- paraphrase ----
     paraphrase_scope: str = _f("auto", "Which examples get a paraphrase: auto (failed own answers for s3ft, "
@@ -112,6 +119,12 @@ class S3FTConfig:
     methods: list[str] = _f(["base", "sft", "ssr", "sdft", "s3ft"], "Methods `s3ft compare` trains and evaluates (base = no training).")
     seeds: list[str] = _f([], "Training seeds for `s3ft compare` (empty: just `seed`); results give mean and spread.")
     logprob_analysis: bool = _f(True, "`s3ft compare`: log-probabilities of gold / paraphrase / own answers under the base model (paper Fig. 2).")
+    tune_learning_rates: list[str] = _f([], "`s3ft compare`: candidate learning rates, tried for SFT on the training set and "
+                                        "scored in-domain on tune_split before any method trains; the best is then used "
+                                        "by every method. Ties go to the earlier candidate (empty: no tuning).")
+    tune_epochs: list[str] = _f([], "`s3ft compare`: candidate epoch counts, tried for SFT at the chosen learning rate "
+                                "after the learning-rate search (which uses the first count). Empty: num_train_epochs.")
+    tune_split: str = _f("validation", "`s3ft compare`: split the tuning candidates are scored on (never the test split).")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -133,4 +133,8 @@ def make_generator(cfg, model_name: str | None = None) -> Generator:
         from s3ft.backends_openai import OpenAIGenerator
 
         return OpenAIGenerator.from_config(cfg, model_name)
-    raise ValueError(f"backend {cfg.backend!r} is not available yet; use backend: hf or openai")
+    if cfg.backend == "vllm":
+        from s3ft.backends_vllm import VLLMGenerator
+
+        return VLLMGenerator.from_config(cfg, model_name)
+    raise ValueError(f"unknown backend {cfg.backend!r}; use backend: hf, vllm or openai")

@@ -462,6 +462,10 @@ def preflight(s: Session, stages: tuple[str, ...] = STAGES) -> None:
     from s3ft.models import resolve_model
 
     resolve_model(s.cfg.model)
+    if s.cfg.backend == "vllm":  # fail before any work when the extra is missing
+        from s3ft.backends_vllm import _import_vllm
+
+        _import_vllm()
     n_train = len(s.train_examples())
     n_eval = len(s.eval_examples()) if "eval" in stages else 0
     if s.judge_name != "llm":  # the llm judge loads the model; it is built when first needed

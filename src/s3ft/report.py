@@ -803,6 +803,21 @@ def _header(doc: _Doc, compare: Mapping[str, Any], summary: dict) -> None:
         doc.table(_Table(["hyperparameter", "value"], [[str(k), _plain(v)] for k, v in hp.items()], left_cols=2))
     else:
         doc.note("No hyperparameters recorded.")
+    tuning = compare.get("tuning")
+    if isinstance(tuning, Mapping) and tuning.get("trials"):
+        ch = tuning.get("chosen", {})
+        doc.h(3, "How the learning rate and epochs were chosen")
+        doc.p(f"Once, for SFT, on the {tuning.get('split', '?')} split (training seed {tuning.get('seed', '?')}), "
+              f"then frozen for every method: learning rate {_plain(ch.get('learning_rate'))}, "
+              f"{_plain(ch.get('num_train_epochs'))} epoch(s).")
+        rows = []
+        for t in tuning["trials"]:
+            a = _accuracy_entry(t.get("accuracy")) or {}
+            ci = a.get("ci")
+            rows.append([_plain(t.get("learning_rate")), _plain(t.get("num_train_epochs")),
+                         f"{_int(a.get('k'))}/{_int(a.get('n'))}", _f1(a.get("acc")),
+                         f"[{_f1(ci[0])}, {_f1(ci[1])}]" if ci else "-"])
+        doc.table(_Table(["learning rate", "epochs", "correct", "accuracy %", "95% CI"], rows, left_cols=2))
 
 
 def _section_mix(doc: _Doc, compare: Mapping[str, Any], summary: dict, plots: dict) -> None:

@@ -1,0 +1,133 @@
+"""vLLM backend (optional extra, GPU): `pip install "s3ft[vllm]"`, then `backend: vllm`.
+
+vLLM's offline engine (`vllm.LLM`) generates the own answers, the paraphrases, the LLM judge's
+verdicts and the evaluations. Prompts are rendered with the model's chat template and tokenised
+by the model's tokenizer exactly as the hf backend does, then handed to vLLM as token ids, so both
+backends see the same tokens; greedy decoding is `temperature=0`.
+
+- A fine-tuned LoRA adapter is not merged: the engine loads the base model named in the adapter's
+  config with `enable_lora=True` and every request carries a `LoRARequest` for the adapter.
+- `vllm_tensor_parallel_size` shards one model over that many GPUs (`vllm_pipeline_parallel_size`
+  and `vllm_distributed_executor_backend: ray` span nodes).
+- Data parallelism over many GPUs or nodes: serve the model with vLLM itself
+  (`vllm serve MODEL --data-parallel-size N`, `--data-parallel-backend ray` across nodes) and use
+  the openai backend with `max_concurrency` high enough to keep every replica busy: vLLM balances
+  the requests. s3ft does not run its own scheduler.
+- Prompts go to the engine in chunks of `vllm_chunk_size`, and each chunk's rows are yielded (and
+  written by the stage) as soon as it finishes, so an interrupted run keeps what was done.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from s3ft.generation import StreamingGenerator, _stop_ids, render_prompt
+from s3ft.types import Messages
+
+INSTALL_HINT = ('the vllm backend needs vLLM (a GPU build): pip install "s3ft[vllm]" - or use backend: hf, '
+                'or backend: openai against a running `vllm serve`')
+
+
+def _import_vllm():
+    try:
+        import vllm  # noqa: F401
+        from vllm import LLM, SamplingParams
+        from vllm.lora.request import LoRARequest
+    except ImportError as e:  # the extra is not installed, or this machine has no vLLM build
+        raise RuntimeError(f"{INSTALL_HINT} ({e})") from None
+    return LLM, SamplingParams, LoRARequest
+
+
+def adapter_info(path: str | Path) -> dict[str, Any] | None:
+    """The adapter_config.json of a PEFT adapter folder, or None if `path` is not one."""
+    cfg = Path(path) / "adapter_config.json"
+    if not cfg.is_file():
+        return None
+    return json.loads(cfg.read_text())
+
+
+class VLLMGenerator(StreamingGenerator):
+    def __init__(self, model_path: str, tokenizer, adapter_path: str | None = None, lora_rank: int = 8,
+                 tensor_parallel_size: int = 1, pipeline_parallel_size: int = 1,
+                 distributed_executor_backend: str | None = None, gpu_memory_utilization: float = 0.85,
+                 dtype: str = "auto", max_model_len: int | None = None, seed: int = 0, chunk_size: int = 512):
+        LLM, SamplingParams, LoRARequest = _import_vllm()
+        self._SamplingParams = SamplingParams
+        self.tokenizer = tokenizer
+        self.chunk_size = max(1, int(chunk_size))
+        kw: dict[str, Any] = dict(
+            model=model_path, tokenizer=model_path, dtype=dtype, seed=seed,
+            tensor_parallel_size=tensor_parallel_size, pipeline_parallel_size=pipeline_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization,
+        )
+        if max_model_len:
+            kw["max_model_len"] = max_model_len
+        if distributed_executor_backend:
+            kw["distributed_executor_backend"] = distributed_executor_backend
+        if adapter_path:
+            # vLLM's smallest supported max_lora_rank is 8; round the adapter's rank up to a supported one
+            kw.update(enable_lora=True, max_loras=1, max_lora_rank=_supported_rank(lora_rank))
+        self.llm = LLM(**kw)
+        self.lora = LoRARequest("s3ft-adapter", 1, str(adapter_path)) if adapter_path else None
+        self._stop = _stop_ids(tokenizer, _GenCfg(self.llm))
+
+    @classmethod
+    def from_config(cfg_cls, cfg, model_name: str | None = None) -> "VLLMGenerator":
+        from s3ft.models import load_tokenizer, resolve_model
+
+        name = model_name or cfg.model
+        path = resolve_model(name)
+        info = adapter_info(path)
+        base, adapter, rank = path, None, 8
+        if info is not None:
+            base = resolve_model(info["base_model_name_or_path"])
+            adapter, rank = path, int(info.get("r", 8))
+        return cfg_cls(
+            str(base), load_tokenizer(str(base)), adapter_path=adapter, lora_rank=rank,
+            tensor_parallel_size=cfg.vllm_tensor_parallel_size, pipeline_parallel_size=cfg.vllm_pipeline_parallel_size,
+            distributed_executor_backend=cfg.vllm_distributed_executor_backend,
+            gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
+            dtype="auto" if cfg.dtype == "auto" else cfg.dtype, max_model_len=cfg.vllm_max_model_len,
+            seed=cfg.seed, chunk_size=cfg.vllm_chunk_size,
+        )
+
+    def stream(self, prompts: Sequence[Messages], max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
+               seed: int | None = None, desc: str | None = None, progress: bool = True) -> Iterator[tuple[int, str]]:
+        tok = self.tokenizer
+        ids = [tok(render_prompt(tok, p), add_special_tokens=False)["input_ids"] for p in prompts]
+        greedy = not (temperature and temperature > 0)
+        params = self._SamplingParams(
+            n=1, max_tokens=max_new_tokens, temperature=0.0 if greedy else temperature, top_p=1.0 if greedy else top_p,
+            seed=None if greedy else seed, stop_token_ids=list(self._stop), skip_special_tokens=True,
+        )
+        for start in range(0, len(ids), self.chunk_size):
+            chunk = [{"prompt_token_ids": x} for x in ids[start : start + self.chunk_size]]
+            outs = self.llm.generate(chunk, params, lora_request=self.lora, use_tqdm=progress)
+            for j, out in enumerate(outs):  # vLLM returns outputs in the order of the inputs
+                yield start + j, _strip_stop(tok, out.outputs[0].token_ids, self._stop)
+
+
+class _GenCfg:
+    """`_stop_ids` reads model.generation_config.eos_token_id; vLLM exposes the same default."""
+
+    def __init__(self, llm):
+        try:
+            eos = llm.get_tokenizer().eos_token_id
+        except Exception:  # noqa: BLE001 - a tokenizer-less engine: the tokenizer's own eos still applies
+            eos = None
+        self.generation_config = type("G", (), {"eos_token_id": eos})()
+
+
+def _strip_stop(tok, token_ids: Sequence[int], stop: Sequence[int]) -> str:
+    """Decode like the hf backend: cut at the first stop token, skip special tokens, strip."""
+    from s3ft.generation import _decode
+
+    return _decode(tok, list(token_ids), list(stop))
+
+
+def _supported_rank(r: int) -> int:
+    for ok in (8, 16, 32, 64, 128, 256, 320, 512):
+        if r <= ok:
+            return ok
+    return r

@@ -39,26 +39,6 @@ def _free_port() -> int:
 
 
 # ------------------------------------------------------------------------ transformers serve
-@pytest.fixture(scope="module")
-def sharp_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
-    """The tiny model's architecture with larger random weights (initializer_range 0.3): the
-    conftest model greedily emits only whitespace for every prompt, which would make an equality
-    test vacuous; this one gives different, confidently-ranked tokens per prompt."""
-    import torch
-    from transformers import AutoConfig, AutoTokenizer, LlamaForCausalLM
-
-    cfg = AutoConfig.from_pretrained(tiny_model_dir)
-    cfg.initializer_range = 0.3
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    torch.manual_seed(1)
-    model = LlamaForCausalLM(cfg)
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.generation_config.pad_token_id = tok.pad_token_id
-    model.generation_config.do_sample = False  # the server's default sampling follows this file
-    out = tmp_path_factory.mktemp("sharp-model")
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
 
 
 @pytest.fixture(scope="module")

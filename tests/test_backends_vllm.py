@@ -74,59 +74,60 @@ def _fake_vllm(monkeypatch, record: dict):
     monkeypatch.setitem(sys.modules, "vllm.lora.request", req)
 
 
-def test_vllm_backend_matches_hf_greedy(monkeypatch, tiny_model_dir):
+def test_vllm_backend_matches_hf_greedy(monkeypatch, sharp_model_dir):
     from s3ft.generation import HFGenerator, make_generator
 
-    want = HFGenerator.from_name(str(tiny_model_dir), batch_size=1, dtype="float32", device="cpu").generate(
+    want = HFGenerator.from_name(str(sharp_model_dir), batch_size=1, dtype="float32", device="cpu").generate(
         PROMPTS, 6, progress=False)
     record: dict = {}
     _fake_vllm(monkeypatch, record)
-    cfg = S3FTConfig(model=str(tiny_model_dir), backend="vllm", vllm_tensor_parallel_size=4, vllm_chunk_size=2)
+    cfg = S3FTConfig(model=str(sharp_model_dir), backend="vllm", vllm_tensor_parallel_size=4, vllm_chunk_size=2)
     gen = make_generator(cfg)
     seen = list(gen.stream(PROMPTS, 6, progress=False))
     assert [i for i, _ in seen] == list(range(len(PROMPTS)))
+    assert len(set(want)) > 1 and all(want), want  # not a vacuous comparison
     assert [t for _, t in seen] == want
     eng = record["engine"]
-    assert eng["tensor_parallel_size"] == 4 and eng["model"] == str(tiny_model_dir) and "enable_lora" not in eng
+    assert eng["tensor_parallel_size"] == 4 and eng["model"] == str(sharp_model_dir) and "enable_lora" not in eng
     assert [c["n"] for c in record["calls"]] == [2, 2, 1]  # chunks: rows stream out as each finishes
     assert all(c["lora"] is None and c["params"]["max_tokens"] == 6 for c in record["calls"])
 
 
-def test_vllm_backend_serves_a_lora_adapter_on_its_base(monkeypatch, tiny_model_dir, tmp_path):
+def test_vllm_backend_serves_a_lora_adapter_on_its_base(monkeypatch, sharp_model_dir, tmp_path):
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     from s3ft.generation import HFGenerator, make_generator
 
-    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(sharp_model_dir, dtype=torch.float32)
     peft = get_peft_model(base, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
     adapter = tmp_path / "adapter"
     peft.save_pretrained(adapter)
     cfg_path = adapter / "adapter_config.json"
     c = json.loads(cfg_path.read_text())
-    c["base_model_name_or_path"] = str(tiny_model_dir)
+    c["base_model_name_or_path"] = str(sharp_model_dir)
     cfg_path.write_text(json.dumps(c))
     from s3ft.models import load_tokenizer
 
-    load_tokenizer(str(tiny_model_dir)).save_pretrained(adapter)
+    load_tokenizer(str(sharp_model_dir)).save_pretrained(adapter)
 
     want = HFGenerator.from_name(str(adapter), batch_size=1, dtype="float32", device="cpu").generate(PROMPTS, 6, progress=False)
     record: dict = {}
     _fake_vllm(monkeypatch, record)
-    gen = make_generator(S3FTConfig(model=str(tiny_model_dir), backend="vllm"), str(adapter))
+    gen = make_generator(S3FTConfig(model=str(sharp_model_dir), backend="vllm"), str(adapter))
     got = gen.generate(PROMPTS, 6, progress=False)
     assert got == want
     eng = record["engine"]
-    assert eng["model"] == str(tiny_model_dir) and eng["enable_lora"] is True and eng["max_lora_rank"] == 8
+    assert eng["model"] == str(sharp_model_dir) and eng["enable_lora"] is True and eng["max_lora_rank"] == 8
     lora = record["calls"][0]["lora"]
     assert lora is not None and Path(lora.lora_path) == adapter
 
 
-def test_vllm_missing_fails_early_with_a_hint(monkeypatch, tmp_path, tiny_model_dir):
+def test_vllm_missing_fails_early_with_a_hint(monkeypatch, tmp_path, sharp_model_dir):
     from s3ft.pipeline import Session, preflight
 
     monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError
-    cfg = S3FTConfig(model=str(tiny_model_dir), backend="vllm", output_dir=str(tmp_path / "run"), train_size=2, eval_size=2)
+    cfg = S3FTConfig(model=str(sharp_model_dir), backend="vllm", output_dir=str(tmp_path / "run"), train_size=2, eval_size=2)
     with pytest.raises(RuntimeError, match=r"pip install \"s3ft\[vllm\]\""):
         preflight(Session(cfg))

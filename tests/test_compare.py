@@ -118,3 +118,9 @@ def test_compare_with_tuning_applies_the_choice(tmp_path, tiny_model_dir):
     assert res["hyperparameters"]["learning_rate"] == t["chosen"]["learning_rate"]
     assert res["hyperparameters"]["num_train_epochs"] == t["chosen"]["num_train_epochs"]
     assert (out / "tune").is_dir() and "How the learning rate and epochs were chosen" in (out / "report" / "report.md").read_text()
+    # the chosen trial is seed 3's SFT run: copied, not trained again, and accepted by its fingerprint
+    ch = t["chosen"]
+    trial = out / "tune" / f"lr{ch['learning_rate']:g}-epochs{ch['num_train_epochs']:g}" / "sft" / "model"
+    seed_model = out / "seed-3" / "sft" / "model"
+    assert (seed_model / "adapter_model.safetensors").read_bytes() == (trial / "adapter_model.safetensors").read_bytes()
+    assert "copied from" in r.stdout and "train (sft):" not in r.stdout.split("tune: chose")[1]

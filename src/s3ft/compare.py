@@ -96,6 +96,29 @@ def tune(s: Session, seed: int) -> dict[str, Any] | None:
     return out
 
 
+def _reuse_tuned_sft(s: Session, tuning: dict[str, Any], ss: Session) -> None:
+    """The chosen tuning trial is the SFT run of the tuning seed (same rows, hyperparameters and
+    seed): copy it into that seed's directory instead of training it again. The copy carries the
+    trial's stage record, so `stage_train` accepts it only if its fingerprint matches."""
+    import shutil
+
+    from s3ft.runs import RunDir
+
+    ch = tuning["chosen"]
+    src = RunDir(s.run.path / "tune" / f"lr{ch['learning_rate']:g}-epochs{ch['num_train_epochs']:g}")
+    rec = src.stage_record("train.sft")
+    dst = ss.method_run
+    if not rec or rec.get("status") != "done" or dst.stage_record("train.sft") or not (src.path / "sft" / "model").is_dir():
+        return
+    (dst.path / "sft").mkdir(parents=True, exist_ok=True)
+    shutil.copytree(src.path / "sft" / "model", dst.path / "sft" / "model", dirs_exist_ok=True)
+    for name in ("train_metrics.json", "train_log.jsonl"):
+        if (src.path / "sft" / name).exists():
+            shutil.copy2(src.path / "sft" / name, dst.path / "sft" / name)
+    dst.set_stage("train.sft", **{**rec, "copied_from": str(src.path / "sft")})
+    log(f"train (sft, seed {ss.cfg.seed}): the chosen tuning trial, copied from {src.path / 'sft'}")
+
+
 def _machine() -> str:
     import os
 
@@ -146,7 +169,7 @@ def logprob_analysis(s: Session) -> list[dict[str, Any]]:
     with s.run.stage("logprob", fp, [out], force=True) as info:
         gen = s.generator()
         vals = sequence_logprobs(gen.model, gen.tokenizer, [e.prompt for e, _, _ in items], [t for _, _, t in items],
-                                 batch_size=max(1, s.cfg.batch_size // 2))
+                                 batch_size=max(1, (s.cfg.batch_size or 16) // 2))
         rows = [{"id": e.id, "kind": kind, **v} for (e, kind, _), v in zip(items, vals)]
         from s3ft.runs import JsonlWriter
 
@@ -204,6 +227,8 @@ def run_compare(cfg: S3FTConfig) -> dict[str, Any]:
             seed_cfg = dataclasses.replace(cfg, seed=seed)
             ss = Session(seed_cfg, seed_dir=str(root / f"seed-{seed}"))
             ss._generators = s._generators
+            if tuning and seed == tuning["seed"] and "sft" in trained:
+                _reuse_tuned_sft(s, tuning, ss)
             per: dict[str, Any] = {"mix": mix, "in_domain": {}, "cross_task": {}, "general": {}}
             evals = {}
             if base:

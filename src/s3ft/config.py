@@ -62,7 +62,9 @@ class S3FTConfig:
     # ---- generation ----
     backend: str = _f("hf", "Generation backend: hf (transformers), vllm (GPU, optional extra), openai (a server).",
                       choices=("hf", "vllm", "openai"))
-    batch_size: int = _f(16, "Generation batch size (prompts are sorted by length into batches).")
+    batch_size: int = _f(0, "Generation batch size (prompts are sorted by length into batches); 0: chosen per batch "
+                         "from the memory its KV cache and activations need (GPU: free memory; CPU: up to 64 rows, "
+                         "where throughput stops growing - bench/results/generation_speed.md).")
     max_new_tokens: int | None = _f(None, "Answer length limit in tokens (None: the task's default).")
     paraphrase_max_new_tokens: int | None = _f(None, "Paraphrase length limit (None: max_new_tokens).")
     temperature: float = _f(0.0, "Sampling temperature; 0 means greedy.")
@@ -330,7 +332,9 @@ def validate(cfg: S3FTConfig, where: dict[str, str] | None = None, default: str 
     for name in ("learning_rate", "num_train_epochs"):
         if getattr(cfg, name) <= 0:
             fail(name, f"{name} must be > 0, got {getattr(cfg, name)}")
-    for name in ("batch_size", "per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "lora_r"):
+    if cfg.batch_size < 0:
+        fail("batch_size", f"batch_size must be >= 1, or 0 for automatic, got {cfg.batch_size}")
+    for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "lora_r"):
         if getattr(cfg, name) < 1:
             fail(name, f"{name} must be >= 1, got {getattr(cfg, name)}")
     if cfg.max_concurrency < 1:

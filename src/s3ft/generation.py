@@ -39,16 +39,16 @@ class HFGenerator(StreamingGenerator):
     """Batched transformers generation. `batch_size` prompts per forward pass; prompts are
     length-sorted, so a batch holds prompts of similar length."""
 
-    def __init__(self, model, tokenizer, batch_size: int = 16):
+    def __init__(self, model, tokenizer, batch_size: int = 0):
         self.model = model
         self.tokenizer = tokenizer
-        self.batch_size = max(1, int(batch_size))
+        self.batch_size = max(0, int(batch_size))  # 0: auto_batch_size per batch
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
 
     @classmethod
-    def from_name(cls, name: str, batch_size: int = 16, dtype: str = "auto", device: str = "auto") -> "HFGenerator":
+    def from_name(cls, name: str, batch_size: int = 0, dtype: str = "auto", device: str = "auto") -> "HFGenerator":
         from s3ft.models import load_model, load_tokenizer
 
         return cls(load_model(name, dtype=dtype, device=device), load_tokenizer(name), batch_size=batch_size)
@@ -77,10 +77,15 @@ class HFGenerator(StreamingGenerator):
             gen_kw.update(do_sample=True, temperature=temperature, top_p=top_p)
         else:
             gen_kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        greedy = not (temperature and temperature > 0) and plain_greedy_ok(self.model)
+        prefill_each = greedy and prefill_each_ok(self.model)
         bar = tqdm(total=len(ids), desc=desc or "generate", unit="ex", disable=not progress, dynamic_ncols=True)
         try:
-            for start in range(0, len(order), self.batch_size):
-                batch = order[start : start + self.batch_size]
+            start = 0
+            while start < len(order):
+                size = self.batch_size or auto_batch_size(self.model, len(ids[order[start]]), max_new_tokens)
+                batch = order[start : start + size]
+                start += len(batch)
                 width = max(len(ids[i]) for i in batch)
                 input_ids = torch.full((len(batch), width), tok.pad_token_id, dtype=torch.long)
                 mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -89,17 +94,158 @@ class HFGenerator(StreamingGenerator):
                     input_ids[row, width - n :] = torch.tensor(ids[i])
                     mask[row, width - n :] = 1
                 if seed is not None:
-                    torch.manual_seed(seed + start)
+                    torch.manual_seed(seed + start - len(batch))
                 with torch.inference_mode():
-                    out = self.model.generate(
-                        input_ids=input_ids.to(device), attention_mask=mask.to(device), **gen_kw
-                    )
-                new = out[:, width:].tolist()
+                    if greedy:
+                        new = greedy_decode(self.model, input_ids.to(device), mask.to(device), max_new_tokens, eos,
+                                            prefill_each=prefill_each)
+                    else:
+                        out = self.model.generate(
+                            input_ids=input_ids.to(device), attention_mask=mask.to(device), **gen_kw
+                        )
+                        new = out[:, width:].tolist()
                 for row, i in enumerate(batch):
                     yield i, _decode(tok, new[row], eos)
                 bar.update(len(batch))
         finally:
             bar.close()
+
+
+# generation_config fields that make `generate` change the logits before the argmax; a model whose
+# config sets one of them is decoded by `generate` itself
+_LOGIT_PROCESSORS = ("repetition_penalty", "encoder_repetition_penalty", "no_repeat_ngram_size", "bad_words_ids",
+                     "suppress_tokens", "begin_suppress_tokens", "forced_bos_token_id", "forced_eos_token_id",
+                     "min_new_tokens", "min_length", "sequence_bias", "exponential_decay_length_penalty")
+
+
+def auto_batch_size(model, prompt_tokens: int, max_new_tokens: int) -> int:
+    """Rows per batch from memory: what one row needs (its KV cache at full length, the prefill
+    activations of its prompt, a row of logits) against a budget - 60% of the free GPU memory, or
+    on CPU a quarter of the available RAM and at most 64 rows (on 2 cores the tokens/s of a
+    decode-bound batch stop growing between 32 and 64 rows; bench/results/generation_speed.md)."""
+    import os
+
+    import torch
+
+    c = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    p = next(model.parameters())
+    nbytes = p.element_size()
+    heads = c.num_attention_heads
+    kv_heads = getattr(c, "num_key_value_heads", None) or heads
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
+    kv_per_token = 2 * c.num_hidden_layers * kv_heads * head_dim * nbytes
+    inter = getattr(c, "intermediate_size", 4 * c.hidden_size)
+    act_per_token = (4 * c.hidden_size + 3 * inter + heads * prompt_tokens) * nbytes
+    per_row = kv_per_token * (prompt_tokens + max_new_tokens) + act_per_token * prompt_tokens + 2 * c.vocab_size * 4
+    if p.device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(p.device)
+        budget, cap = 0.6 * free, 512
+    else:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            avail = 8 << 30
+        budget, cap = 0.25 * avail, 64
+    return int(max(1, min(cap, budget // per_row)))
+
+
+def plain_greedy_ok(model) -> bool:
+    if getattr(model.config, "is_encoder_decoder", False):
+        return False
+    gc = getattr(model, "generation_config", None)
+    if gc is None:
+        return True
+    for k in _LOGIT_PROCESSORS:
+        v = getattr(gc, k, None)
+        if v not in (None, 0, 1.0, [], {}):
+            return False
+    return True
+
+
+def _prefill_each(model, input_ids, mask, cfg):
+    """Prefill every prompt alone (no padding: the causal attention fast path), then stack the
+    caches left-padded into one batch cache. On CPU this is ~2x faster than a padded batch
+    prefill of SQuAD-length prompts (bench/results/generation_speed.md), and each prompt's first
+    token comes from exactly the computation a one-by-one `generate` does."""
+    import torch
+    from transformers import DynamicCache
+
+    width = input_ids.shape[1]
+    per_layer: list[tuple[list, list]] = []
+    logits = []
+    for r in range(input_ids.shape[0]):
+        x = input_ids[r, mask[r].bool()][None]
+        c = DynamicCache(config=cfg)
+        logits.append(model(input_ids=x, past_key_values=c, use_cache=True, logits_to_keep=1).logits[:, -1])
+        for li, layer in enumerate(c.layers):
+            if li == len(per_layer):
+                per_layer.append(([], []))
+            pad = width - layer.keys.shape[-2]
+            per_layer[li][0].append(torch.nn.functional.pad(layer.keys, (0, 0, pad, 0)))
+            per_layer[li][1].append(torch.nn.functional.pad(layer.values, (0, 0, pad, 0)))
+    cache = DynamicCache(config=cfg)
+    for li, (ks, vs) in enumerate(per_layer):
+        cache.update(torch.cat(ks), torch.cat(vs), li)
+    return cache, torch.cat(logits)
+
+
+def prefill_each_ok(model) -> bool:
+    """Per-prompt prefill: CPU only (a GPU runs a padded batch in parallel), and only for models
+    without sliding-window layers (whose caches keep a window, not the whole prompt)."""
+    p = next(model.parameters())
+    if p.device.type != "cpu":
+        return False
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    if getattr(cfg, "sliding_window", None) or "sliding_attention" in (getattr(cfg, "layer_types", None) or []):
+        return False
+    return True
+
+
+def greedy_decode(model, input_ids, attention_mask, max_new_tokens: int, stop: list[int],
+                  prefill_each: bool = False) -> list[list[int]]:
+    """Greedy decoding of a left-padded batch with the KV cache, dropping every sequence from the
+    batch (and from the cache) the moment it emits a stop token.
+
+    `model.generate` keeps finished sequences in the batch until the longest one ends, so on a
+    batch whose answers vary in length (GSM8K: 60 to 320 tokens) a large share of every decode
+    step is spent on padding. Here a step costs only the rows still running. Same model calls,
+    same argmax as `generate(do_sample=False)`: the answers are the same (up to the rare near-tie
+    that any change of batch shape can flip in float arithmetic - bench/generation_speed.py counts
+    identical answers). Returns the new tokens of each row, stop token included when emitted."""
+    import torch
+    from transformers import DynamicCache
+
+    n = input_ids.shape[0]
+    out: list[list[int]] = [[] for _ in range(n)]
+    rows = torch.arange(n, device=input_ids.device)  # batch position -> original row
+    stop_t = torch.tensor(sorted(set(stop)), device=input_ids.device)
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    mask = attention_mask
+    if prefill_each:
+        cache, logits = _prefill_each(model, input_ids, mask, cfg)
+    else:
+        cache = DynamicCache(config=cfg)  # sliding-window layers where the model has them, like generate
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        logits = model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, past_key_values=cache,
+                       use_cache=True, logits_to_keep=1).logits[:, -1]
+    for step in range(max_new_tokens):
+        nxt = logits.argmax(-1)
+        done = torch.isin(nxt, stop_t)
+        for r, t in zip(rows.tolist(), nxt.tolist()):
+            out[r].append(t)
+        if step == max_new_tokens - 1:
+            break
+        if bool(done.any()):
+            keep = (~done).nonzero().squeeze(-1)
+            if keep.numel() == 0:
+                break
+            cache.batch_select_indices(keep)
+            rows, nxt, mask = rows[keep], nxt[keep], mask[keep]
+        mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
+        position_ids = (mask.sum(-1, keepdim=True) - 1)
+        logits = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=position_ids, past_key_values=cache,
+                       use_cache=True, logits_to_keep=1).logits[:, -1]
+    return out
 
 
 def _stop_ids(tokenizer, model) -> list[int]:

@@ -1,0 +1,128 @@
+"""Benchmark 4: this machine's roofline - measured matmul FLOP/s and memory bandwidth - and the
+model FLOP counts the other benchmarks divide by.
+
+    python bench/roofline.py [--out bench/results/roofline.json]
+
+Peak compute: the best of several fp32 `torch.matmul` runs on square matrices (1024-4096) and on
+the shapes SmolLM2-135M actually multiplies, with torch's default thread count (all cores).
+Bandwidth: a large tensor copy (read + write). Model FLOPs per token are counted from the config
+(2 x multiply-adds of every projection, attention scores over the context, the LM head).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {os.cpu_count()} cores ({torch.get_num_threads()} torch threads), {gpu}, torch {torch.__version__}"
+
+
+def _time(fn, reps: int) -> float:
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def matmul_peak(sizes=(1024, 2048, 3072, 4096), reps: int = 3) -> dict:
+    """Best fp32 matmul FLOP/s over square sizes and the model's shapes."""
+    out: dict = {"square": {}, "model_shapes": {}}
+    with torch.inference_mode():
+        for n in sizes:
+            a, b = torch.randn(n, n), torch.randn(n, n)
+            t = _time(lambda: torch.matmul(a, b), reps)
+            out["square"][n] = 2 * n**3 / t
+        # (tokens x hidden) @ (hidden x out): prefill / training shapes, and a 16-row decode step
+        for m, k, n in ((2048, 576, 1536), (2048, 1536, 576), (2048, 576, 49152), (16, 576, 1536), (16, 576, 49152)):
+            a, b = torch.randn(m, k), torch.randn(k, n)
+            t = _time(lambda: torch.matmul(a, b), reps)
+            out["model_shapes"][f"{m}x{k}x{n}"] = 2 * m * k * n / t
+    out["peak_flops"] = max(list(out["square"].values()) + list(out["model_shapes"].values()))
+    return out
+
+
+def bandwidth(n_bytes: int = 1 << 30, reps: int = 3) -> float:
+    """Bytes per second moved by a tensor copy (counts the read and the write)."""
+    a = torch.empty(n_bytes // 4, dtype=torch.float32).fill_(1.0)
+    b = torch.empty_like(a)
+    t = _time(lambda: b.copy_(a), reps)
+    return 2 * n_bytes / t
+
+
+def forward_flops_per_token(cfg, context: float, lm_head: bool = True) -> float:
+    """Forward FLOPs for one token of a Llama-style decoder attending over `context` tokens."""
+    h, L = cfg.hidden_size, cfg.num_hidden_layers
+    heads = cfg.num_attention_heads
+    kv = getattr(cfg, "num_key_value_heads", heads) or heads
+    hd = getattr(cfg, "head_dim", None) or h // heads
+    inter = cfg.intermediate_size
+    proj = 2 * h * (heads * hd) + 2 * 2 * h * (kv * hd) + 2 * (heads * hd) * h  # q, k, v, o
+    mlp = 3 * 2 * h * inter  # gate, up, down
+    attn = 2 * 2 * heads * hd * context  # scores and weighted values
+    head = 2 * h * cfg.vocab_size if lm_head else 0
+    return L * (proj + mlp + attn) + head
+
+
+def train_flops_per_token(cfg, context: float, lora: bool, supervised_fraction: float) -> float:
+    """Training FLOPs per token: forward + backward. Full fine-tuning: backward = 2 x forward
+    (input and weight gradients). LoRA: the frozen weights need input gradients only (1 x
+    forward; the rank-8 adapters are negligible). The LM head runs on supervised positions only."""
+    body = forward_flops_per_token(cfg, context, lm_head=False)
+    head = 2 * cfg.hidden_size * cfg.vocab_size * supervised_fraction
+    factor = 2 if lora else 3
+    return factor * (body + head)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="bench/results/roofline.json")
+    a = ap.parse_args()
+    mm = matmul_peak()
+    bw = bandwidth()
+    from transformers import AutoConfig
+
+    from s3ft.models import resolve_model
+
+    cfg = AutoConfig.from_pretrained(resolve_model("smollm2-135m-instruct"))
+    n_params = 134_515_008  # SmolLM2-135M, tied embeddings
+    doc = {
+        "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"), "command": "python " + " ".join(sys.argv),
+        "matmul_gflops": {"square": {str(k): round(v / 1e9, 1) for k, v in mm["square"].items()},
+                          "model_shapes": {k: round(v / 1e9, 1) for k, v in mm["model_shapes"].items()},
+                          "peak": round(mm["peak_flops"] / 1e9, 1)},
+        "copy_bandwidth_gb_s": round(bw / 1e9, 1),
+        "model": {"forward_gflops_per_token_ctx256": round(forward_flops_per_token(cfg, 256) / 1e9, 3),
+                  "lm_head_share_of_forward": round(2 * cfg.hidden_size * cfg.vocab_size / forward_flops_per_token(cfg, 256), 3),
+                  "fp32_weight_bytes": n_params * 4,
+                  "decode_batch1_bandwidth_bound_tok_s": round(bw / (n_params * 4), 1)},
+        "load_avg_at_end": os.getloadavg()[0],
+    }
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(json.dumps(doc, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

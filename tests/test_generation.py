@@ -1,0 +1,71 @@
+"""s3ft.generation: the hf backend's own greedy loop and the automatic batch size."""
+from __future__ import annotations
+
+import torch
+
+PROMPTS = [[{"role": "user", "content": c}] for c in
+           ("hi", "What is 2+2?", "Name a colour, please, and say why you like it.", "Tell me a story.", "Why?",
+            "Translate 'hello' to French and to German, then to Spanish.")]
+
+
+def _load(model_dir):
+    from s3ft.models import load_model, load_tokenizer
+
+    return load_model(str(model_dir), dtype="float32", device="cpu"), load_tokenizer(str(model_dir))
+
+
+def test_greedy_decode_drops_finished_rows_and_matches_generate(sharp_model_dir):
+    """A left-padded batch decoded by greedy_decode gives, row by row, what model.generate gives
+    for that prompt alone - including rows that stop early (and leave the batch) at different steps."""
+    from s3ft.generation import greedy_decode, render_prompt
+
+    model, tok = _load(sharp_model_dir)
+    ids = [tok(render_prompt(tok, p), add_special_tokens=False)["input_ids"] for p in PROMPTS]
+
+    def alone(x, stop, n):
+        t = torch.tensor([x])
+        with torch.inference_mode():
+            out = model.generate(t, attention_mask=torch.ones_like(t), max_new_tokens=n, do_sample=False, temperature=None,
+                                 top_p=None, top_k=None, eos_token_id=stop, pad_token_id=tok.pad_token_id)
+        return out[0, len(x):].tolist()
+
+    free = [alone(x, [tok.eos_token_id], 10) for x in ids]
+    # stop tokens that end some answers early, at different steps: the 3rd token of answer 0, the 6th of answer 3
+    stop = sorted({tok.eos_token_id, free[0][2], free[3][5]})
+    want = [alone(x, stop, 10) for x in ids]
+    lengths = {len(w) for w in want}
+    assert len(lengths) > 1 and min(lengths) < 10, want  # rows really leave the batch at different times
+
+    width = max(map(len, ids))
+    input_ids = torch.full((len(ids), width), tok.pad_token_id)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for r, x in enumerate(ids):
+        input_ids[r, width - len(x):] = torch.tensor(x)
+        mask[r, width - len(x):] = 1
+    with torch.inference_mode():
+        got = greedy_decode(model, input_ids, mask, 10, stop)
+    assert got == want
+
+
+def test_hf_generator_auto_batch_equals_one_by_one(sharp_model_dir):
+    from s3ft.generation import HFGenerator
+
+    model, tok = _load(sharp_model_dir)
+    auto = HFGenerator(model, tok, batch_size=0).generate(PROMPTS, 8, progress=False)
+    one = HFGenerator(model, tok, batch_size=1).generate(PROMPTS, 8, progress=False)
+    assert len(set(one)) > 1 and auto == one
+
+
+def test_auto_batch_size_follows_memory(sharp_model_dir, monkeypatch):
+    import os
+
+    from s3ft.generation import auto_batch_size
+
+    model, _ = _load(sharp_model_dir)
+    assert auto_batch_size(model, 100, 32) == 64  # a tiny model: the CPU cap
+    page = os.sysconf("SC_PAGE_SIZE")
+    real = os.sysconf
+    # 64 MiB of free RAM: the budget (a quarter) decides, and longer rows get fewer per batch
+    monkeypatch.setattr(os, "sysconf", lambda k: (64 << 20) // page if k == "SC_AVPHYS_PAGES" else real(k))
+    short, long = auto_batch_size(model, 50, 16), auto_batch_size(model, 2000, 512)
+    assert 1 <= long < short <= 64

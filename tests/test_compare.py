@@ -124,3 +124,14 @@ def test_compare_with_tuning_applies_the_choice(tmp_path, tiny_model_dir):
     seed_model = out / "seed-3" / "sft" / "model"
     assert (seed_model / "adapter_model.safetensors").read_bytes() == (trial / "adapter_model.safetensors").read_bytes()
     assert "copied from" in r.stdout and "train (sft):" not in r.stdout.split("tune: chose")[1]
+
+
+def test_compare_refuses_tuning_on_the_test_split_before_any_work(tmp_path, tiny_model_dir):
+    out = tmp_path / "cmp"
+    r = subprocess.run([sys.executable, "-m", "s3ft.cli", "compare", "recipes/squad_compare_small.yaml", "--model",
+                        str(tiny_model_dir), "--output_dir", str(out), "--tune_learning_rates", "1e-4,3e-4",
+                        "--tune_split", "test"], capture_output=True, text=True, timeout=300,
+                       cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "tune_split must differ from eval_split" in r.stderr and "Traceback" not in r.stderr
+    assert not (out / "own.jsonl").exists()

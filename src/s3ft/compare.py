@@ -49,6 +49,17 @@ def _floats(cfg: S3FTConfig, name: str) -> list[float]:
     return vals
 
 
+def check_tuning(cfg: S3FTConfig) -> bool:
+    """Whether tuning is asked for; a bad tuning setup fails here, before any work."""
+    lrs, eps = _floats(cfg, "tune_learning_rates"), _floats(cfg, "tune_epochs")
+    if not lrs and not eps:
+        return False
+    if cfg.tune_split == cfg.eval_split:
+        raise ConfigError(f"tune_split must differ from eval_split ({cfg.eval_split!r}): "
+                          "hyperparameters chosen on the test split would flatter every method")
+    return True
+
+
 def tune(s: Session, seed: int) -> dict[str, Any] | None:
     """Choose the learning rate and the epoch count once, for SFT, on the tuning split.
 
@@ -59,12 +70,9 @@ def tune(s: Session, seed: int) -> dict[str, Any] | None:
     highest accuracy wins, ties going to the earlier candidate. Trials live in <output_dir>/tune/
     and resume like any stage. Returns None when no tuning is asked for."""
     cfg = s.cfg
-    lrs, eps = _floats(cfg, "tune_learning_rates"), _floats(cfg, "tune_epochs")
-    if not lrs and not eps:
+    if not check_tuning(cfg):
         return None
-    if cfg.tune_split == cfg.eval_split:
-        raise ConfigError(f"tune_split must differ from eval_split ({cfg.eval_split!r}): "
-                          "hyperparameters chosen on the test split would flatter every method")
+    lrs, eps = _floats(cfg, "tune_learning_rates"), _floats(cfg, "tune_epochs")
     lrs = lrs or [cfg.learning_rate]
     eps = eps or [cfg.num_train_epochs]
     trials: list[dict[str, Any]] = []
@@ -190,6 +198,8 @@ def run_compare(cfg: S3FTConfig) -> dict[str, Any]:
     t0 = time.time()
     s = Session(cfg)
     pipeline.preflight(s)
+    if check_tuning(cfg):  # fail on a bad tuning setup before the shared pass; the split must load
+        s.examples(cfg.tune_split, None)
     for task in cfg.cross_tasks:
         _cross_session(s, task, None).eval_examples()  # fail early on a bad cross task
     root = s.run.path

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -67,7 +66,7 @@ def run_task(task: str, n: int, batch_size: int, gen, peak: float) -> dict:
         prompts = [e.prompt for e in exs]
         max_new = s.max_new_tokens
         tok = gen.tokenizer
-        stop = _stop_ids(tok, gen.model)
+        stop = _stop_ids(tok, gen.model.generation_config)
         prompt_tokens = [len(tok(render_prompt(tok, p), add_special_tokens=False)["input_ids"]) for p in prompts]
 
         t0 = time.perf_counter()
@@ -121,7 +120,7 @@ def main() -> int:
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2) + "\n")
-    lines = [f"# Generation speed: `s3ft generate` vs a naive loop\n", f"Machine: {doc['machine']}; {doc['date']}; "
+    lines = ["# Generation speed: `s3ft generate` vs a naive loop\n", f"Machine: {doc['machine']}; {doc['date']}; "
              f"{doc['model']}; measured matmul peak {doc['matmul_peak_gflops']} GFLOP/s (bench/roofline.py).\n",
              f"Command: `{doc['command']}`\n",
              "| task | prompts | mean prompt tokens | max new | naive s | s3ft s | speed-up | naive gen tok/s | s3ft gen tok/s "

@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from s3ft.generation import StreamingGenerator, _stop_ids, render_prompt
+from s3ft.generation import StreamingGenerator, _decode, _stop_ids, render_prompt
 from s3ft.types import Messages
 
 INSTALL_HINT = ('the vllm backend needs vLLM (a GPU build): pip install "s3ft[vllm]" - or use backend: hf, '
@@ -31,7 +31,6 @@ INSTALL_HINT = ('the vllm backend needs vLLM (a GPU build): pip install "s3ft[vl
 
 def _import_vllm():
     try:
-        import vllm  # noqa: F401
         from vllm import LLM, SamplingParams
         from vllm.lora.request import LoRARequest
     except ImportError as e:  # the extra is not installed, or this machine has no vLLM build
@@ -70,7 +69,7 @@ class VLLMGenerator(StreamingGenerator):
             kw.update(enable_lora=True, max_loras=1, max_lora_rank=_supported_rank(lora_rank))
         self.llm = LLM(**kw)
         self.lora = LoRARequest("s3ft-adapter", 1, str(adapter_path)) if adapter_path else None
-        self._stop = _stop_ids(tokenizer, _GenCfg(self.llm))
+        self._stop = _stop_ids(tokenizer, _generation_config(model_path))
 
     @classmethod
     def from_config(cfg_cls, cfg, model_name: str | None = None) -> "VLLMGenerator":
@@ -105,25 +104,17 @@ class VLLMGenerator(StreamingGenerator):
             chunk = [{"prompt_token_ids": x} for x in ids[start : start + self.chunk_size]]
             outs = self.llm.generate(chunk, params, lora_request=self.lora, use_tqdm=progress)
             for j, out in enumerate(outs):  # vLLM returns outputs in the order of the inputs
-                yield start + j, _strip_stop(tok, out.outputs[0].token_ids, self._stop)
+                yield start + j, _decode(tok, list(out.outputs[0].token_ids), self._stop)  # as the hf backend
 
 
-class _GenCfg:
-    """`_stop_ids` reads model.generation_config.eos_token_id; vLLM exposes the same default."""
+def _generation_config(model_path: str):
+    """The folder's generation_config (the hf backend's stop tokens come from it too), or None."""
+    from transformers import GenerationConfig
 
-    def __init__(self, llm):
-        try:
-            eos = llm.get_tokenizer().eos_token_id
-        except Exception:  # noqa: BLE001 - a tokenizer-less engine: the tokenizer's own eos still applies
-            eos = None
-        self.generation_config = type("G", (), {"eos_token_id": eos})()
-
-
-def _strip_stop(tok, token_ids: Sequence[int], stop: Sequence[int]) -> str:
-    """Decode like the hf backend: cut at the first stop token, skip special tokens, strip."""
-    from s3ft.generation import _decode
-
-    return _decode(tok, list(token_ids), list(stop))
+    try:
+        return GenerationConfig.from_pretrained(model_path)
+    except OSError:  # no generation_config.json: the tokenizer's eos and end-of-turn tokens still apply
+        return None
 
 
 def _supported_rank(r: int) -> int:

@@ -15,7 +15,6 @@ import dataclasses
 import json
 import platform
 import time
-from pathlib import Path
 from typing import Any
 
 from s3ft import pipeline, selection
@@ -49,15 +48,16 @@ def _floats(cfg: S3FTConfig, name: str) -> list[float]:
     return vals
 
 
-def check_tuning(cfg: S3FTConfig) -> bool:
-    """Whether tuning is asked for; a bad tuning setup fails here, before any work."""
+def tuning_candidates(cfg: S3FTConfig) -> tuple[list[float], list[float]] | None:
+    """(learning rates, epoch counts) to try, None when no tuning is asked for; a bad tuning
+    setup fails here, before any work."""
     lrs, eps = _floats(cfg, "tune_learning_rates"), _floats(cfg, "tune_epochs")
     if not lrs and not eps:
-        return False
+        return None
     if cfg.tune_split == cfg.eval_split:
         raise ConfigError(f"tune_split must differ from eval_split ({cfg.eval_split!r}): "
                           "hyperparameters chosen on the test split would flatter every method")
-    return True
+    return lrs or [cfg.learning_rate], eps or [cfg.num_train_epochs]
 
 
 def tune(s: Session, seed: int) -> dict[str, Any] | None:
@@ -70,11 +70,10 @@ def tune(s: Session, seed: int) -> dict[str, Any] | None:
     highest accuracy wins, ties going to the earlier candidate. Trials live in <output_dir>/tune/
     and resume like any stage. Returns None when no tuning is asked for."""
     cfg = s.cfg
-    if not check_tuning(cfg):
+    candidates = tuning_candidates(cfg)
+    if candidates is None:
         return None
-    lrs, eps = _floats(cfg, "tune_learning_rates"), _floats(cfg, "tune_epochs")
-    lrs = lrs or [cfg.learning_rate]
-    eps = eps or [cfg.num_train_epochs]
+    lrs, eps = candidates
     trials: list[dict[str, Any]] = []
 
     def trial(lr: float, ep: float) -> dict[str, Any]:
@@ -198,7 +197,7 @@ def run_compare(cfg: S3FTConfig) -> dict[str, Any]:
     t0 = time.time()
     s = Session(cfg)
     pipeline.preflight(s)
-    if check_tuning(cfg):  # fail on a bad tuning setup before the shared pass; the split must load
+    if tuning_candidates(cfg):  # fail on a bad tuning setup before the shared pass; the split must load
         s.examples(cfg.tune_split, None)
     for task in cfg.cross_tasks:
         _cross_session(s, task, None).eval_examples()  # fail early on a bad cross task

@@ -71,13 +71,14 @@ class HFGenerator(StreamingGenerator):
         ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
         device = next(self.model.parameters()).device
-        eos = _stop_ids(tok, self.model)
+        eos = _stop_ids(tok, self.model.generation_config)
+        sampled = bool(temperature and temperature > 0)
         gen_kw = dict(max_new_tokens=max_new_tokens, eos_token_id=eos, pad_token_id=tok.pad_token_id)
-        if temperature and temperature > 0:
+        if sampled:
             gen_kw.update(do_sample=True, temperature=temperature, top_p=top_p)
         else:
             gen_kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        greedy = not (temperature and temperature > 0) and plain_greedy_ok(self.model)
+        greedy = not sampled and plain_greedy_ok(self.model)
         prefill_each = greedy and prefill_each_ok(self.model)
         bar = tqdm(total=len(ids), desc=desc or "generate", unit="ex", disable=not progress, dynamic_ncols=True)
         try:
@@ -85,7 +86,6 @@ class HFGenerator(StreamingGenerator):
             while start < len(order):
                 size = self.batch_size or auto_batch_size(self.model, len(ids[order[start]]), max_new_tokens)
                 batch = order[start : start + size]
-                start += len(batch)
                 width = max(len(ids[i]) for i in batch)
                 input_ids = torch.full((len(batch), width), tok.pad_token_id, dtype=torch.long)
                 mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -94,7 +94,7 @@ class HFGenerator(StreamingGenerator):
                     input_ids[row, width - n :] = torch.tensor(ids[i])
                     mask[row, width - n :] = 1
                 if seed is not None:
-                    torch.manual_seed(seed + start - len(batch))
+                    torch.manual_seed(seed + start)
                 with torch.inference_mode():
                     if greedy:
                         new = greedy_decode(self.model, input_ids.to(device), mask.to(device), max_new_tokens, eos,
@@ -107,15 +107,9 @@ class HFGenerator(StreamingGenerator):
                 for row, i in enumerate(batch):
                     yield i, _decode(tok, new[row], eos)
                 bar.update(len(batch))
+                start += len(batch)
         finally:
             bar.close()
-
-
-# generation_config fields that make `generate` change the logits before the argmax; a model whose
-# config sets one of them is decoded by `generate` itself
-_LOGIT_PROCESSORS = ("repetition_penalty", "encoder_repetition_penalty", "no_repeat_ngram_size", "bad_words_ids",
-                     "suppress_tokens", "begin_suppress_tokens", "forced_bos_token_id", "forced_eos_token_id",
-                     "min_new_tokens", "min_length", "sequence_bias", "exponential_decay_length_penalty")
 
 
 def auto_batch_size(model, prompt_tokens: int, max_new_tokens: int) -> int:
@@ -147,6 +141,13 @@ def auto_batch_size(model, prompt_tokens: int, max_new_tokens: int) -> int:
             avail = 8 << 30
         budget, cap = 0.25 * avail, 64
     return int(max(1, min(cap, budget // per_row)))
+
+
+# generation_config fields that make `generate` change the logits before the argmax; a model whose
+# config sets one of them is decoded by `generate` itself
+_LOGIT_PROCESSORS = ("repetition_penalty", "encoder_repetition_penalty", "no_repeat_ngram_size", "bad_words_ids",
+                     "suppress_tokens", "begin_suppress_tokens", "forced_bos_token_id", "forced_eos_token_id",
+                     "min_new_tokens", "min_length", "sequence_bias", "exponential_decay_length_penalty")
 
 
 def plain_greedy_ok(model) -> bool:
@@ -248,9 +249,11 @@ def greedy_decode(model, input_ids, attention_mask, max_new_tokens: int, stop: l
     return out
 
 
-def _stop_ids(tokenizer, model) -> list[int]:
+def _stop_ids(tokenizer, generation_config) -> list[int]:
+    """Token ids that end an answer: the tokenizer's eos, the model folder's generation_config
+    eos (None: no generation config) and the usual end-of-turn tokens the vocabulary has."""
     ids = {tokenizer.eos_token_id}
-    cfg_eos = getattr(model.generation_config, "eos_token_id", None)
+    cfg_eos = getattr(generation_config, "eos_token_id", None)
     if isinstance(cfg_eos, int):
         ids.add(cfg_eos)
     elif isinstance(cfg_eos, (list, tuple)):

@@ -381,7 +381,8 @@ def evaluate_general(
     the named benchmarks; writes `output_dir/general.json` and `output_dir/<benchmark>.jsonl`.
     Returns {benchmark: {metric, value (%), stderr (%), n, rows, ...}}."""
     import lm_eval
-    from lm_eval.api.registry import get_model
+
+    from s3ft.general_lm import PrefixSharingHFLM
 
     names = check_benchmarks(benchmarks)
     output_dir = Path(output_dir)
@@ -394,7 +395,7 @@ def evaluate_general(
         prepared = prepare_tasks(names, limit, seed, workdir)
         tm = task_manager(workdir)
         t0 = time.time()
-        lm = get_model("hf").create_from_arg_obj(dict(args))
+        lm = PrefixSharingHFLM.create_from_arg_obj(dict(args))
         load_seconds = time.time() - t0
         for name in names:
             bench = BENCHMARKS[name]

@@ -235,10 +235,10 @@ def score_only_supervised_positions() -> bool:
     and masks afterwards (so that Neuron's compiler sees fixed shapes). On CPU nothing is compiled,
     and with completion-only loss most positions have no label - a SQuAD row is ~240 prompt
     tokens and ~10 answer tokens - so projecting all of them onto the 49k-word vocabulary is most
-    of the LM head's work and its biggest activation. bench/results/train_speed.md (SmolLM2-135M,
-    2 CPU cores, batch 8 of SQuAD), s3ft vs a plain TRL script: LoRA 61.7 -> 91.6 tokens/s and
-    peak RSS 17.2 -> 14.8 GB; full fine-tuning 66.9 -> 110.1 tokens/s, 14.2 -> 10.2 GB, identical
-    losses. The loss and gradients are the same up to float
+    of the LM head's work and its biggest activation. Measured with this change alone
+    (bench/train_speed.py, SmolLM2-135M, 2 CPU cores, batch 8 of SQuAD, 2026-11-21), s3ft vs a
+    plain TRL script: LoRA 61.7 -> 91.6 tokens/s and peak RSS 17.2 -> 14.8 GB; full fine-tuning
+    66.9 -> 110.1 tokens/s, 14.2 -> 10.2 GB, identical losses. The loss and gradients are the same up to float
     rounding (tests/test_training.py). Process-wide; returns whether the hook was installed
     (False: this TRL has no such switch, nothing changed)."""
     try:

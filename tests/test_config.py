@@ -59,3 +59,14 @@ def test_bad_overrides():
 def test_missing_recipe(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_rows_per_call_follows_batch_size_or_the_stage_default():
+    from s3ft.config import S3FTConfig
+
+    auto = S3FTConfig(batch_size=0)
+    assert [auto.rows_per_call(k) for k in ("judge_flush", "lm_eval", "logprob")] == [32, 16, 8]
+    fixed = S3FTConfig(batch_size=6)
+    assert [fixed.rows_per_call(k) for k in ("judge_flush", "lm_eval", "logprob")] == [6, 6, 3]
+    assert S3FTConfig(batch_size=1).rows_per_call("logprob") == 1
+    assert "AUTOMATIC_ROWS" not in S3FTConfig().to_dict()  # a constant, not a recipe field

@@ -176,7 +176,7 @@ def logprob_analysis(s: Session) -> list[dict[str, Any]]:
     with s.run.stage("logprob", fp, [out], force=True) as info:
         gen = s.generator()
         vals = sequence_logprobs(gen.model, gen.tokenizer, [e.prompt for e, _, _ in items], [t for _, _, t in items],
-                                 batch_size=max(1, (s.cfg.batch_size or 16) // 2))
+                                 batch_size=s.cfg.rows_per_call("logprob"))
         rows = [{"id": e.id, "kind": kind, **v} for (e, kind, _), v in zip(items, vals)]
         from s3ft.runs import JsonlWriter
 

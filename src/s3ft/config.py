@@ -135,6 +135,19 @@ class S3FTConfig:
     def run_dir(self) -> Path:
         return Path(self.output_dir)
 
+    # rows per call where batch_size 0 ("automatic") has no memory-based choice behind it: only the
+    # hf generator sizes its batches from memory; these stages take a fixed count instead
+    AUTOMATIC_ROWS = {"judge_flush": 32, "lm_eval": 16, "logprob": 8}
+
+    def rows_per_call(self, stage: str) -> int:
+        """batch_size, or the stage's fixed count from AUTOMATIC_ROWS when batch_size is 0.
+        Stages: judge_flush (answers judged and written at a time), lm_eval (lm-evaluation-harness
+        batch), logprob (sequences scored per forward pass, half the generation batch: each
+        carries its whole target)."""
+        if stage == "logprob":
+            return max(1, self.batch_size // 2) if self.batch_size else self.AUTOMATIC_ROWS[stage]
+        return self.batch_size or self.AUTOMATIC_ROWS[stage]
+
     def effective_paraphrase_scope(self) -> str:
         if self.paraphrase_scope != "auto":
             return self.paraphrase_scope

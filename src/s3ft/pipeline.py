@@ -193,7 +193,7 @@ def _stream_rows(s: Session, out: Path, todo: list[Example], prompts: list, max_
 
         for i, text in s.generator(model).stream(prompts, max_new_tokens, desc=desc, **s.gen_kwargs()):
             buf.append((todo[i], text))
-            if len(buf) >= (s.cfg.batch_size or 32):
+            if len(buf) >= s.cfg.rows_per_call("judge_flush"):
                 flush()
         if buf:
             flush()
@@ -390,7 +390,7 @@ def stage_general(s: Session, name: str, model: str, model_fp: str, run: RunDir 
         limit = f"seeded subsets of {c.general_limit}" if c.general_limit else "full sets"
         log(f"general {name}: {', '.join(c.general_benchmarks)} ({limit}) -> {out_dir}")
         res = evaluate_general(model=model, benchmarks=list(c.general_benchmarks), limit=c.general_limit, seed=c.data_seed,
-                               output_dir=out_dir, batch_size=c.batch_size or 16, device=c.device, dtype=c.dtype)
+                               output_dir=out_dir, batch_size=c.rows_per_call("lm_eval"), device=c.device, dtype=c.dtype)
         info["results"] = {b: {k: v for k, v in r.items() if k in ("metric", "value", "stderr", "n")} for b, r in res.items()}
         log("general " + name + ": " + ", ".join(f"{b} {r.get('value')}" for b, r in info["results"].items()))
     return info["results"]

@@ -70,3 +70,17 @@ def test_rows_per_call_follows_batch_size_or_the_stage_default():
     assert [fixed.rows_per_call(k) for k in ("judge_flush", "lm_eval", "logprob")] == [6, 6, 3]
     assert S3FTConfig(batch_size=1).rows_per_call("logprob") == 1
     assert "AUTOMATIC_ROWS" not in S3FTConfig().to_dict()  # a constant, not a recipe field
+
+
+def test_every_shipped_recipe_loads_and_validates():
+    from pathlib import Path
+
+    from s3ft.compare import tuning_candidates
+    from s3ft.config import load_config
+
+    recipes = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
+    assert len(recipes) >= 8
+    for path in recipes:
+        cfg = load_config(path)  # unknown keys, wrong types and bad values raise, naming file and line
+        assert cfg.output_dir.startswith("runs/"), path.name
+        tuning_candidates(cfg)  # the tuning grid, where there is one, parses

@@ -112,6 +112,11 @@ class HFGenerator(StreamingGenerator):
             bar.close()
 
 
+def _text_config(model):
+    """The config of the language model itself (a multimodal model nests it)."""
+    return model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+
+
 def auto_batch_size(model, prompt_tokens: int, max_new_tokens: int) -> int:
     """Rows per batch from memory: what one row needs (its KV cache at full length, the prefill
     activations of its prompt, a row of logits) against a budget - 60% of the free GPU memory, or
@@ -121,7 +126,7 @@ def auto_batch_size(model, prompt_tokens: int, max_new_tokens: int) -> int:
 
     import torch
 
-    c = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    c = _text_config(model)
     p = next(model.parameters())
     nbytes = p.element_size()
     heads = c.num_attention_heads
@@ -196,7 +201,7 @@ def prefill_each_ok(model) -> bool:
     p = next(model.parameters())
     if p.device.type != "cpu":
         return False
-    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    cfg = _text_config(model)
     if getattr(cfg, "sliding_window", None) or "sliding_attention" in (getattr(cfg, "layer_types", None) or []):
         return False
     return True
@@ -220,7 +225,7 @@ def greedy_decode(model, input_ids, attention_mask, max_new_tokens: int, stop: l
     out: list[list[int]] = [[] for _ in range(n)]
     rows = torch.arange(n, device=input_ids.device)  # batch position -> original row
     stop_t = torch.tensor(sorted(set(stop)), device=input_ids.device)
-    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    cfg = _text_config(model)
     mask = attention_mask
     if prefill_each:
         cache, logits = _prefill_each(model, input_ids, mask, cfg)

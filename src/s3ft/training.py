@@ -259,7 +259,7 @@ def score_only_supervised_positions() -> bool:
     return True
 
 
-MMAP_THRESHOLD = 8 << 20  # bytes; see return_freed_memory (1 MB: less memory, but ~40% slower on 2 cores)
+MMAP_THRESHOLD = 8 << 20  # bytes; see return_freed_memory (1 MB kept 0.3 GB less but took 63% more time)
 
 
 def return_freed_memory() -> bool:
@@ -271,7 +271,7 @@ def return_freed_memory() -> bool:
     LoRA suffers most (many more small tensors between the kept activations). A fixed 8 MB
     threshold maps the big activations and unmaps them when freed. Measured on SmolLM2-135M, 2 CPU
     cores, LoRA all-linear, 4 steps of batch 8 x 300-512 tokens: peak RSS 14.4 -> 9.6 GB, time
-    within run-to-run noise (1 MB: 9.3 GB but 60% more time in page faults); the real runs are in
+    within run-to-run noise (1 MB: 9.3 GB but 63% more time, in page faults); the real runs are in
     bench/results/train_speed.md. A threshold the user set (MALLOC_MMAP_THRESHOLD_) is kept.
     Process-wide; returns whether it was set."""
     import ctypes

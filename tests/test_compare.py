@@ -124,6 +124,14 @@ def test_compare_with_tuning_applies_the_choice(tmp_path, tiny_model_dir):
     seed_model = out / "seed-3" / "sft" / "model"
     assert (seed_model / "adapter_model.safetensors").read_bytes() == (trial / "adapter_model.safetensors").read_bytes()
     assert "copied from" in r.stdout and "train (sft):" not in r.stdout.split("tune: chose")[1]
+    # compute time: finished stages summed per part; the copied trial counts once (under tuning)
+    secs = res["stage_seconds"]
+    assert set(secs) == {"shared", "tune", "seed-3"} and all(v > 0 for v in secs.values())
+    from s3ft.compare import stage_seconds
+    seed_train = json.loads((out / "seed-3" / "manifest.json").read_text())["stages"]
+    assert seed_train["train.sft"].get("copied_from")
+    assert stage_seconds(out) == secs
+    assert "compute time" in (out / "report" / "report.md").read_text()
 
 
 def test_compare_refuses_tuning_on_the_test_split_before_any_work(tmp_path, tiny_model_dir):

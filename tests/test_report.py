@@ -244,3 +244,11 @@ def test_cli(tmp_path, capsys):
     assert "report.html" in capsys.readouterr().out
     assert main([str(tmp_path / "missing.json"), str(tmp_path / "out2")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_compute_time_orders_parts_and_sums():
+    from s3ft.report import _compute_time
+
+    s = _compute_time({"seed-10": 60, "tune": 1800, "seed-2": 7200, "shared": 3600})
+    assert s.startswith("3.52 h: shared pass 1.00 h, tuning 30.0 min, seed-2 2.00 h, seed-10 1.0 min")
+    assert _compute_time(None) == "not recorded"

@@ -135,6 +135,23 @@ def _machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} CPU cores, {gpu}, torch {torch.__version__}"
 
 
+def stage_seconds(root) -> dict[str, float]:
+    """Seconds spent in finished stages under a compare run, summed over every manifest and grouped
+    as shared pass (incl. the base model's evaluation), tuning and each seed. A study resumed
+    across several invocations is timed by this sum; work lost to an interruption is not in it."""
+    from pathlib import Path
+
+    root = Path(root)
+    out: dict[str, float] = {}
+    for man in sorted(root.rglob("manifest.json")):
+        part = man.relative_to(root).parts[0]
+        group = part if part.startswith("seed-") or part == "tune" else "shared"
+        for rec in json.loads(man.read_text()).get("stages", {}).values():
+            if rec.get("status") == "done" and isinstance(rec.get("seconds"), (int, float)) and not rec.get("copied_from"):
+                out[group] = round(out.get(group, 0.0) + rec["seconds"], 1)
+    return out
+
+
 def _cross_session(s: Session, task: str, seed_dir: str | None) -> Session:
     c = dataclasses.replace(s.cfg, task=task, eval_split="test", eval_size=s.cfg.cross_task_size, judge=None,
                             max_new_tokens=None, data_files={}, system_prompt=s.cfg.system_prompt)
@@ -255,9 +272,11 @@ def run_compare(cfg: S3FTConfig) -> dict[str, Any]:
             per["paired"] = _paired(s, ss, trained)
             result["per_seed"][str(seed)] = per
             result["wall_seconds"] = round(time.time() - t0, 1)
+            result["stage_seconds"] = stage_seconds(root)
             write_json(compare_path, result)
             log(f"seed {seed} done: {compare_path}")
         result["wall_seconds"] = round(time.time() - t0, 1)
+        result["stage_seconds"] = stage_seconds(root)
         write_json(compare_path, result)
         from s3ft.report import write_report
 

@@ -138,6 +138,22 @@ def _seed_key(s: str) -> tuple[int, Any]:
         return (1, str(s))
 
 
+def _compute_time(groups: Any) -> str:
+    """Sum of the finished stages' times, with the split by part (shared pass, tuning, each seed)."""
+    if not isinstance(groups, Mapping) or not groups:
+        return "not recorded"
+    def order(k: str) -> tuple[int, int]:
+        return (2, int(k[5:])) if k.startswith("seed-") and k[5:].isdigit() else ({"shared": 0, "tune": 1}.get(k, 3), 0)
+
+    def short(s: float) -> str:
+        return f"{s / 3600:.2f} h" if s >= 3600 else f"{s / 60:.1f} min"
+
+    secs = {k: _num(v) for k, v in groups.items() if _num(v) is not None}
+    names = {"shared": "shared pass", "tune": "tuning"}
+    parts = ", ".join(f"{names.get(k, k)} {short(v)}" for k, v in sorted(secs.items(), key=lambda kv: order(kv[0])))
+    return f"{short(sum(secs.values()))}: {parts}; sum of finished stages over every invocation"
+
+
 def _duration(seconds: Any) -> str:
     s = _num(seconds)
     if s is None:
@@ -792,7 +808,8 @@ def _header(doc: _Doc, compare: Mapping[str, Any], summary: dict) -> None:
         ["seeds", ", ".join(map(str, seeds)) or "none"],
         ["general benchmarks", gen],
         ["machine", str(compare.get("machine", "not recorded"))],
-        ["wall time", _duration(compare.get("wall_seconds"))],
+        ["compute time", _compute_time(compare.get("stage_seconds"))],
+        ["wall time of the last invocation", _duration(compare.get("wall_seconds"))],
     ]
     if compare.get("created"):
         rows.append(["created", str(compare["created"])])

@@ -77,6 +77,33 @@ def test_adapter_folder(tiny_model_dir, tiny_run, tmp_path):
     assert len(diffs) > LIMIT and max(diffs) > 0.01  # the adapter changed the model's scores
 
 
+def test_resume_scores_only_the_benchmarks_left(tiny_model_dir, tiny_run, tmp_path, monkeypatch):
+    """An interrupted evaluation resumes per benchmark: those with a result file are read back,
+    the rest scored (to the same numbers); without resume everything is scored again."""
+    import shutil
+
+    import lm_eval
+
+    base_res, base_out = tiny_run
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("arc_easy", "winogrande"):  # as an interrupted run left them: arc_easy done, winogrande not
+        shutil.copy(base_out / f"{name}.jsonl", out / f"{name}.jsonl")
+    (out / "arc_easy.result.json").write_text(json.dumps({**base_res["arc_easy"], "value": 12.5}))
+    scored = []
+    real = lm_eval.simple_evaluate
+    monkeypatch.setattr(lm_eval, "simple_evaluate", lambda **kw: scored.append(kw["tasks"]) or real(**kw))
+    res = evaluate_general(str(tiny_model_dir), ["arc_easy", "winogrande"], LIMIT, 0, out, device="cpu", resume=True)
+    assert scored == [[general.BENCHMARKS["winogrande"].task]]
+    assert res["arc_easy"]["value"] == 12.5  # read back, not scored again
+    assert res["winogrande"]["value"] == base_res["winogrande"]["value"]
+    assert json.loads((out / "winogrande.result.json").read_text())["value"] == base_res["winogrande"]["value"]
+    assert json.loads((out / "general.json").read_text())["benchmarks"]["arc_easy"]["value"] == 12.5
+    scored.clear()
+    res = evaluate_general(str(tiny_model_dir), ["arc_easy"], LIMIT, 0, out, device="cpu")
+    assert len(scored) == 1 and res["arc_easy"]["value"] == base_res["arc_easy"]["value"]
+
+
 @pytest.mark.parametrize("source", list(SOURCES))
 def test_subset_is_seeded_and_deterministic(source):
     a, b, c = select_rows(source, 8, 0), select_rows(source, 8, 0), select_rows(source, 8, 1)

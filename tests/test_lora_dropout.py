@@ -6,7 +6,6 @@ import copy
 import pytest
 import torch
 
-from s3ft import lora_dropout
 from s3ft.lora_dropout import _DroppedInputLinear, memory_efficient_lora_dropout
 
 
@@ -32,13 +31,10 @@ def _loss_and_grads(model, ids):
 
 
 def _saved_bytes(model, ids) -> int:
-    """Bytes of the activations kept for backward (the parameters it references cost nothing extra)."""
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     seen: dict[int, int] = {}
 
     def pack(t):
-        if t.untyped_storage().data_ptr() not in params:
-            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
         return t
 
     torch.manual_seed(0)
@@ -48,10 +44,7 @@ def _saved_bytes(model, ids) -> int:
     return sum(seen.values())
 
 
-@pytest.mark.parametrize("redraw", [True, False], ids=["mask-drawn-again", "one-byte-mask"])
-def test_same_loss_and_gradients_as_peft(tiny_model_dir, monkeypatch, redraw):
-    if not redraw:  # the path other devices take
-        monkeypatch.setattr(lora_dropout, "REDRAW_DEVICES", ())
+def test_same_loss_and_gradients_as_peft(tiny_model_dir):
     ref = _lora(tiny_model_dir)
     fused = copy.deepcopy(ref)
     n = memory_efficient_lora_dropout(fused)
@@ -73,19 +66,16 @@ def test_same_loss_and_gradients_as_peft(tiny_model_dir, monkeypatch, redraw):
         torch.testing.assert_close(fused(input_ids=ids).logits, ref(input_ids=ids).logits, rtol=0, atol=0)
 
 
-def test_keeps_less_for_backward(tiny_model_dir, monkeypatch):
+def test_keeps_less_for_backward(tiny_model_dir):
     ids = torch.randint(0, 1000, (4, 64))
     peft_bytes = _saved_bytes(_lora(tiny_model_dir), ids)
     no_dropout = _saved_bytes(_lora(tiny_model_dir, dropout=0.0), ids)
     fused = _lora(tiny_model_dir)
     memory_efficient_lora_dropout(fused)
-    # CPU: nothing kept for dropout at all (the mask is drawn again in backward)
-    assert _saved_bytes(fused, ids) == no_dropout < peft_bytes
-    # other devices: a one-byte mask instead of a float mask and a float input copy
-    monkeypatch.setattr(lora_dropout, "REDRAW_DEVICES", ())
-    mask_bytes = _saved_bytes(fused, ids)
-    assert no_dropout < mask_bytes < peft_bytes
-    assert mask_bytes - no_dropout < 0.2 * (peft_bytes - no_dropout)
+    fused_bytes = _saved_bytes(fused, ids)
+    # per adapted projection: a one-byte mask instead of a float mask and a float input copy
+    assert fused_bytes < peft_bytes
+    assert fused_bytes - no_dropout < 0.2 * (peft_bytes - no_dropout)
 
 
 def test_saved_adapter_is_unchanged(tiny_model_dir, tmp_path):

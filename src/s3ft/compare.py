@@ -138,7 +138,8 @@ def _machine() -> str:
 def stage_seconds(root) -> dict[str, float]:
     """Seconds spent in finished stages under a compare run, summed over every manifest and grouped
     as shared pass (incl. the base model's evaluation), tuning and each seed. A study resumed
-    across several invocations is timed by this sum; work lost to an interruption is not in it."""
+    across several invocations is timed by this sum; a resumed stage counts from its last start
+    (time spent before an interruption is not in it, whether that work was kept or lost)."""
     from pathlib import Path
 
     root = Path(root)

@@ -376,10 +376,14 @@ def evaluate_general(
     batch_size: int = 8,
     device: str = "auto",
     dtype: str = "auto",
+    resume: bool = False,
 ) -> dict[str, dict]:
     """Score `model` (a model folder, a PEFT adapter folder, or a name s3ft.models resolves) on
-    the named benchmarks; writes `output_dir/general.json` and `output_dir/<benchmark>.jsonl`.
-    Returns {benchmark: {metric, value (%), stderr (%), n, rows, ...}}."""
+    the named benchmarks; writes `output_dir/general.json`, and per benchmark `<benchmark>.jsonl`
+    (one line per question) and `<benchmark>.result.json` as soon as it is scored. With
+    resume=True a benchmark whose result file is already there is not scored again (the caller
+    vouches that output_dir holds results of the same model and settings: the pipeline clears it
+    when those change). Returns {benchmark: {metric, value (%), stderr (%), n, rows, ...}}."""
     import lm_eval
 
     from s3ft.general_lm import PrefixSharingHFLM
@@ -390,22 +394,29 @@ def evaluate_general(
     args = _model_args(model, batch_size, device, dtype)
     started = time.time()
     results: dict[str, dict] = {}
+    load_seconds = 0.0
+    lm = None
     with tempfile.TemporaryDirectory(prefix="s3ft-general-") as tmp:
         workdir = Path(tmp)
         prepared = prepare_tasks(names, limit, seed, workdir)
         tm = task_manager(workdir)
-        t0 = time.time()
-        lm = PrefixSharingHFLM.create_from_arg_obj(dict(args))
-        load_seconds = time.time() - t0
         for name in names:
+            done = output_dir / f"{name}.result.json"
+            if resume and done.exists() and (output_dir / f"{name}.jsonl").exists():
+                results[name] = json.loads(done.read_text(encoding="utf-8"))
+                continue
+            if lm is None:  # loaded only if a benchmark is left to score
+                t0 = time.time()
+                lm = PrefixSharingHFLM.create_from_arg_obj(dict(args))
+                load_seconds = time.time() - t0
             bench = BENCHMARKS[name]
             t0 = time.time()
             res = lm_eval.simple_evaluate(model=lm, tasks=[bench.task], task_manager=tm, log_samples=True, limit=None)
             results[name], per_q = _bench_result(bench, prepared[name], res, time.time() - t0)
-            if per_q:
-                with (output_dir / f"{name}.jsonl").open("w", encoding="utf-8") as f:
-                    for line in per_q:
-                        f.write(json.dumps(line) + "\n")
+            _write_lines(output_dir / f"{name}.jsonl", per_q)
+            tmp_done = done.with_name(done.name + ".tmp")
+            tmp_done.write_text(json.dumps(results[name]) + "\n", encoding="utf-8")
+            tmp_done.replace(done)  # written last: its presence means the benchmark is complete
         del lm
     summary = {
         "model": model,
@@ -421,6 +432,14 @@ def evaluate_general(
     }
     (output_dir / "general.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     return results
+
+
+def _write_lines(path: Path, lines: list[dict]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for line in lines:
+            f.write(json.dumps(line) + "\n")
+    tmp.replace(path)
 
 
 def _version(dist: str) -> str | None:

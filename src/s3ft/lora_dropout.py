@@ -1,4 +1,4 @@
-"""LoRA dropout that keeps nothing for backward on CPU (one byte per element elsewhere) instead of eight.
+"""LoRA dropout that keeps one byte per element for backward instead of eight.
 
 PEFT computes a LoRA layer's update as lora_B(lora_A(dropout(x))) * scaling with nn.Dropout. On
 CPU, torch's dropout keeps its float mask for backward and lora_A keeps a float copy of the
@@ -6,50 +6,31 @@ dropped-out input: 8 bytes per input element for each adapted projection (7 per 
 while x itself is shared by q/k/v and by gate/up and already kept. That is why LoRA with the
 paper's dropout 0.1 peaked above full fine-tuning on CPU (bench/results/train_speed.md). Here the
 dropout is fused into A: the same mask, drawn with the same RNG calls, so the forward pass is
-bit-identical and the gradients equal up to float rounding (tests/test_lora_dropout.py); on CPU
-backward draws the mask again from the saved generator state instead of keeping it.
+bit-identical and the gradients equal up to float rounding (tests/test_lora_dropout.py).
 """
 from __future__ import annotations
 
 import torch
 
 
-# devices whose backward draws the mask again instead of keeping it (CPU only: verified there that a
-# generator restored from the saved state draws the same values; elsewhere the one-byte mask)
-REDRAW_DEVICES = ("cpu",)
-
-
 class _DropoutLinear(torch.autograd.Function):
-    """linear(dropout(x), weight) that keeps for backward only x (already kept: it is the input of
-    the frozen layer too) - not, as nn.Dropout followed by nn.Linear does, a float mask and a float
-    copy of the dropped-out x. The mask is drawn exactly as torch draws it for F.dropout (same RNG
-    calls, same values), so the forward pass is bit-identical to PEFT's and the gradients equal up
-    to float rounding. On CPU backward draws the mask again from the generator state saved before
-    the forward draw (a few KB per layer, no mask kept: the many small mask buffers fragmented
-    glibc's heap by ~1.5 GB on SmolLM2-135M); elsewhere a one-byte mask is kept."""
+    """linear(dropout(x), weight) that keeps for backward x and a one-byte mask - not, as
+    nn.Dropout followed by nn.Linear does, a float mask and a float copy of the dropped-out x.
+    The mask is drawn exactly as torch draws it for F.dropout on CPU (same RNG calls, same values),
+    so the forward pass is bit-identical to PEFT's and the gradients equal up to float rounding."""
 
     @staticmethod
     def forward(ctx, x, weight, p: float):
-        ctx.p = p
-        ctx.rng = torch.random.default_generator.get_state() if x.device.type in REDRAW_DEVICES else None
         noise = torch.empty_like(x).bernoulli_(1 - p)
         noise.div_(1 - p)
-        if ctx.rng is None:
-            ctx.save_for_backward(x, weight, noise != 0)
-        else:
-            ctx.save_for_backward(x, weight)
+        ctx.save_for_backward(x, weight, noise != 0)
+        ctx.p = p
         return torch.nn.functional.linear(x * noise, weight)
 
     @staticmethod
     def backward(ctx, grad):
-        if ctx.rng is None:
-            x, weight, mask = ctx.saved_tensors
-            noise = mask.to(x.dtype).div_(1 - ctx.p)
-        else:
-            x, weight = ctx.saved_tensors
-            gen = torch.Generator()
-            gen.set_state(ctx.rng)
-            noise = torch.empty_like(x).bernoulli_(1 - ctx.p, generator=gen).div_(1 - ctx.p)
+        x, weight, mask = ctx.saved_tensors
+        noise = mask.to(x.dtype).div_(1 - ctx.p)
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
             grad_x = grad.matmul(weight) * noise
@@ -78,7 +59,7 @@ def memory_efficient_lora_dropout(model) -> int:
     mask and lora_A a float copy of the dropped-out input - 8 bytes per input element for each of
     the 7 adapted projections of a layer, while x itself is shared by q/k/v and by gate/up. On
     SmolLM2-135M (batch 8 x 512 tokens) that is 3.4 GB of the 8.5 GB kept for backward; fused,
-    it is nothing on CPU (the mask is drawn again) and one byte per element elsewhere. Layers with DoRA or another LoRA variant, a bias in A, or no
+    it is one byte per element. Layers with DoRA or another LoRA variant, a bias in A, or no
     dropout are left as they are. The saved adapter is unchanged (same keys, same config)."""
     try:
         from peft.tuners.lora import LoraLayer

@@ -386,11 +386,16 @@ def stage_general(s: Session, name: str, model: str, model_fp: str, run: RunDir 
     if stage not in s.force and "eval" not in s.force and run.is_done(stage, fp, [out_dir / "general.json"]):
         log(f"general {name}: up to date ({out_dir})", once=True)
         return run.stage_record(stage)["results"]
-    with run.stage(stage, fp, [out_dir], force=True) as info:
+    # benchmarks scored by an interrupted run under the same fingerprint are kept (run.stage clears
+    # out_dir when the fingerprint changed or on --force)
+    with run.stage(stage, fp, [out_dir], force=stage in s.force or "eval" in s.force) as info:
         limit = f"seeded subsets of {c.general_limit}" if c.general_limit else "full sets"
-        log(f"general {name}: {', '.join(c.general_benchmarks)} ({limit}) -> {out_dir}")
+        kept = sorted(p.name.split(".")[0] for p in out_dir.glob("*.result.json")) if out_dir.is_dir() else []
+        log(f"general {name}: {', '.join(c.general_benchmarks)} ({limit}) -> {out_dir}"
+            + (f" ({', '.join(kept)} already scored)" if kept else ""))
         res = evaluate_general(model=model, benchmarks=list(c.general_benchmarks), limit=c.general_limit, seed=c.data_seed,
-                               output_dir=out_dir, batch_size=c.rows_per_call("lm_eval"), device=c.device, dtype=c.dtype)
+                               output_dir=out_dir, batch_size=c.rows_per_call("lm_eval"), device=c.device, dtype=c.dtype,
+                               resume=True)
         info["results"] = {b: {k: v for k, v in r.items() if k in ("metric", "value", "stderr", "n")} for b, r in res.items()}
         log("general " + name + ": " + ", ".join(f"{b} {r.get('value')}" for b, r in info["results"].items()))
     return info["results"]

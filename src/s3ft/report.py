@@ -151,7 +151,7 @@ def _compute_time(groups: Any) -> str:
     secs = {k: _num(v) for k, v in groups.items() if _num(v) is not None}
     names = {"shared": "shared pass", "tune": "tuning"}
     parts = ", ".join(f"{names.get(k, k)} {short(v)}" for k, v in sorted(secs.items(), key=lambda kv: order(kv[0])))
-    return f"{short(sum(secs.values()))}: {parts}; sum of finished stages over every invocation"
+    return f"{short(sum(secs.values()))}: {parts}; sum of finished stages over every invocation, each from its last start"
 
 
 def _duration(seconds: Any) -> str:

@@ -259,13 +259,10 @@ def score_only_supervised_positions() -> bool:
     return True
 
 
-# bytes; see return_freed_memory. LoRA makes many more activation-sized temporaries than full
-# fine-tuning, so a lower threshold pays off there and costs little; for full fine-tuning it costs
-# more time than it saves memory
-MMAP_THRESHOLD = {"lora": 2 << 20, "full": 8 << 20}
+MMAP_THRESHOLD = 8 << 20  # bytes; see return_freed_memory (lower thresholds: less memory, much slower)
 
 
-def return_freed_memory(lora: bool) -> bool:
+def return_freed_memory() -> bool:
     """Make glibc give large freed blocks back to the system at once (a fixed mmap threshold).
 
     By default glibc raises its mmap threshold each time a large block is freed (up to 32 MB), so
@@ -273,11 +270,13 @@ def return_freed_memory(lora: bool) -> bool:
     tensors of other sizes and are not returned: resident memory grows far past what is live.
     LoRA suffers most: per adapted projection it makes several temporaries the size of the
     layer's input (dropout, x @ A, B's output, the scaled sum) between the kept activations.
-    Measured on SmolLM2-135M, 2 CPU cores, batch 8 x 300-560 tokens, 3 steps (peak RSS, train
-    time): LoRA all-linear, fixed 8 MB 9.06 GB 87.8 s; 2 MB 7.07 GB 91.8 s; 1 MB 6.79 GB 102.3 s. Full fine-tuning: 8 MB 8.84 GB 66.3 s; 2 MB 8.54 GB 73.2 s;
-    1 MB 8.41 GB 72.3 s. Hence 2 MB for LoRA and 8 MB for full fine-tuning (MMAP_THRESHOLD);
-    the whole runs are in bench/results/train_speed.md. A threshold the user set
-    (MALLOC_MMAP_THRESHOLD_) is kept. Process-wide; returns whether it was set."""
+    A fixed 8 MB threshold maps the big activations and unmaps them when freed. Measured on
+    SmolLM2-135M, 2 CPU cores, LoRA all-linear, batch 8, 64 SQuAD rows (bench/train_speed.py's
+    s3ft-lora arm, 2026-11-21): 8 MB 118.6 tokens/s, peak RSS 9.4 GB; 4 MB 85.4, 8.0 GB; 2 MB
+    80.2, 7.6 GB (page faults on every mapped block). Live memory alone (64 KB threshold, by
+    phase) is ~1 GB below full fine-tuning's; the rest of LoRA's peak is this heap. A user who
+    prefers memory to speed sets MALLOC_MMAP_THRESHOLD_ (kept) or gradient checkpointing.
+    Process-wide; returns whether it was set."""
     import ctypes
     import ctypes.util
 
@@ -285,7 +284,7 @@ def return_freed_memory(lora: bool) -> bool:
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(-3, MMAP_THRESHOLD["lora" if lora else "full"]))  # -3: M_MMAP_THRESHOLD; 1 on success
+        return bool(libc.mallopt(-3, MMAP_THRESHOLD))  # -3: M_MMAP_THRESHOLD; 1 on success
     except (OSError, AttributeError):  # not glibc (musl, macOS)
         return False
 
@@ -304,7 +303,7 @@ def build_trainer(rows: list[dict], cfg: S3FTConfig, output_dir: str | Path):
     output_dir = Path(output_dir)
     device, on_cpu, dtype, weights_dtype = _device_and_dtype(cfg)
     if on_cpu:
-        return_freed_memory(cfg.use_peft)
+        return_freed_memory()
     if device.startswith("cuda:") and "LOCAL_RANK" not in os.environ:  # single process on a chosen GPU
         import torch
 

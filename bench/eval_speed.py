@@ -24,7 +24,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from roofline import machine  # noqa: E402
+from common import machine, save  # noqa: E402
 
 BENCHMARKS = ["mmlu", "truthfulqa_mc2", "hellaswag", "arc_easy", "arc_challenge", "winogrande"]
 
@@ -71,9 +71,6 @@ def main() -> int:
            "hflm_batch_size": a.batch_size, "results": results, "total_hflm_seconds": round(total_h, 1),
            "total_s3ft_seconds": round(total_s, 1), "total_speedup": round(total_h / total_s, 2),
            "load_avg_at_end": os.getloadavg()[0], "command": "python " + " ".join(sys.argv)}
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=2) + "\n")
     lines = ["# General-ability scoring speed: context-sharing HFLM vs lm-eval's HFLM\n",
              f"Machine: {doc['machine']}; {doc['date']}; {doc['model']}; HFLM batch size {a.batch_size}.\n",
              f"Command: `{doc['command']}`\n",
@@ -84,8 +81,7 @@ def main() -> int:
         lines.append(f"| {r['benchmark']} | {r['questions']} | {r['choices']} | {r['hflm_seconds']} | {r['s3ft_seconds']} | "
                      f"**{r['speedup']}x** | {r[f'hflm_{m}']} / {r[f's3ft_{m}']} | {r['max_abs_loglik_diff']} |")
     lines.append(f"| **all** | | | {doc['total_hflm_seconds']} | {doc['total_s3ft_seconds']} | **{doc['total_speedup']}x** | | |")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save(doc, Path(a.out), lines)
     return 0
 
 

@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from roofline import forward_flops_per_token, machine, matmul_peak  # noqa: E402
+from common import machine, save  # noqa: E402
+from roofline import forward_flops_per_token, matmul_peak  # noqa: E402
 
 
 def naive(model, tok, prompts, max_new_tokens, stop):
@@ -117,9 +118,6 @@ def main() -> int:
            "date": time.strftime("%Y-%m-%d %H:%M"), "model": "SmolLM2-135M-Instruct (fp32, CPU)",
            "matmul_peak_gflops": round(peak / 1e9, 1), "load_avg_at_end": os.getloadavg()[0], "results": results,
            "command": "python " + " ".join(sys.argv)}
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=2) + "\n")
     lines = ["# Generation speed: `s3ft generate` vs a naive loop\n", f"Machine: {doc['machine']}; {doc['date']}; "
              f"{doc['model']}; measured matmul peak {doc['matmul_peak_gflops']} GFLOP/s (bench/roofline.py).\n",
              f"Command: `{doc['command']}`\n",
@@ -129,8 +127,7 @@ def main() -> int:
         lines.append(f"| {r['task']} | {r['prompts']} | {r['mean_prompt_tokens']} | {r['max_new_tokens']} | {r['naive_seconds']} | "
                      f"{r['s3ft_seconds']} | **{r['speedup']}x** | {r['naive_gen_tok_per_s']} | {r['s3ft_gen_tok_per_s']} | "
                      f"{r['identical_answers']}/{r['answers']} | {r['naive_peak_fraction']:.1%} / {r['s3ft_peak_fraction']:.1%} |")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save(doc, Path(a.out), lines)
     return 0
 
 

@@ -47,7 +47,7 @@ def main() -> int:
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--out", default="bench/results/pipeline_cost.json")
     a = ap.parse_args()
-    from roofline import machine
+    from common import machine, save
 
     with tempfile.TemporaryDirectory() as d:
         res = [run(m, a.train_size, a.epochs, Path(d)) for m in ("s3ft", "sft")]
@@ -55,9 +55,6 @@ def main() -> int:
     doc = {"benchmark": "pipeline cost: S3FT data construction + training vs SFT training alone", "machine": machine(),
            "date": time.strftime("%Y-%m-%d %H:%M"), "train_size": a.train_size, "epochs": a.epochs, "results": res,
            "ratio_s3ft_over_sft": ratio, "command": "python " + " ".join(sys.argv)}
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=2) + "\n")
     lines = ["# Pipeline cost: S3FT (data construction + training) vs SFT training alone\n",
              f"Machine: {doc['machine']}; {doc['date']}; SmolLM2-135M-Instruct fp32; {a.train_size} SQuAD training questions, "
              f"{a.epochs:g} epoch, LoRA, batch 8.\n", f"Command: `{doc['command']}`\n",
@@ -66,8 +63,7 @@ def main() -> int:
         st = ", ".join(f"{k} {v:.0f}" for k, v in r["stage_seconds"].items() if isinstance(v, (int, float)))
         lines.append(f"| `s3ft {r['command']}` | {r['wall_seconds']} | {st} |")
     lines.append(f"\nS3FT / SFT wall time: **{ratio}x**")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save(doc, Path(a.out), lines)
     return 0
 
 

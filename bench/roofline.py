@@ -13,25 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{cpu}, {os.cpu_count()} cores ({torch.get_num_threads()} torch threads), {gpu}, torch {torch.__version__}"
+from common import machine, save
 
 
 def _time(fn, reps: int) -> float:
@@ -117,9 +105,7 @@ def main() -> int:
                   "decode_batch1_bandwidth_bound_tok_s": round(bw / (n_params * 4), 1)},
         "load_avg_at_end": os.getloadavg()[0],
     }
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=2) + "\n")
+    save(doc, Path(a.out))
     print(json.dumps(doc, indent=2))
     return 0
 

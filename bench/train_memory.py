@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -95,27 +94,19 @@ def main() -> int:
         print("RESULT " + json.dumps(child(a.rows, a.child == "lora")), flush=True)
         return 0
     sys.path.insert(0, str(HERE))
-    from roofline import machine
+    from common import machine, run_child, save
 
     results = []
     for kind in ("lora", "full"):
         for name, thr in THRESHOLDS.items():
             env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(thr)}  # s3ft keeps a threshold the user set
-            p = subprocess.run([sys.executable, __file__, "--rows", str(a.rows), "--child", kind], capture_output=True,
-                               text=True, env=env)
-            line = next((x for x in p.stdout.splitlines() if x.startswith("RESULT ")), None)
-            if p.returncode != 0 or line is None:
-                print(p.stderr[-3000:], file=sys.stderr)
-                raise SystemExit(f"arm {kind} {name} failed")
-            r = {"kind": kind, "mmap_threshold": name, **json.loads(line[7:])}
+            r = {"kind": kind, "mmap_threshold": name,
+                 **run_child([__file__, "--rows", str(a.rows), "--child", kind], f"arm {kind} {name}", env)}
             print(json.dumps({k: r[k] for k in ("kind", "mmap_threshold", "peak_gb", "by_phase")}), flush=True)
             results.append(r)
     doc = {"benchmark": "training memory by phase, LoRA vs full fine-tuning", "machine": machine(),
            "date": time.strftime("%Y-%m-%d %H:%M"), "rows": a.rows, "results": results,
            "command": "python " + " ".join(sys.argv)}
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=2) + "\n")
     lines = ["# Training memory by phase: LoRA vs full fine-tuning\n",
              f"Machine: {doc['machine']}; {doc['date']}; SmolLM2-135M-Instruct fp32; {a.rows} SQuAD rows, batch 8.\n",
              f"Command: `{doc['command']}`\n",
@@ -126,8 +117,7 @@ def main() -> int:
     for r in results:
         lines.append(f"| {r['kind']} | {r['mmap_threshold']} | {r['peak_gb']} | "
                      + " | ".join(str(r["by_phase"][p]) for p in PHASES) + " |")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save(doc, Path(a.out), lines)
     return 0
 
 

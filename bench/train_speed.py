@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -94,7 +93,7 @@ def main() -> int:
         print("RESULT " + json.dumps(r), flush=True)
         return 0
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from roofline import machine
+    from common import machine, run_child, save
 
     if a.report_only:  # rebuild the Markdown (and peak fractions) from an earlier run's JSON
         doc = json.loads(Path(a.out).read_text())
@@ -102,12 +101,7 @@ def main() -> int:
         return 0
     results = []
     for arm in a.arms.split(","):
-        p = subprocess.run([sys.executable, __file__, "--rows", str(a.rows), "--child", arm], capture_output=True, text=True)
-        line = next((l for l in p.stdout.splitlines() if l.startswith("RESULT ")), None)
-        if p.returncode != 0 or line is None:
-            print(p.stderr[-3000:], file=sys.stderr)
-            raise SystemExit(f"arm {arm} failed")
-        r = json.loads(line[7:])
+        r = run_child([__file__, "--rows", str(a.rows), "--child", arm], f"arm {arm}")
         print(json.dumps(r), flush=True)
         results.append(r)
     by = {(r["arm"], r["kind"]): r for r in results}
@@ -120,10 +114,8 @@ def main() -> int:
     doc = {"benchmark": "training: s3ft train vs a plain TRL SFTTrainer script", "machine": machine(),
            "date": time.strftime("%Y-%m-%d %H:%M"), "rows": a.rows, "hyperparameters": HP, "results": results,
            "ratios": ratios, "command": "python " + " ".join(sys.argv)}
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=2) + "\n")
-    write_md(doc, out)
+    save(doc, Path(a.out))
+    write_md(doc, Path(a.out))
     return 0
 
 
@@ -174,8 +166,9 @@ def write_md(doc: dict, out: Path) -> None:
     lines.append("\nFraction of peak: tokens/s x training FLOPs per token (bench/roofline.py: LoRA = forward + input "
                  "gradients, full = + weight gradients; LM head on supervised tokens only) / the measured matmul peak in "
                  "bench/results/roofline.json. Not counted (so not in the fraction): the trl arms' LM-head work on unsupervised positions, and the forward pass the +gc arms compute twice.")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    from common import save_markdown
+
+    save_markdown(lines, out)
 
 
 if __name__ == "__main__":

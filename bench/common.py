@@ -1,0 +1,50 @@
+"""What every benchmark in bench/ shares: the machine's description, saving results (JSON for
+the numbers, Markdown for people), and running an arm in its own process."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {os.cpu_count()} cores ({torch.get_num_threads()} torch threads), {gpu}, torch {torch.__version__}"
+
+
+def save(doc: dict, out: Path, md_lines: list[str] | None = None) -> None:
+    """doc to `out` (JSON); md_lines, if given, to `out` with .md and to stdout."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    if md_lines is not None:
+        save_markdown(md_lines, out)
+
+
+def save_markdown(lines: list[str], out: Path) -> None:
+    Path(out).with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def run_child(argv: list[str], what: str, env: dict | None = None) -> dict:
+    """Run `python argv...` and return the dict its `RESULT {json}` line carries; exit with the
+    child's stderr tail when it fails. One process per arm keeps each arm's peak RSS its own."""
+    p = subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=env)
+    line = next((x for x in p.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if p.returncode != 0 or line is None:
+        print(p.stderr[-3000:], file=sys.stderr)
+        raise SystemExit(f"{what} failed")
+    return json.loads(line[len("RESULT "):])

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import platform
 import time
+from pathlib import Path
 from typing import Any
 
 from s3ft import pipeline, selection
@@ -140,8 +141,6 @@ def stage_seconds(root) -> dict[str, float]:
     as shared pass (incl. the base model's evaluation), tuning and each seed. A study resumed
     across several invocations is timed by this sum; a resumed stage counts from its last start
     (time spent before an interruption is not in it, whether that work was kept or lost)."""
-    from pathlib import Path
-
     root = Path(root)
     out: dict[str, float] = {}
     for man in sorted(root.rglob("manifest.json")):

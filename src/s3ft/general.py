@@ -84,6 +84,7 @@ from typing import Any, Callable
 
 from s3ft.lm_eval_tasks import TASKS_DIR
 from s3ft.lm_eval_tasks.convert import arc_row
+from s3ft.runs import write_json, write_jsonl
 
 
 @dataclass(frozen=True)
@@ -202,12 +203,6 @@ def lm_eval_tasks_dir() -> Path:
     return Path(lm_eval.tasks.__file__).resolve().parent
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    with path.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
 def _mmlu_shots() -> dict[str, list[dict]]:
     """The first five dev questions of every subject, in file order (lm-eval's first_n)."""
     shots: dict[str, list[dict]] = collections.defaultdict(list)
@@ -259,7 +254,7 @@ def prepare_tasks(benchmarks: list[str], limit: int | None, seed: int, workdir: 
                 (f"mmlu_dev{suffix}.jsonl", MMLU_DEV, range(len(_rows(MMLU_DEV)))),
             ):
                 rows = _rows(parts)
-                _write_jsonl(
+                write_jsonl(
                     data_dir / fname,
                     [dict(rows[i], **{ROW_FIELD: i}, **({"s3ft_shots": shots[rows[i]["subject"]]} if shots else {})) for i in indices],
                 )
@@ -270,7 +265,7 @@ def prepare_tasks(benchmarks: list[str], limit: int | None, seed: int, workdir: 
                 row = spec.convert(rows[i]) if spec.convert else dict(rows[i])
                 row[ROW_FIELD] = i
                 out.append(row)
-            _write_jsonl(data_dir / spec.out, out)
+            write_jsonl(data_dir / spec.out, out)
         cfg = yaml.safe_load((TASKS_DIR / f"{bench.task}.yaml").read_text(encoding="utf-8"))
         included = lm_tasks / cfg["include"]
         if not included.exists():
@@ -367,6 +362,16 @@ def _bench_result(bench: Benchmark, prep: dict, res: dict, seconds: float) -> tu
     return out, per_q
 
 
+RESULT_SUFFIX = ".result.json"  # <output_dir>/<benchmark>.result.json: that benchmark is scored
+
+
+def scored_benchmarks(output_dir: Path) -> list[str]:
+    """Benchmarks whose results an earlier (maybe interrupted) evaluate_general left in output_dir."""
+    output_dir = Path(output_dir)
+    return sorted(p.name[: -len(RESULT_SUFFIX)] for p in output_dir.glob(f"*{RESULT_SUFFIX}")
+                  if (output_dir / f"{p.name[: -len(RESULT_SUFFIX)]}.jsonl").exists())
+
+
 def evaluate_general(
     model: str,
     benchmarks: list[str],
@@ -400,10 +405,10 @@ def evaluate_general(
         workdir = Path(tmp)
         prepared = prepare_tasks(names, limit, seed, workdir)
         tm = task_manager(workdir)
+        scored = scored_benchmarks(output_dir) if resume else []
         for name in names:
-            done = output_dir / f"{name}.result.json"
-            if resume and done.exists() and (output_dir / f"{name}.jsonl").exists():
-                results[name] = json.loads(done.read_text(encoding="utf-8"))
+            if name in scored:
+                results[name] = json.loads((output_dir / f"{name}{RESULT_SUFFIX}").read_text(encoding="utf-8"))
                 continue
             if lm is None:  # loaded only if a benchmark is left to score
                 t0 = time.time()
@@ -413,10 +418,8 @@ def evaluate_general(
             t0 = time.time()
             res = lm_eval.simple_evaluate(model=lm, tasks=[bench.task], task_manager=tm, log_samples=True, limit=None)
             results[name], per_q = _bench_result(bench, prepared[name], res, time.time() - t0)
-            _write_lines(output_dir / f"{name}.jsonl", per_q)
-            tmp_done = done.with_name(done.name + ".tmp")
-            tmp_done.write_text(json.dumps(results[name]) + "\n", encoding="utf-8")
-            tmp_done.replace(done)  # written last: its presence means the benchmark is complete
+            write_jsonl(output_dir / f"{name}.jsonl", per_q)
+            write_json(output_dir / f"{name}{RESULT_SUFFIX}", results[name])  # last: the benchmark is complete
         del lm
     summary = {
         "model": model,
@@ -432,14 +435,6 @@ def evaluate_general(
     }
     (output_dir / "general.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     return results
-
-
-def _write_lines(path: Path, lines: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for line in lines:
-            f.write(json.dumps(line) + "\n")
-    tmp.replace(path)
 
 
 def _version(dist: str) -> str | None:

@@ -376,7 +376,7 @@ def _eval_model(s: Session, name: str, model: str, model_fp: str, run: RunDir | 
 
 def stage_general(s: Session, name: str, model: str, model_fp: str, run: RunDir | None = None) -> dict[str, Any]:
     """General-ability benchmarks (lm-evaluation-harness over the bundled data) for one model."""
-    from s3ft.general import evaluate_general
+    from s3ft.general import evaluate_general, scored_benchmarks
 
     run = run or s.run
     c = s.cfg
@@ -390,7 +390,7 @@ def stage_general(s: Session, name: str, model: str, model_fp: str, run: RunDir 
     # out_dir when the fingerprint changed or on --force)
     with run.stage(stage, fp, [out_dir], force=stage in s.force or "eval" in s.force) as info:
         limit = f"seeded subsets of {c.general_limit}" if c.general_limit else "full sets"
-        kept = sorted(p.name.split(".")[0] for p in out_dir.glob("*.result.json")) if out_dir.is_dir() else []
+        kept = scored_benchmarks(out_dir)
         log(f"general {name}: {', '.join(c.general_benchmarks)} ({limit}) -> {out_dir}"
             + (f" ({', '.join(kept)} already scored)" if kept else ""))
         res = evaluate_general(model=model, benchmarks=list(c.general_benchmarks), limit=c.general_limit, seed=c.data_seed,

@@ -142,6 +142,7 @@ def _compute_time(groups: Any) -> str:
     """Sum of the finished stages' times, with the split by part (shared pass, tuning, each seed)."""
     if not isinstance(groups, Mapping) or not groups:
         return "not recorded"
+
     def order(k: str) -> tuple[int, int]:
         return (2, int(k[5:])) if k.startswith("seed-") and k[5:].isdigit() else ({"shared": 0, "tune": 1}.get(k, 3), 0)
 

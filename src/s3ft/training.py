@@ -38,6 +38,7 @@ from typing import Any
 
 from s3ft.config import S3FTConfig
 from s3ft.models import load_tokenizer, resolve_model
+from s3ft.runs import write_json, write_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -415,10 +416,8 @@ def train(rows: list[dict], cfg: S3FTConfig, output_dir: str | Path) -> dict:
     }
     if trainer.is_world_process_zero():
         output_dir.mkdir(parents=True, exist_ok=True)
-        _write_jsonl(output_dir / TRAIN_LOG, state.log_history)
-        tmp = output_dir / (TRAIN_METRICS + ".tmp")
-        tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-        tmp.replace(output_dir / TRAIN_METRICS)
+        write_jsonl(output_dir / TRAIN_LOG, state.log_history)
+        write_json(output_dir / TRAIN_METRICS, metrics)
     trainer.accelerator.wait_for_everyone()
     del trainer
     if torch.cuda.is_available():
@@ -454,9 +453,3 @@ def _peak_rss_mb() -> float:
     return round(rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024, 1)  # bytes on macOS, KiB on Linux
 
 
-def _write_jsonl(path: Path, entries: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w") as f:
-        for e in entries:
-            f.write(json.dumps(e) + "\n")
-    tmp.replace(path)

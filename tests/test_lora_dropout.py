@@ -23,10 +23,11 @@ def _lora(tiny_model_dir, dropout=0.1, **kw):
     return model.train()
 
 
-def _loss_and_grads(model, ids):
+def _loss_and_grads(model, ids, autocast: torch.dtype | None = None):
     torch.manual_seed(123)
-    loss = model(input_ids=ids, labels=ids).loss
-    loss.backward()
+    with torch.autocast("cpu", dtype=autocast or torch.float32, enabled=autocast is not None):
+        loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()  # outside autocast, as the Trainer calls it
     return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
@@ -109,3 +110,18 @@ def test_training_uses_it(tiny_model_dir, tmp_path):
     cfg = S3FTConfig(model=str(tiny_model_dir), use_peft=True, lora_dropout=0.1, output_dir=str(tmp_path))
     trainer, _ = build_trainer(rows, cfg, tmp_path / "t")
     assert sum(isinstance(m, _DroppedInputLinear) for m in trainer.model.modules()) == 2 * 7
+
+
+def test_same_gradients_as_peft_under_bf16_autocast(tiny_model_dir):
+    """bf16 training (dtype auto on a CPU with native bf16, or on a GPU) autocasts: backward,
+    which runs outside autocast, must compute in the dtype the forward's linear ran in."""
+    ref = _lora(tiny_model_dir)
+    fused = copy.deepcopy(ref)
+    memory_efficient_lora_dropout(fused)
+    ids = torch.randint(0, 1000, (3, 40))
+    loss_ref, g_ref = _loss_and_grads(ref, ids, autocast=torch.bfloat16)
+    loss_fused, g_fused = _loss_and_grads(fused, ids, autocast=torch.bfloat16)
+    assert torch.equal(loss_ref, loss_fused)
+    for k in g_ref:
+        assert g_fused[k].dtype == torch.float32  # the adapter's own dtype
+        torch.testing.assert_close(g_fused[k], g_ref[k], rtol=2e-2, atol=1e-3, msg=k)

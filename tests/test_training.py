@@ -248,3 +248,32 @@ def test_scoring_only_supervised_positions_keeps_loss_and_gradients(tiny_model_d
     for n in g_all:
         assert torch.allclose(g_compact[n], g_all[n], atol=1e-6, rtol=1e-4), n
     assert any(g.abs().sum() > 0 for g in g_all.values())
+
+
+@pytest.mark.parametrize("use_peft", [True, False])
+def test_bf16_autocasts_with_float32_master_weights(tiny_model_dir, tmp_path, monkeypatch, use_peft):
+    """dtype auto on a CPU with native bf16: the Trainer autocasts to bf16; LoRA loads the frozen
+    base in bf16 and keeps its adapter in float32, full fine-tuning keeps float32 weights."""
+    import torch
+
+    from s3ft.training import build_trainer
+
+    monkeypatch.setenv("S3FT_CPU_BF16", "1")
+    trainer, info = build_trainer(_rows(), _cfg(tiny_model_dir, use_peft=use_peft), tmp_path)
+    assert trainer.args.bf16 and info["dtype"] == "bfloat16"
+    trainable = {p.dtype for p in trainer.model.parameters() if p.requires_grad}
+    frozen = {p.dtype for p in trainer.model.parameters() if not p.requires_grad}
+    assert trainable == {torch.float32}
+    assert frozen == ({torch.bfloat16} if use_peft else set())
+    assert info["weights_dtype"] == ("bfloat16" if use_peft else "float32")
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+    assert trainer.accelerator.mixed_precision == "bf16" and trainer.accelerator.native_amp
+    with trainer.accelerator.autocast():  # what accelerate wraps the model's forward in at train()
+        out = trainer.model(**{k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "labels")})
+    assert out.logits.dtype == torch.bfloat16  # computed in bf16
+    out.loss.backward()  # outside autocast, as the Trainer does: the fused LoRA dropout copes
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in trainer.model.parameters() if p.requires_grad)
+
+    monkeypatch.setenv("S3FT_CPU_BF16", "0")
+    trainer, info = build_trainer(_rows(), _cfg(tiny_model_dir, use_peft=use_peft), tmp_path / "fp32")
+    assert not trainer.args.bf16 and info["dtype"] == info["weights_dtype"] == "float32"

@@ -240,7 +240,7 @@ def run_compare(cfg: S3FTConfig) -> dict[str, Any]:
             "general_benchmarks": cfg.general_benchmarks, "cross_tasks": cfg.cross_tasks,
             "train_examples": len(s.train_examples()), "eval_examples": len(s.eval_examples()),
             "machine": _machine(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "hyperparameters": {k: getattr(cfg, k) for k in TRAIN_FIELDS if k not in ("model", "seed")},
+            "hyperparameters": {k: getattr(cfg, k) for k in TRAIN_FIELDS if k not in ("model", "seed")} | {"dtype": cfg.resolved_dtype()},
             "tuning": tuning,
             "per_seed": {},
             "logprob": {k: [r for r in logprob if r["kind"] == k] for k in ("gold", "paraphrase", "self")} if logprob else {},

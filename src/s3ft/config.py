@@ -33,7 +33,9 @@ class S3FTConfig:
     # ---- model ----
     model: str = _f("smollm2-135m-instruct", "Base model: the embedded default (smollm2-135m-instruct), "
                     "a local model folder, a .gguf file, or a hub name (online users).")
-    dtype: str = _f("auto", "Weights dtype: auto (bf16 on a capable GPU, else float32), float32, bfloat16, float16.")
+    dtype: str = _f("auto", "Compute dtype: auto (bfloat16 on a GPU that supports it and on a CPU with native bf16 - "
+                    "AVX512-BF16 or AMX - else float32), float32, bfloat16, float16. Training autocasts and keeps "
+                    "float32 master weights.", choices=("auto", "float32", "bfloat16", "float16"))
     device: str = _f("auto", "auto, cpu, cuda, cuda:N.")
 
     # ---- task ----
@@ -147,6 +149,13 @@ class S3FTConfig:
         if stage == "logprob":
             return max(1, self.batch_size // 2) if self.batch_size else self.AUTOMATIC_ROWS[stage]
         return self.batch_size or self.AUTOMATIC_ROWS[stage]
+
+    def resolved_dtype(self) -> str:
+        """The dtype `auto` stands for on this machine (what stage fingerprints record, so a run
+        resumed on hardware that computes in another dtype redoes its stages)."""
+        from s3ft.models import resolve_dtype
+
+        return resolve_dtype(self.dtype, self.device)
 
     def effective_paraphrase_scope(self) -> str:
         if self.paraphrase_scope != "auto":

@@ -294,15 +294,11 @@ def task_manager(workdir: Path):
 
 
 def _model_args(model: str, batch_size: int | str, device: str, dtype: str) -> dict[str, Any]:
-    import torch
-
-    from s3ft.models import resolve_model
+    from s3ft.models import resolve_device, resolve_dtype, resolve_model
 
     path = resolve_model(model)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if dtype == "auto":
-        dtype = "bfloat16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "float32"
+    device = resolve_device(device)
+    dtype = resolve_dtype(dtype, device)
     args: dict[str, Any] = {"pretrained": path, "device": device, "dtype": dtype, "batch_size": batch_size}
     adapter_cfg = Path(path) / "adapter_config.json"
     if adapter_cfg.exists():

@@ -25,17 +25,24 @@ class _DropoutLinear(torch.autograd.Function):
         noise.div_(1 - p)
         ctx.save_for_backward(x, weight, noise != 0)
         ctx.p = p
+        # under autocast (bf16 training) linear computes in the autocast dtype; backward, which
+        # runs outside autocast, must use the same one
+        kind = x.device.type
+        ctx.compute_dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
         return torch.nn.functional.linear(x * noise, weight)
 
     @staticmethod
     def backward(ctx, grad):
         x, weight, mask = ctx.saved_tensors
         noise = mask.to(x.dtype).div_(1 - ctx.p)
+        dt = ctx.compute_dtype or x.dtype  # what linear ran in (autocast casts its inputs to it)
+        grad = grad.to(dt)
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
-            grad_x = grad.matmul(weight) * noise
+            grad_x = grad.matmul(weight.to(dt)).to(x.dtype) * noise
         if ctx.needs_input_grad[1]:
-            grad_w = grad.reshape(-1, grad.shape[-1]).t().mm((x * noise).reshape(-1, x.shape[-1]))
+            dropped = (x * noise).to(dt)
+            grad_w = grad.reshape(-1, grad.shape[-1]).t().mm(dropped.reshape(-1, x.shape[-1])).to(weight.dtype)
         return grad_x, grad_w, None
 
 

@@ -164,7 +164,7 @@ def _gen_fp(s: Session) -> list[Any]:
     c = s.cfg
     sampled = c.temperature > 0  # the seed matters to generation only when sampling
     served = [c.openai_model, c.openai_base_url] if c.backend == "openai" else []
-    return [c.backend, s.max_new_tokens, c.temperature, c.top_p if sampled else None, c.seed if sampled else None, c.dtype] + served + _libs_fp()
+    return [c.backend, s.max_new_tokens, c.temperature, c.top_p if sampled else None, c.seed if sampled else None, c.resolved_dtype()] + served + _libs_fp()
 
 
 def _by_id(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -334,7 +334,7 @@ def stage_train(s: Session, method: str | None = None, barrier: Callable[[], Non
     model_dir = out_dir / "model"
     stage = f"train.{method}"
     c = s.cfg
-    knobs = {k: getattr(c, k) for k in TRAIN_FIELDS}
+    knobs = {k: getattr(c, k) for k in TRAIN_FIELDS} | {"dtype": c.resolved_dtype()}
     fp = fingerprint(stage, s.model_id(), file_fingerprint(src), knobs, _libs_fp("trl", "peft", "accelerate"))
     if stage not in s.force and "train" not in s.force and s.method_run.is_done(stage, fp, [model_dir]):
         log(f"train: up to date ({model_dir})", once=True)
@@ -382,7 +382,7 @@ def stage_general(s: Session, name: str, model: str, model_fp: str, run: RunDir 
     c = s.cfg
     out_dir = run / "general" / name
     stage = f"general.{name}"
-    fp = fingerprint(stage, model_fp, sorted(c.general_benchmarks), c.general_limit, c.data_seed, c.dtype, _libs_fp("lm_eval"))
+    fp = fingerprint(stage, model_fp, sorted(c.general_benchmarks), c.general_limit, c.data_seed, c.resolved_dtype(), _libs_fp("lm_eval"))
     if stage not in s.force and "eval" not in s.force and run.is_done(stage, fp, [out_dir / "general.json"]):
         log(f"general {name}: up to date ({out_dir})", once=True)
         return run.stage_record(stage)["results"]

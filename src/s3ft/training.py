@@ -112,25 +112,23 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 def _device_and_dtype(cfg: S3FTConfig):
     """(device, on_cpu, compute dtype, weights dtype).
 
-    CPU: everything in the requested dtype (float32 by default), no autocast (TRL's bf16 default
-    fails there). CUDA: the compute dtype drives bf16/fp16 autocast; LoRA keeps the frozen base in
-    that dtype (PEFT keeps the adapter in float32), full fine-tuning keeps float32 master weights
-    unless bfloat16 weights were asked for explicitly (pure-bf16 AdamW silently drops small updates)."""
+    The compute dtype (models.resolve_dtype: auto is bfloat16 on a GPU that supports it and on a
+    CPU with native bf16, else float32) drives bf16/fp16 autocast, on CPU as on CUDA. LoRA loads
+    the frozen base in that dtype (PEFT keeps the adapter in float32); full fine-tuning keeps
+    float32 master weights unless bfloat16 weights were asked for explicitly (pure-bf16 AdamW
+    silently drops small updates). float16 needs a GPU."""
     import torch
 
-    device = cfg.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    from s3ft.models import resolve_device, resolve_dtype
+
+    device = resolve_device(cfg.device)
     on_cpu = not device.startswith("cuda")
-    if cfg.dtype == "auto":
-        dtype = torch.bfloat16 if (not on_cpu and torch.cuda.is_bf16_supported()) else torch.float32
-    else:
-        dtype = getattr(torch, cfg.dtype)
-    weights = dtype
-    if not on_cpu and not cfg.use_peft and (cfg.dtype == "auto" or dtype == torch.float16):
-        weights = torch.float32
+    dtype = getattr(torch, resolve_dtype(cfg.dtype, device))
     if on_cpu and dtype == torch.float16:
         raise ValueError("float16 training on CPU is not supported: use float32 (or bfloat16)")
+    weights = dtype
+    if not cfg.use_peft and (cfg.dtype == "auto" or dtype == torch.float16):
+        weights = torch.float32
     return device, on_cpu, dtype, weights
 
 
@@ -162,7 +160,7 @@ def make_sft_config(cfg: S3FTConfig, output_dir: Path, on_cpu: bool, dtype) -> A
 
     if not 0.0 <= cfg.warmup_ratio < 1.0:
         raise ValueError(f"warmup_ratio must be in [0, 1), got {cfg.warmup_ratio}")
-    use_bf16 = (not on_cpu) and dtype == torch.bfloat16
+    use_bf16 = dtype == torch.bfloat16  # autocast, also on CPU (see _device_and_dtype)
     use_fp16 = (not on_cpu) and dtype == torch.float16
     return SFTConfig(
         output_dir=str(output_dir / CHECKPOINTS),

@@ -25,6 +25,24 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores ({torch.get_num_threads()} torch threads), {gpu}, torch {torch.__version__}"
 
 
+def add_dtype_argument(ap, name: str) -> None:
+    """--dtype (auto: what s3ft computes in on this machine, see s3ft.models.resolve_dtype) and an
+    --out whose default names the dtype when it is not auto: bench/results/NAME[_DTYPE].json."""
+    ap.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),
+                    help="compute dtype for every arm (auto: bfloat16 on a CPU with native bf16, else float32)")
+    ap.add_argument("--out", default=None, help=f"results JSON (default bench/results/{name}.json, "
+                    f"or bench/results/{name}_DTYPE.json with an explicit --dtype)")
+
+
+def resolve_dtype_and_out(a, name: str) -> str:
+    """The resolved dtype name for parsed args `a`; fills in a.out."""
+    from s3ft.models import resolve_dtype
+
+    if a.out is None:
+        a.out = f"bench/results/{name}.json" if a.dtype == "auto" else f"bench/results/{name}_{a.dtype}.json"
+    return resolve_dtype(a.dtype, "cpu")
+
+
 def save(doc: dict, out: Path, md_lines: list[str] | None = None) -> None:
     """doc to `out` (JSON); md_lines, if given, to `out` with .md and to stdout."""
     out = Path(out)

@@ -1,10 +1,10 @@
 """Benchmark 5: general-ability scoring, s3ft's context-sharing HFLM vs lm-eval's own HFLM.
 
-    python bench/eval_speed.py [--limit 20] [--batch_size 16] [--out bench/results/eval_speed.json]
+    python bench/eval_speed.py [--limit 20] [--batch_size 16] [--dtype auto] [--out ...]
 
 Both score the same seeded questions of every general benchmark the study uses (the tasks
-`s3ft.general.prepare_tasks` writes over the bundled data) with the embedded model in fp32 on
-CPU: lm-eval's `HFLM` at its batch size, and `s3ft.general_lm.PrefixSharingHFLM` (each context
+`s3ft.general.prepare_tasks` writes over the bundled data) with the embedded model on CPU in
+--dtype (auto: what s3ft computes in on this machine): lm-eval's `HFLM` at its batch size, and `s3ft.general_lm.PrefixSharingHFLM` (each context
 once, its KV cache shared by the choices). Reported per benchmark: wall time, speed-up, the
 largest difference between the two log-likelihoods of any choice, and whether the metric is
 the same. Writes a JSON and a Markdown table.
@@ -24,7 +24,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine, save  # noqa: E402
+from common import add_dtype_argument, machine, resolve_dtype_and_out, save  # noqa: E402
 
 BENCHMARKS = ["mmlu", "truthfulqa_mc2", "hellaswag", "arc_easy", "arc_challenge", "winogrande"]
 
@@ -34,15 +34,16 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=20, help="seeded questions per benchmark")
     ap.add_argument("--batch_size", type=int, default=16, help="HFLM's batch size (s3ft's default when batch_size is 0)")
     ap.add_argument("--benchmarks", nargs="+", default=BENCHMARKS)
-    ap.add_argument("--out", default="bench/results/eval_speed.json")
+    add_dtype_argument(ap, "eval_speed")
     a = ap.parse_args()
+    dtype = resolve_dtype_and_out(a, "eval_speed")
     import lm_eval
     from lm_eval.models.huggingface import HFLM
 
     from s3ft import general
     from s3ft.general_lm import PrefixSharingHFLM
 
-    args = general._model_args("smollm2-135m-instruct", a.batch_size, "cpu", "float32")
+    args = general._model_args("smollm2-135m-instruct", a.batch_size, "cpu", dtype)
     models = {"hflm": HFLM.create_from_arg_obj(dict(args)), "s3ft": PrefixSharingHFLM.create_from_arg_obj(dict(args))}
     results = []
     with tempfile.TemporaryDirectory() as d:
@@ -67,7 +68,7 @@ def main() -> int:
             results.append(r)
     total_h, total_s = sum(r["hflm_seconds"] for r in results), sum(r["s3ft_seconds"] for r in results)
     doc = {"benchmark": "general-ability scoring: context-sharing HFLM vs lm-eval HFLM", "machine": machine(),
-           "date": time.strftime("%Y-%m-%d %H:%M"), "model": "SmolLM2-135M-Instruct (fp32, CPU)",
+           "date": time.strftime("%Y-%m-%d %H:%M"), "model": f"SmolLM2-135M-Instruct ({dtype}, CPU)", "dtype": dtype,
            "hflm_batch_size": a.batch_size, "results": results, "total_hflm_seconds": round(total_h, 1),
            "total_s3ft_seconds": round(total_s, 1), "total_speedup": round(total_h / total_s, 2),
            "load_avg_at_end": os.getloadavg()[0], "command": "python " + " ".join(sys.argv)}

@@ -1,13 +1,15 @@
 """Benchmark 1: `s3ft generate` vs a naive per-example loop, same model, prompts, greedy settings.
 
-    python bench/generation_speed.py [--gsm8k 64] [--squad 48] [--batch_size 0] [--out bench/results/generation_speed.json]
+    python bench/generation_speed.py [--gsm8k 64] [--squad 48] [--batch_size 0] [--dtype auto] [--out ...]
 
 For each task: the naive loop calls `model.generate` on one prompt at a time (the chat template,
 greedy, the task's answer length), then the own-answer stage of s3ft (`pipeline.stage_generate`,
 what `s3ft generate` runs: length-sorted left-padded batches, rows streamed to own.jsonl) answers
 the same prompts with the same loaded model. Reported: wall time, generated tokens per second,
 speed-up, and how many answers are token-identical (batched fp32 matmuls can flip a rare near-tie,
-see FIELD-NOTES). Also the fraction of the machine's measured matmul peak (bench/roofline.py) the
+see FIELD-NOTES; bf16 rounds every activation to 8 bits of mantissa, so batch shape flips more
+of them). Both arms compute in --dtype (auto: what s3ft uses on this machine). Also the fraction
+of the machine's measured matmul peak in that dtype (bench/roofline.py) the
 generation reaches, from the model's FLOPs per token. Writes a JSON and a Markdown table.
 """
 from __future__ import annotations
@@ -26,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from common import machine, save  # noqa: E402
+from common import add_dtype_argument, machine, resolve_dtype_and_out, save  # noqa: E402
 from roofline import forward_flops_per_token, matmul_peak  # noqa: E402
 
 
@@ -52,7 +54,7 @@ def _count(ids, stop):
     return len(ids)
 
 
-def run_task(task: str, n: int, batch_size: int, gen, peak: float) -> dict:
+def run_task(task: str, n: int, batch_size: int, gen, peak: float, dtype: str) -> dict:
     from s3ft.config import S3FTConfig
     from s3ft.generation import _stop_ids, render_prompt
     from s3ft.pipeline import Session, stage_generate
@@ -60,7 +62,7 @@ def run_task(task: str, n: int, batch_size: int, gen, peak: float) -> dict:
 
     with tempfile.TemporaryDirectory() as d:
         cfg = S3FTConfig(model="smollm2-135m-instruct", task=task, train_size=n, batch_size=batch_size, output_dir=d,
-                         device="cpu", dtype="float32")
+                         device="cpu", dtype=dtype)
         s = Session(cfg)
         s._generators[cfg.model] = gen  # the same loaded model for both arms
         exs = s.train_examples()
@@ -101,25 +103,26 @@ def main() -> int:
     ap.add_argument("--gsm8k", type=int, default=64, help="GSM8K prompts (short prompt, long answer: decode-bound)")
     ap.add_argument("--squad", type=int, default=48, help="SQuAD prompts (long context, short answer: prefill-bound)")
     ap.add_argument("--batch_size", type=int, default=0, help="0: automatic (what s3ft uses by default)")
-    ap.add_argument("--out", default="bench/results/generation_speed.json")
+    add_dtype_argument(ap, "generation_speed")
     a = ap.parse_args()
+    dtype = resolve_dtype_and_out(a, "generation_speed")
     from s3ft.generation import HFGenerator
 
     torch.manual_seed(0)
-    peak = matmul_peak()["peak_flops"]
-    gen = HFGenerator.from_name("smollm2-135m-instruct", batch_size=a.batch_size, dtype="float32", device="cpu")
+    peak = matmul_peak(dtype=getattr(torch, dtype))["peak_flops"]
+    gen = HFGenerator.from_name("smollm2-135m-instruct", batch_size=a.batch_size, dtype=dtype, device="cpu")
     results = []
     for task, n in (("gsm8k", a.gsm8k), ("squad", a.squad)):
         if n > 0:
-            r = run_task(task, n, a.batch_size, gen, peak)
+            r = run_task(task, n, a.batch_size, gen, peak, dtype)
             print(json.dumps(r), flush=True)
             results.append(r)
     doc = {"benchmark": "generation: s3ft generate vs naive per-example model.generate", "machine": machine(),
-           "date": time.strftime("%Y-%m-%d %H:%M"), "model": "SmolLM2-135M-Instruct (fp32, CPU)",
+           "date": time.strftime("%Y-%m-%d %H:%M"), "model": f"SmolLM2-135M-Instruct ({dtype}, CPU)", "dtype": dtype,
            "matmul_peak_gflops": round(peak / 1e9, 1), "load_avg_at_end": os.getloadavg()[0], "results": results,
            "command": "python " + " ".join(sys.argv)}
     lines = ["# Generation speed: `s3ft generate` vs a naive loop\n", f"Machine: {doc['machine']}; {doc['date']}; "
-             f"{doc['model']}; measured matmul peak {doc['matmul_peak_gflops']} GFLOP/s (bench/roofline.py).\n",
+             f"{doc['model']}; measured {dtype} matmul peak {doc['matmul_peak_gflops']} GFLOP/s (bench/roofline.py).\n",
              f"Command: `{doc['command']}`\n",
              "| task | prompts | mean prompt tokens | max new | naive s | s3ft s | speed-up | naive gen tok/s | s3ft gen tok/s "
              "| identical answers | peak fraction naive / s3ft |", "|" + "---|" * 11]

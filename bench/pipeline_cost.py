@@ -1,7 +1,7 @@
 """Benchmark 2: what S3FT costs over plain SFT - the whole S3FT data construction plus training vs
 SFT training alone, on the same data and epochs.
 
-    python bench/pipeline_cost.py [--train_size 64] [--out bench/results/pipeline_cost.json]
+    python bench/pipeline_cost.py [--train_size 64] [--epochs 1] [--dtype auto] [--out ...]
 
 Two commands a user would type, each timed end to end in a fresh run directory (process start,
 model loading, everything):
@@ -26,10 +26,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def run(method: str, train_size: int, epochs: float, d: Path) -> dict:
+def run(method: str, train_size: int, epochs: float, d: Path, dtype: str) -> dict:
     cmd = [sys.executable, "-m", "s3ft.cli", "train", "recipes/squad.yaml", "--method", method, "--output_dir", str(d / method),
            "--train_size", str(train_size), "--num_train_epochs", str(epochs), "--per_device_train_batch_size", "8",
-           "--max_length", "640"]
+           "--max_length", "640", "--dtype", dtype]
     t0 = time.time()
     p = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.time() - t0
@@ -45,18 +45,20 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train_size", type=int, default=64)
     ap.add_argument("--epochs", type=float, default=1.0)
-    ap.add_argument("--out", default="bench/results/pipeline_cost.json")
+    from common import add_dtype_argument, machine, resolve_dtype_and_out, save
+
+    add_dtype_argument(ap, "pipeline_cost")
     a = ap.parse_args()
-    from common import machine, save
+    dtype = resolve_dtype_and_out(a, "pipeline_cost")
 
     with tempfile.TemporaryDirectory() as d:
-        res = [run(m, a.train_size, a.epochs, Path(d)) for m in ("s3ft", "sft")]
+        res = [run(m, a.train_size, a.epochs, Path(d), dtype) for m in ("s3ft", "sft")]
     ratio = round(res[0]["wall_seconds"] / res[1]["wall_seconds"], 3)
     doc = {"benchmark": "pipeline cost: S3FT data construction + training vs SFT training alone", "machine": machine(),
-           "date": time.strftime("%Y-%m-%d %H:%M"), "train_size": a.train_size, "epochs": a.epochs, "results": res,
+           "date": time.strftime("%Y-%m-%d %H:%M"), "dtype": dtype, "train_size": a.train_size, "epochs": a.epochs, "results": res,
            "ratio_s3ft_over_sft": ratio, "command": "python " + " ".join(sys.argv)}
     lines = ["# Pipeline cost: S3FT (data construction + training) vs SFT training alone\n",
-             f"Machine: {doc['machine']}; {doc['date']}; SmolLM2-135M-Instruct fp32; {a.train_size} SQuAD training questions, "
+             f"Machine: {doc['machine']}; {doc['date']}; SmolLM2-135M-Instruct, {dtype}; {a.train_size} SQuAD training questions, "
              f"{a.epochs:g} epoch, LoRA, batch 8.\n", f"Command: `{doc['command']}`\n",
              "| command | wall s | stages (s) |", "|---|---|---|"]
     for r in res:

@@ -3,8 +3,9 @@ model FLOP counts the other benchmarks divide by.
 
     python bench/roofline.py [--out bench/results/roofline.json]
 
-Peak compute: the best of several fp32 `torch.matmul` runs on square matrices (1024-4096) and on
-the shapes SmolLM2-135M actually multiplies, with torch's default thread count (all cores).
+Peak compute: the best of several `torch.matmul` runs on square matrices (1024-4096) and on the
+shapes SmolLM2-135M actually multiplies, with torch's default thread count (all cores), in
+float32 and in bfloat16 (what dtype auto computes in on a CPU with native bf16 - s3ft.models).
 Bandwidth: a large tensor copy (read + write). Model FLOPs per token are counted from the config
 (2 x multiply-adds of every projection, attention scores over the context, the LM head).
 """
@@ -32,17 +33,17 @@ def _time(fn, reps: int) -> float:
     return best
 
 
-def matmul_peak(sizes=(1024, 2048, 3072, 4096), reps: int = 3) -> dict:
-    """Best fp32 matmul FLOP/s over square sizes and the model's shapes."""
+def matmul_peak(sizes=(1024, 2048, 3072, 4096), reps: int = 3, dtype: torch.dtype = torch.float32) -> dict:
+    """Best matmul FLOP/s in `dtype` over square sizes and the model's shapes."""
     out: dict = {"square": {}, "model_shapes": {}}
     with torch.inference_mode():
         for n in sizes:
-            a, b = torch.randn(n, n), torch.randn(n, n)
+            a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
             t = _time(lambda: torch.matmul(a, b), reps)
             out["square"][n] = 2 * n**3 / t
         # (tokens x hidden) @ (hidden x out): prefill / training shapes, and a 16-row decode step
         for m, k, n in ((2048, 576, 1536), (2048, 1536, 576), (2048, 576, 49152), (16, 576, 1536), (16, 576, 49152)):
-            a, b = torch.randn(m, k), torch.randn(k, n)
+            a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
             t = _time(lambda: torch.matmul(a, b), reps)
             out["model_shapes"][f"{m}x{k}x{n}"] = 2 * m * k * n / t
     out["peak_flops"] = max(list(out["square"].values()) + list(out["model_shapes"].values()))
@@ -55,6 +56,13 @@ def bandwidth(n_bytes: int = 1 << 30, reps: int = 3) -> float:
     b = torch.empty_like(a)
     t = _time(lambda: b.copy_(a), reps)
     return 2 * n_bytes / t
+
+
+def recorded_peak(dtype: str, path: str = "bench/results/roofline.json") -> float:
+    """The matmul peak (FLOP/s) `python bench/roofline.py` recorded for float32 or bfloat16."""
+    doc = json.loads(Path(path).read_text())
+    key = "matmul_gflops_bf16" if dtype == "bfloat16" else "matmul_gflops"
+    return doc[key]["peak"] * 1e9
 
 
 def forward_flops_per_token(cfg, context: float, lm_head: bool = True) -> float:
@@ -86,10 +94,11 @@ def main() -> int:
     ap.add_argument("--out", default="bench/results/roofline.json")
     a = ap.parse_args()
     mm = matmul_peak()
+    mm16 = matmul_peak(dtype=torch.bfloat16)
     bw = bandwidth()
     from transformers import AutoConfig
 
-    from s3ft.models import resolve_model
+    from s3ft.models import cpu_has_native_bf16, resolve_model
 
     cfg = AutoConfig.from_pretrained(resolve_model("smollm2-135m-instruct"))
     n_params = 134_515_008  # SmolLM2-135M, tied embeddings
@@ -98,11 +107,16 @@ def main() -> int:
         "matmul_gflops": {"square": {str(k): round(v / 1e9, 1) for k, v in mm["square"].items()},
                           "model_shapes": {k: round(v / 1e9, 1) for k, v in mm["model_shapes"].items()},
                           "peak": round(mm["peak_flops"] / 1e9, 1)},
+        "matmul_gflops_bf16": {"square": {str(k): round(v / 1e9, 1) for k, v in mm16["square"].items()},
+                               "model_shapes": {k: round(v / 1e9, 1) for k, v in mm16["model_shapes"].items()},
+                               "peak": round(mm16["peak_flops"] / 1e9, 1)},
+        "cpu_has_native_bf16": cpu_has_native_bf16(),
         "copy_bandwidth_gb_s": round(bw / 1e9, 1),
         "model": {"forward_gflops_per_token_ctx256": round(forward_flops_per_token(cfg, 256) / 1e9, 3),
                   "lm_head_share_of_forward": round(2 * cfg.hidden_size * cfg.vocab_size / forward_flops_per_token(cfg, 256), 3),
                   "fp32_weight_bytes": n_params * 4,
-                  "decode_batch1_bandwidth_bound_tok_s": round(bw / (n_params * 4), 1)},
+                  "decode_batch1_bandwidth_bound_tok_s": round(bw / (n_params * 4), 1),
+                  "decode_batch1_bandwidth_bound_tok_s_bf16": round(bw / (n_params * 2), 1)},
         "load_avg_at_end": os.getloadavg()[0],
     }
     save(doc, Path(a.out))

@@ -1,9 +1,9 @@
 """Where training's peak memory goes: peak RSS per step and phase, LoRA vs full fine-tuning.
 
-    python bench/train_memory.py [--rows 24] [--out bench/results/train_memory.json]
+    python bench/train_memory.py [--rows 24] [--dtype auto] [--out ...]
 
-`s3ft.training.build_trainer` on the first N gold SQuAD rows (SmolLM2-135M-Instruct, fp32, CPU,
-batch 8, the hyperparameters of bench/train_speed.py), trained with a thread sampling the
+`s3ft.training.build_trainer` on the first N gold SQuAD rows (SmolLM2-135M-Instruct, CPU, --dtype:
+auto is what s3ft computes in on this machine; batch 8, the hyperparameters of bench/train_speed.py), trained with a thread sampling the
 process's resident memory every 3 ms and the phase it is in: model forward (with the loss),
 backward, optimizer step, between steps. Each arm runs in its own process, twice:
 
@@ -32,7 +32,7 @@ THRESHOLDS = {"64KB": 64 << 10, "8MB": 8 << 20}
 PHASES = ("forward", "backward", "optimizer", "between steps")
 
 
-def child(rows_n: int, lora: bool) -> dict:
+def child(rows_n: int, lora: bool, dtype: str) -> dict:
     sys.path.insert(0, str(HERE))
     from train_speed import HP, rows
     from transformers import TrainerCallback
@@ -41,7 +41,7 @@ def child(rows_n: int, lora: bool) -> dict:
     from s3ft.training import build_trainer
 
     cfg = S3FTConfig(model="smollm2-135m-instruct", use_peft=lora, lora_r=8, lora_alpha=16, lora_dropout=0.1,
-                     lr_scheduler_type="cosine", logging_steps=1, save_steps=10_000, device="cpu", dtype="float32",
+                     lr_scheduler_type="cosine", logging_steps=1, save_steps=10_000, device="cpu", dtype=dtype,
                      **{**HP, "learning_rate": HP["learning_rate"] if lora else 1e-5})
     trainer, _ = build_trainer(rows(rows_n), cfg, tempfile.mkdtemp())
     page = os.sysconf("SC_PAGE_SIZE")
@@ -87,28 +87,30 @@ def child(rows_n: int, lora: bool) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=24)
-    ap.add_argument("--out", default="bench/results/train_memory.json")
+    sys.path.insert(0, str(HERE))
+    from common import add_dtype_argument, machine, resolve_dtype_and_out, run_child, save
+
+    add_dtype_argument(ap, "train_memory")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
+    dtype = resolve_dtype_and_out(a, "train_memory")
     if a.child:
-        print("RESULT " + json.dumps(child(a.rows, a.child == "lora")), flush=True)
+        print("RESULT " + json.dumps(child(a.rows, a.child == "lora", dtype)), flush=True)
         return 0
-    sys.path.insert(0, str(HERE))
-    from common import machine, run_child, save
 
     results = []
     for kind in ("lora", "full"):
         for name, thr in THRESHOLDS.items():
             env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(thr)}  # s3ft keeps a threshold the user set
             r = {"kind": kind, "mmap_threshold": name,
-                 **run_child([__file__, "--rows", str(a.rows), "--child", kind], f"arm {kind} {name}", env)}
+                 **run_child([__file__, "--rows", str(a.rows), "--dtype", dtype, "--child", kind], f"arm {kind} {name}", env)}
             print(json.dumps({k: r[k] for k in ("kind", "mmap_threshold", "peak_gb", "by_phase")}), flush=True)
             results.append(r)
     doc = {"benchmark": "training memory by phase, LoRA vs full fine-tuning", "machine": machine(),
-           "date": time.strftime("%Y-%m-%d %H:%M"), "rows": a.rows, "results": results,
+           "date": time.strftime("%Y-%m-%d %H:%M"), "dtype": dtype, "rows": a.rows, "results": results,
            "command": "python " + " ".join(sys.argv)}
     lines = ["# Training memory by phase: LoRA vs full fine-tuning\n",
-             f"Machine: {doc['machine']}; {doc['date']}; SmolLM2-135M-Instruct fp32; {a.rows} SQuAD rows, batch 8.\n",
+             f"Machine: {doc['machine']}; {doc['date']}; SmolLM2-135M-Instruct, {dtype}; {a.rows} SQuAD rows, batch 8.\n",
              f"Command: `{doc['command']}`\n",
              "Peak resident memory (GB) in each phase over all steps. 64 KB threshold: RSS follows live tensors; "
              "8 MB: what `s3ft train` runs with (the difference is heap kept after frees).\n",

@@ -1,10 +1,13 @@
 """Benchmark 3: `s3ft train` vs a plain TRL SFTTrainer script - tokens/s and peak memory.
 
-    python bench/train_speed.py [--rows 64] [--out bench/results/train_speed.json]
+    python bench/train_speed.py [--rows 64] [--dtype auto] [--out ...]
 
 Same data (the first N gold SQuAD training rows as conversational prompt/completion pairs), same
 hyperparameters (batch 8, lr 2e-4, 1 epoch, seed 0, max_length 640, LoRA r8/a16/d0.1 on all linear
-layers, or full fine-tuning at lr 1e-5), same model (the embedded SmolLM2-135M-Instruct, fp32, CPU).
+layers, or full fine-tuning at lr 1e-5), same model (the embedded SmolLM2-135M-Instruct, CPU), same
+precision: --dtype (auto: what s3ft computes in on this machine). In bfloat16 both arms autocast
+(SFTConfig bf16=True) with the weights s3ft keeps: LoRA's frozen base in bf16, full fine-tuning's
+weights in float32.
 Each arm runs in its own process, so its peak RSS (ru_maxrss) is its own:
 
 - trl: the script a TRL user writes (SFTConfig + SFTTrainer + LoraConfig, completion-only loss).
@@ -40,7 +43,7 @@ def rows(n: int) -> list[dict]:
     return [{"id": e.id, "prompt": e.prompt, "completion": e.gold, "source": "gold"} for e in s.train_examples()[:n]]
 
 
-def child_trl(n: int, lora: bool, out: str) -> dict:
+def child_trl(n: int, lora: bool, out: str, dtype: str) -> dict:
     """A plain TRL script: what the TRL docs show, with CPU settings."""
     from datasets import Dataset
     from peft import LoraConfig
@@ -50,7 +53,9 @@ def child_trl(n: int, lora: bool, out: str) -> dict:
 
     path = resolve_model("smollm2-135m-instruct")
     data = [{"prompt": r["prompt"], "completion": [{"role": "assistant", "content": r["completion"]}]} for r in rows(n)]
-    args = SFTConfig(output_dir=out, use_cpu=True, bf16=False, gradient_checkpointing=False, report_to="none",
+    bf16 = dtype == "bfloat16"
+    args = SFTConfig(output_dir=out, use_cpu=True, bf16=bf16, gradient_checkpointing=False, report_to="none",
+                     model_init_kwargs={"dtype": "bfloat16" if bf16 and lora else "float32"},
                      save_strategy="no", logging_steps=1, lr_scheduler_type="cosine",
                      **{**HP, "learning_rate": HP["learning_rate"] if lora else 1e-5})
     peft = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.1, target_modules="all-linear", task_type="CAUSAL_LM") if lora else None
@@ -60,13 +65,13 @@ def child_trl(n: int, lora: bool, out: str) -> dict:
     return {"tokens": tokens, "train_runtime": res.metrics["train_runtime"], "train_loss": res.training_loss}
 
 
-def child_s3ft(n: int, lora: bool, gc: bool, out: str, dropout: float = 0.1) -> dict:
+def child_s3ft(n: int, lora: bool, gc: bool, out: str, dtype: str, dropout: float = 0.1) -> dict:
     from s3ft.config import S3FTConfig
     from s3ft.training import train
 
     cfg = S3FTConfig(model="smollm2-135m-instruct", use_peft=lora, lora_r=8, lora_alpha=16, lora_dropout=dropout,
                      gradient_checkpointing=gc, lr_scheduler_type="cosine", logging_steps=1, save_steps=10_000,
-                     device="cpu", dtype="float32", **{**HP, "learning_rate": HP["learning_rate"] if lora else 1e-5})
+                     device="cpu", dtype=dtype, **{**HP, "learning_rate": HP["learning_rate"] if lora else 1e-5})
     m = train(rows(n), cfg, out)
     return {"tokens": m["train_tokens"], "train_runtime": m["train_runtime"], "train_loss": m["train_loss"]}
 
@@ -75,33 +80,34 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=64)
     ap.add_argument("--arms", default="trl-lora,s3ft-lora,s3ft+gc-lora,trl-full,s3ft-full,s3ft+gc-full")
-    ap.add_argument("--out", default="bench/results/train_speed.json")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from common import add_dtype_argument, machine, resolve_dtype_and_out, run_child, save
+
+    add_dtype_argument(ap, "train_speed")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--report_only", action="store_true", help="rebuild the Markdown from --out's JSON")
     a = ap.parse_args()
+    dtype = resolve_dtype_and_out(a, "train_speed")
     if a.child:
         arm, kind = a.child.rsplit("-", 1)
         with tempfile.TemporaryDirectory() as d:
             t0 = time.time()
             if arm == "trl":
-                r = child_trl(a.rows, kind == "lora", d)
+                r = child_trl(a.rows, kind == "lora", d, dtype)
             else:  # s3ft, s3ft+gc (gradient checkpointing), s3ft-nodrop (lora_dropout 0)
-                r = child_s3ft(a.rows, kind == "lora", "+gc" in arm, d, dropout=0.0 if "nodrop" in arm else 0.1)
+                r = child_s3ft(a.rows, kind == "lora", "+gc" in arm, d, dtype, dropout=0.0 if "nodrop" in arm else 0.1)
         r.update(arm=arm, kind=kind, wall=round(time.time() - t0, 1),
                  peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
         r["tokens_per_s"] = round(r["tokens"] / r["train_runtime"], 1)
         print("RESULT " + json.dumps(r), flush=True)
         return 0
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from common import machine, run_child, save
-
     if a.report_only:  # rebuild the Markdown (and peak fractions) from an earlier run's JSON
         doc = json.loads(Path(a.out).read_text())
         write_md(doc, Path(a.out))
         return 0
     results = []
     for arm in a.arms.split(","):
-        r = run_child([__file__, "--rows", str(a.rows), "--child", arm], f"arm {arm}")
+        r = run_child([__file__, "--rows", str(a.rows), "--dtype", dtype, "--child", arm], f"arm {arm}")
         print(json.dumps(r), flush=True)
         results.append(r)
     by = {(r["arm"], r["kind"]): r for r in results}
@@ -112,7 +118,7 @@ def main() -> int:
             ratios[kind] = {"speed_s3ft_over_trl": round(s["tokens_per_s"] / t["tokens_per_s"], 3),
                             "memory_s3ft_over_trl": round(s["peak_rss_mb"] / t["peak_rss_mb"], 3)}
     doc = {"benchmark": "training: s3ft train vs a plain TRL SFTTrainer script", "machine": machine(),
-           "date": time.strftime("%Y-%m-%d %H:%M"), "rows": a.rows, "hyperparameters": HP, "results": results,
+           "date": time.strftime("%Y-%m-%d %H:%M"), "dtype": dtype, "rows": a.rows, "hyperparameters": HP, "results": results,
            "ratios": ratios, "command": "python " + " ".join(sys.argv)}
     save(doc, Path(a.out))
     write_md(doc, Path(a.out))
@@ -123,7 +129,7 @@ def peak_fractions(doc: dict) -> dict:
     """Achieved training FLOP/s over the measured matmul peak (bench/results/roofline.json), with
     FLOPs per token from roofline.train_flops_per_token at the rows' mean length and share of
     supervised tokens."""
-    from roofline import train_flops_per_token
+    from roofline import recorded_peak, train_flops_per_token
     from transformers import AutoConfig
 
     from s3ft.models import resolve_model
@@ -131,7 +137,7 @@ def peak_fractions(doc: dict) -> dict:
     roof = Path(__file__).resolve().parent / "results" / "roofline.json"
     if not roof.exists():
         return {}
-    peak = json.loads(roof.read_text())["matmul_gflops"]["peak"] * 1e9
+    peak = recorded_peak(doc.get("dtype", "float32"), str(roof))
     cfg = AutoConfig.from_pretrained(resolve_model("smollm2-135m-instruct"))
     from s3ft.models import load_tokenizer
 
@@ -153,7 +159,7 @@ def write_md(doc: dict, out: Path) -> None:
     results, ratios = doc["results"], doc["ratios"]
     frac = peak_fractions(doc)
     lines = ["# Training speed and memory: `s3ft train` vs a plain TRL script\n",
-             f"Machine: {doc['machine']}; {doc['date']}; SmolLM2-135M-Instruct fp32; {doc['rows']} SQuAD rows, batch 8, 1 epoch.\n",
+             f"Machine: {doc['machine']}; {doc['date']}; SmolLM2-135M-Instruct, {doc.get('dtype', 'float32')}; {doc['rows']} SQuAD rows, batch 8, 1 epoch.\n",
              f"Command: `{doc['command']}`\n",
              "| arm | training | tokens/s | train runtime s | peak RSS MB | train loss | fraction of matmul peak |",
              "|---|---|---|---|---|---|---|"]
@@ -165,7 +171,7 @@ def write_md(doc: dict, out: Path) -> None:
         lines.append(f"\n{kind}: s3ft / TRL speed {v['speed_s3ft_over_trl']}x, peak memory {v['memory_s3ft_over_trl']}x")
     lines.append("\nFraction of peak: tokens/s x training FLOPs per token (bench/roofline.py: LoRA = forward + input "
                  "gradients, full = + weight gradients; LM head on supervised tokens only) / the measured matmul peak in "
-                 "bench/results/roofline.json. Not counted (so not in the fraction): the trl arms' LM-head work on unsupervised positions, and the forward pass the +gc arms compute twice.")
+                 "that dtype in bench/results/roofline.json. Not counted (so not in the fraction): the trl arms' LM-head work on unsupervised positions, and the forward pass the +gc arms compute twice.")
     from common import save_markdown
 
     save_markdown(lines, out)

@@ -35,3 +35,28 @@ def test_load_model_auto(monkeypatch, tiny_model_dir, forced, want):
     model = load_model(str(tiny_model_dir), device="cpu")
     assert next(model.parameters()).dtype == want
     assert not model.training
+
+
+@pytest.mark.parametrize("dtype, merged", [("float32", True), ("bfloat16", False)])
+def test_adapter_merged_in_float32_only(tmp_path, tiny_model_dir, dtype, merged):
+    """A LoRA update is the size of bf16's rounding step: merged into bf16 weights much of it would
+    vanish, so in bf16 the adapter stays a separate float32 branch (as in training)."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    peft = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"))
+    for name, p in peft.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=1e-3)  # a small update, as after fine-tuning
+    peft.save_pretrained(tmp_path / "adapter")
+    model = load_model(str(tmp_path / "adapter"), dtype=dtype, device="cpu")
+    assert isinstance(model, PeftModel) is not merged
+    lora = {p.dtype for n, p in model.named_parameters() if "lora_" in n}
+    assert lora == (set() if merged else {torch.float32})
+    ids = torch.randint(0, 1000, (2, 16))
+    with torch.no_grad():
+        got = model(input_ids=ids).logits
+        base_out = load_model(str(tiny_model_dir), dtype=dtype, device="cpu")(input_ids=ids).logits
+    assert (got - base_out).abs().max() > 0  # the adapter is applied

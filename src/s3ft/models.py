@@ -183,9 +183,15 @@ def resolve_dtype(dtype: str = "auto", device: str = "auto") -> str:
     return "bfloat16" if device == "cpu" and cpu_has_native_bf16() else "float32"
 
 
-def load_model(name: str, dtype: str = "auto", device: str = "auto", merge_adapter: bool = True):
-    """Load a causal LM (or base + PEFT adapter, merged for fast inference) in eval mode.
-    dtype: auto (see resolve_dtype), float32, bfloat16, float16."""
+def load_model(name: str, dtype: str = "auto", device: str = "auto", merge_adapter: bool | None = None):
+    """Load a causal LM (or base + PEFT adapter) in eval mode.
+    dtype: auto (see resolve_dtype), float32, bfloat16, float16.
+
+    merge_adapter None (default): an adapter is merged into the base for speed in float32 only.
+    In bf16 / fp16 it stays a separate float32 branch, as in training: a LoRA update is about
+    0.5% of a weight, the size of bf16's rounding step, so merging it into bf16 weights loses it
+    for ~43% of the elements (measured on a SQuAD SFT adapter of SmolLM2-135M: the update the
+    merged model carries is off by 42-58% of its norm). Unmerged costs ~40% generation speed."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -204,6 +210,6 @@ def load_model(name: str, dtype: str = "auto", device: str = "auto", merge_adapt
         with warnings.catch_warnings():  # PEFT asks transformers 5 a deprecated question
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
             model = PeftModel.from_pretrained(model, path)
-        if merge_adapter:
+        if merge_adapter or (merge_adapter is None and torch_dtype == torch.float32):
             model = model.merge_and_unload()
     return model.to(device).eval()

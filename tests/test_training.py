@@ -274,6 +274,10 @@ def test_bf16_autocasts_with_float32_master_weights(tiny_model_dir, tmp_path, mo
     out.loss.backward()  # outside autocast, as the Trainer does: the fused LoRA dropout copes
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in trainer.model.parameters() if p.requires_grad)
 
+    if not use_peft:  # an explicit bfloat16 keeps float32 master weights too (pure-bf16 AdamW drops updates)
+        _, info = build_trainer(_rows(), _cfg(tiny_model_dir, use_peft=False, dtype="bfloat16"), tmp_path / "explicit")
+        assert info["dtype"] == "bfloat16" and info["weights_dtype"] == "float32"
+
     monkeypatch.setenv("S3FT_CPU_BF16", "0")
     trainer, info = build_trainer(_rows(), _cfg(tiny_model_dir, use_peft=use_peft), tmp_path / "fp32")
     assert not trainer.args.bf16 and info["dtype"] == info["weights_dtype"] == "float32"

@@ -66,7 +66,7 @@ class S3FTConfig:
                       choices=("hf", "vllm", "openai"))
     batch_size: int = _f(0, "Generation batch size (prompts are sorted by length into batches); 0: chosen per batch "
                          "from the memory its KV cache and activations need (GPU: free memory; CPU: up to 64 rows, "
-                         "where throughput stops growing - bench/results/generation_speed.md).")
+                         "where throughput stops growing - bench/results/generation_speed_float32.md).")
     max_new_tokens: int | None = _f(None, "Answer length limit in tokens (None: the task's default).")
     paraphrase_max_new_tokens: int | None = _f(None, "Paraphrase length limit (None: max_new_tokens).")
     temperature: float = _f(0.0, "Sampling temperature; 0 means greedy.")

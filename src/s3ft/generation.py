@@ -121,7 +121,7 @@ def auto_batch_size(model, prompt_tokens: int, max_new_tokens: int) -> int:
     """Rows per batch from memory: what one row needs (its KV cache at full length, the prefill
     activations of its prompt, a row of logits) against a budget - 60% of the free GPU memory, or
     on CPU a quarter of the available RAM and at most 64 rows (on 2 cores the tokens/s of a
-    decode-bound batch stop growing between 32 and 64 rows; bench/results/generation_speed.md)."""
+    decode-bound batch stop growing between 32 and 64 rows; bench/results/generation_speed_float32.md)."""
     import os
 
     import torch
@@ -171,7 +171,7 @@ def plain_greedy_ok(model) -> bool:
 def _prefill_each(model, input_ids, mask, cfg):
     """Prefill every prompt alone (no padding: the causal attention fast path), then stack the
     caches left-padded into one batch cache. On CPU this is ~2x faster than a padded batch
-    prefill of SQuAD-length prompts (bench/results/generation_speed.md), and each prompt's first
+    prefill of SQuAD-length prompts (bench/results/generation_speed_float32.md), and each prompt's first
     token comes from exactly the computation a one-by-one `generate` does."""
     import torch
     from transformers import DynamicCache

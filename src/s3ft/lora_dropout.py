@@ -4,7 +4,7 @@ PEFT computes a LoRA layer's update as lora_B(lora_A(dropout(x))) * scaling with
 CPU, torch's dropout keeps its float mask for backward and lora_A keeps a float copy of the
 dropped-out input: 8 bytes per input element for each adapted projection (7 per Llama layer),
 while x itself is shared by q/k/v and by gate/up and already kept. That is why LoRA with the
-paper's dropout 0.1 peaked above full fine-tuning on CPU (bench/results/train_speed.md). Here the
+paper's dropout 0.1 peaked above full fine-tuning on CPU (bench/results/train_speed_float32.md). Here the
 dropout is fused into A: the same mask, drawn with the same RNG calls, so the forward pass is
 bit-identical and the gradients equal up to float rounding (tests/test_lora_dropout.py).
 """

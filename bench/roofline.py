@@ -58,6 +58,13 @@ def bandwidth(n_bytes: int = 1 << 30, reps: int = 3) -> float:
     return 2 * n_bytes / t
 
 
+def _gflops(mm: dict) -> dict:
+    """matmul_peak's FLOP/s in GFLOP/s, as roofline.json records them."""
+    return {"square": {str(k): round(v / 1e9, 1) for k, v in mm["square"].items()},
+            "model_shapes": {k: round(v / 1e9, 1) for k, v in mm["model_shapes"].items()},
+            "peak": round(mm["peak_flops"] / 1e9, 1)}
+
+
 def recorded_peak(dtype: str, path: str = "bench/results/roofline.json") -> float:
     """The matmul peak (FLOP/s) `python bench/roofline.py` recorded for float32 or bfloat16."""
     doc = json.loads(Path(path).read_text())
@@ -104,12 +111,8 @@ def main() -> int:
     n_params = 134_515_008  # SmolLM2-135M, tied embeddings
     doc = {
         "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"), "command": "python " + " ".join(sys.argv),
-        "matmul_gflops": {"square": {str(k): round(v / 1e9, 1) for k, v in mm["square"].items()},
-                          "model_shapes": {k: round(v / 1e9, 1) for k, v in mm["model_shapes"].items()},
-                          "peak": round(mm["peak_flops"] / 1e9, 1)},
-        "matmul_gflops_bf16": {"square": {str(k): round(v / 1e9, 1) for k, v in mm16["square"].items()},
-                               "model_shapes": {k: round(v / 1e9, 1) for k, v in mm16["model_shapes"].items()},
-                               "peak": round(mm16["peak_flops"] / 1e9, 1)},
+        "matmul_gflops": _gflops(mm),
+        "matmul_gflops_bf16": _gflops(mm16),
         "cpu_has_native_bf16": cpu_has_native_bf16(),
         "copy_bandwidth_gb_s": round(bw / 1e9, 1),
         "model": {"forward_gflops_per_token_ctx256": round(forward_flops_per_token(cfg, 256) / 1e9, 3),

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from s3ft import pipeline, selection
-from s3ft.config import TRAIN_FIELDS, ConfigError, S3FTConfig
+from s3ft.config import ConfigError, S3FTConfig
 from s3ft.evaluation import paired
 from s3ft.pipeline import Session, log
 from s3ft.runs import file_fingerprint, fingerprint, read_jsonl, write_json
@@ -240,7 +240,7 @@ def run_compare(cfg: S3FTConfig) -> dict[str, Any]:
             "general_benchmarks": cfg.general_benchmarks, "cross_tasks": cfg.cross_tasks,
             "train_examples": len(s.train_examples()), "eval_examples": len(s.eval_examples()),
             "machine": _machine(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "hyperparameters": {k: getattr(cfg, k) for k in TRAIN_FIELDS if k not in ("model", "seed")} | {"dtype": cfg.resolved_dtype()},
+            "hyperparameters": {k: v for k, v in cfg.train_knobs().items() if k not in ("model", "seed")},
             "tuning": tuning,
             "per_seed": {},
             "logprob": {k: [r for r in logprob if r["kind"] == k] for k in ("gold", "paraphrase", "self")} if logprob else {},

@@ -157,6 +157,10 @@ class S3FTConfig:
 
         return resolve_dtype(self.dtype, self.device)
 
+    def train_knobs(self) -> dict[str, Any]:
+        """The TRAIN_FIELDS values a training run depends on, dtype resolved (resolved_dtype)."""
+        return {k: getattr(self, k) for k in TRAIN_FIELDS} | {"dtype": self.resolved_dtype()}
+
     def effective_paraphrase_scope(self) -> str:
         if self.paraphrase_scope != "auto":
             return self.paraphrase_scope

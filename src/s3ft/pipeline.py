@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from s3ft import selection
-from s3ft.config import TRAIN_FIELDS, S3FTConfig
+from s3ft.config import S3FTConfig
 from s3ft.evaluation import accuracy
 from s3ft.paraphrase import leak_reason, paraphrase_prompt
 from s3ft.runs import JsonlWriter, RunDir, file_fingerprint, fingerprint, read_jsonl, versions, world_size, write_json
@@ -334,8 +334,7 @@ def stage_train(s: Session, method: str | None = None, barrier: Callable[[], Non
     model_dir = out_dir / "model"
     stage = f"train.{method}"
     c = s.cfg
-    knobs = {k: getattr(c, k) for k in TRAIN_FIELDS} | {"dtype": c.resolved_dtype()}
-    fp = fingerprint(stage, s.model_id(), file_fingerprint(src), knobs, _libs_fp("trl", "peft", "accelerate"))
+    fp = fingerprint(stage, s.model_id(), file_fingerprint(src), c.train_knobs(), _libs_fp("trl", "peft", "accelerate"))
     if stage not in s.force and "train" not in s.force and s.method_run.is_done(stage, fp, [model_dir]):
         log(f"train: up to date ({model_dir})", once=True)
         return model_dir

@@ -49,13 +49,15 @@ def main() -> int:
 
     add_dtype_argument(ap, "pipeline_cost")
     a = ap.parse_args()
-    dtype = resolve_dtype_and_out(a, "pipeline_cost")
+    from s3ft.models import resolve_dtype
 
+    # --dtype goes to s3ft as given: auto resolves per stage (on a bf16 CPU: generation bf16, LoRA float32)
+    dtype = f"generation {resolve_dtype_and_out(a, 'pipeline_cost')}, LoRA training {resolve_dtype(a.dtype, 'cpu', lora=True)}"
     with tempfile.TemporaryDirectory() as d:
-        res = [run(m, a.train_size, a.epochs, Path(d), dtype) for m in ("s3ft", "sft")]
+        res = [run(m, a.train_size, a.epochs, Path(d), a.dtype) for m in ("s3ft", "sft")]
     ratio = round(res[0]["wall_seconds"] / res[1]["wall_seconds"], 3)
     doc = {"benchmark": "pipeline cost: S3FT data construction + training vs SFT training alone", "machine": machine(),
-           "date": time.strftime("%Y-%m-%d %H:%M"), "dtype": dtype, "train_size": a.train_size, "epochs": a.epochs, "results": res,
+           "date": time.strftime("%Y-%m-%d %H:%M"), "dtype": a.dtype, "resolved_dtype": dtype, "train_size": a.train_size, "epochs": a.epochs, "results": res,
            "ratio_s3ft_over_sft": ratio, "command": "python " + " ".join(sys.argv)}
     lines = ["# Pipeline cost: S3FT (data construction + training) vs SFT training alone\n",
              f"Machine: {doc['machine']}; {doc['date']}; SmolLM2-135M-Instruct, {dtype}; {a.train_size} SQuAD training questions, "

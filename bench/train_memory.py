@@ -90,12 +90,15 @@ def main() -> int:
     sys.path.insert(0, str(HERE))
     from common import add_dtype_argument, machine, resolve_dtype_and_out, run_child, save
 
+    from s3ft.models import resolve_dtype
+
     add_dtype_argument(ap, "train_memory")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
-    dtype = resolve_dtype_and_out(a, "train_memory")
-    if a.child:
-        print("RESULT " + json.dumps(child(a.rows, a.child == "lora", dtype)), flush=True)
+    resolve_dtype_and_out(a, "train_memory")
+    if a.child:  # auto: what s3ft uses for this kind of training (on a bf16 CPU: LoRA float32, full bf16)
+        dtype = resolve_dtype(a.dtype, "cpu", lora=a.child == "lora")
+        print("RESULT " + json.dumps({"dtype": dtype, **child(a.rows, a.child == "lora", dtype)}), flush=True)
         return 0
 
     results = []
@@ -103,14 +106,15 @@ def main() -> int:
         for name, thr in THRESHOLDS.items():
             env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(thr)}  # s3ft keeps a threshold the user set
             r = {"kind": kind, "mmap_threshold": name,
-                 **run_child([__file__, "--rows", str(a.rows), "--dtype", dtype, "--child", kind], f"arm {kind} {name}", env)}
+                 **run_child([__file__, "--rows", str(a.rows), "--dtype", a.dtype, "--child", kind], f"arm {kind} {name}", env)}
             print(json.dumps({k: r[k] for k in ("kind", "mmap_threshold", "peak_gb", "by_phase")}), flush=True)
             results.append(r)
     doc = {"benchmark": "training memory by phase, LoRA vs full fine-tuning", "machine": machine(),
-           "date": time.strftime("%Y-%m-%d %H:%M"), "dtype": dtype, "rows": a.rows, "results": results,
+           "date": time.strftime("%Y-%m-%d %H:%M"), "dtype": a.dtype, "rows": a.rows, "results": results,
            "command": "python " + " ".join(sys.argv)}
     lines = ["# Training memory by phase: LoRA vs full fine-tuning\n",
-             f"Machine: {doc['machine']}; {doc['date']}; SmolLM2-135M-Instruct, {dtype}; {a.rows} SQuAD rows, batch 8.\n",
+             f"Machine: {doc['machine']}; {doc['date']}; SmolLM2-135M-Instruct; {a.rows} SQuAD rows, batch 8; "
+             f"dtype {a.dtype}: " + ", ".join(sorted({f"{r['kind']} {r['dtype']}" for r in results})) + ".\n",
              f"Command: `{doc['command']}`\n",
              "Peak resident memory (GB) in each phase over all steps. 64 KB threshold: RSS follows live tensors; "
              "8 MB: what `s3ft train` runs with (the difference is heap kept after frees).\n",

@@ -5,9 +5,10 @@
 Same data (the first N gold SQuAD training rows as conversational prompt/completion pairs), same
 hyperparameters (batch 8, lr 2e-4, 1 epoch, seed 0, max_length 640, LoRA r8/a16/d0.1 on all linear
 layers, or full fine-tuning at lr 1e-5), same model (the embedded SmolLM2-135M-Instruct, CPU), same
-precision: --dtype (auto: what s3ft computes in on this machine). In bfloat16 both arms autocast
-(SFTConfig bf16=True) with the weights s3ft keeps: LoRA's frozen base in bf16, full fine-tuning's
-weights in float32.
+precision: --dtype (auto: what s3ft computes in on this machine, per arm - on a CPU with native
+bf16, full fine-tuning in bf16 and LoRA in float32, see s3ft.models.resolve_dtype). In bfloat16
+both arms autocast (SFTConfig bf16=True) with the weights s3ft keeps: LoRA's frozen base in bf16,
+full fine-tuning's weights in float32.
 Each arm runs in its own process, so its peak RSS (ru_maxrss) is its own:
 
 - trl: the script a TRL user writes (SFTConfig + SFTTrainer + LoraConfig, completion-only loss).
@@ -83,20 +84,23 @@ def main() -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from common import add_dtype_argument, machine, resolve_dtype_and_out, run_child, save
 
+    from s3ft.models import resolve_dtype
+
     add_dtype_argument(ap, "train_speed")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--report_only", action="store_true", help="rebuild the Markdown from --out's JSON")
     a = ap.parse_args()
-    dtype = resolve_dtype_and_out(a, "train_speed")
+    resolve_dtype_and_out(a, "train_speed")
     if a.child:
         arm, kind = a.child.rsplit("-", 1)
+        dtype = resolve_dtype(a.dtype, "cpu", lora=kind == "lora")
         with tempfile.TemporaryDirectory() as d:
             t0 = time.time()
             if arm == "trl":
                 r = child_trl(a.rows, kind == "lora", d, dtype)
             else:  # s3ft, s3ft+gc (gradient checkpointing), s3ft-nodrop (lora_dropout 0)
                 r = child_s3ft(a.rows, kind == "lora", "+gc" in arm, d, dtype, dropout=0.0 if "nodrop" in arm else 0.1)
-        r.update(arm=arm, kind=kind, wall=round(time.time() - t0, 1),
+        r.update(arm=arm, kind=kind, dtype=dtype, wall=round(time.time() - t0, 1),
                  peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
         r["tokens_per_s"] = round(r["tokens"] / r["train_runtime"], 1)
         print("RESULT " + json.dumps(r), flush=True)
@@ -107,7 +111,7 @@ def main() -> int:
         return 0
     results = []
     for arm in a.arms.split(","):
-        r = run_child([__file__, "--rows", str(a.rows), "--dtype", dtype, "--child", arm], f"arm {arm}")
+        r = run_child([__file__, "--rows", str(a.rows), "--dtype", a.dtype, "--child", arm], f"arm {arm}")
         print(json.dumps(r), flush=True)
         results.append(r)
     by = {(r["arm"], r["kind"]): r for r in results}
@@ -118,7 +122,7 @@ def main() -> int:
             ratios[kind] = {"speed_s3ft_over_trl": round(s["tokens_per_s"] / t["tokens_per_s"], 3),
                             "memory_s3ft_over_trl": round(s["peak_rss_mb"] / t["peak_rss_mb"], 3)}
     doc = {"benchmark": "training: s3ft train vs a plain TRL SFTTrainer script", "machine": machine(),
-           "date": time.strftime("%Y-%m-%d %H:%M"), "dtype": dtype, "rows": a.rows, "hyperparameters": HP, "results": results,
+           "date": time.strftime("%Y-%m-%d %H:%M"), "dtype": a.dtype, "rows": a.rows, "hyperparameters": HP, "results": results,
            "ratios": ratios, "command": "python " + " ".join(sys.argv)}
     save(doc, Path(a.out))
     write_md(doc, Path(a.out))
@@ -137,7 +141,6 @@ def peak_fractions(doc: dict) -> dict:
     roof = Path(__file__).resolve().parent / "results" / "roofline.json"
     if not roof.exists():
         return {}
-    peak = recorded_peak(doc.get("dtype", "float32"), str(roof))
     cfg = AutoConfig.from_pretrained(resolve_model("smollm2-135m-instruct"))
     from s3ft.models import load_tokenizer
 
@@ -150,6 +153,7 @@ def peak_fractions(doc: dict) -> dict:
     sup = sum(n_sup) / sum(n_tok)
     out = {}
     for r in doc["results"]:
+        peak = recorded_peak(r.get("dtype", doc.get("dtype", "float32")), str(roof))
         f = train_flops_per_token(cfg, ctx, lora=r["kind"] == "lora", supervised_fraction=sup)
         out[f"{r['arm']}-{r['kind']}"] = round(r["tokens_per_s"] * f / peak, 3)
     return out
@@ -161,11 +165,11 @@ def write_md(doc: dict, out: Path) -> None:
     lines = ["# Training speed and memory: `s3ft train` vs a plain TRL script\n",
              f"Machine: {doc['machine']}; {doc['date']}; SmolLM2-135M-Instruct, {doc.get('dtype', 'float32')}; {doc['rows']} SQuAD rows, batch 8, 1 epoch.\n",
              f"Command: `{doc['command']}`\n",
-             "| arm | training | tokens/s | train runtime s | peak RSS MB | train loss | fraction of matmul peak |",
-             "|---|---|---|---|---|---|---|"]
+             "| arm | training | dtype | tokens/s | train runtime s | peak RSS MB | train loss | fraction of matmul peak |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in results:
         fr = frac.get(f"{r['arm']}-{r['kind']}")
-        lines.append(f"| {r['arm']} | {r['kind']} | {r['tokens_per_s']} | {r['train_runtime']:.1f} | {r['peak_rss_mb']:.0f} | "
+        lines.append(f"| {r['arm']} | {r['kind']} | {r.get('dtype', doc.get('dtype', 'float32'))} | {r['tokens_per_s']} | {r['train_runtime']:.1f} | {r['peak_rss_mb']:.0f} | "
                      f"{r['train_loss']:.4f} | {'-' if fr is None else f'{fr:.1%}'} |")
     for kind, v in ratios.items():
         lines.append(f"\n{kind}: s3ft / TRL speed {v['speed_s3ft_over_trl']}x, peak memory {v['memory_s3ft_over_trl']}x")

@@ -51,7 +51,7 @@ def session(tmp_path, monkeypatch):
                              "method": "s3ft", "model": "org/unused"})
     s = pipeline.Session(cfg)
     gen = ScriptedGenerator()
-    monkeypatch.setattr(pipeline.Session, "generator", lambda self, model=None: gen)
+    monkeypatch.setattr(pipeline.Session, "generator", lambda self, model=None, dtype=None: gen)
     monkeypatch.setattr(pipeline.Session, "model_id", lambda self: "scripted")
     s.run.path.mkdir(parents=True)
     return s, gen
@@ -143,6 +143,27 @@ def test_cli_run_end_to_end_on_tiny_model(tmp_path, tiny_model_dir):
                         capture_output=True, text=True, timeout=600)
     assert r2.returncode == 0, r2.stderr[-3000:]
     assert "generate: up to date" in r2.stdout and "train: up to date" in r2.stdout
+
+
+def test_auto_on_a_bf16_cpu_generates_data_in_bf16_and_evaluates_every_model_alike(tmp_path, tiny_model_dir, monkeypatch):
+    """dtype auto, LoRA, a CPU with native bf16: the base model writes its own answers in bf16
+    (fast), but the base is evaluated in float32 like the adapters (which run in float32 there),
+    so that base and fine-tuned models are compared on equal terms; one load per (model, dtype)."""
+    import torch
+
+    monkeypatch.setenv("S3FT_CPU_BF16", "1")
+    cfg = load_config(None, {"model": str(tiny_model_dir), "task": "squad", "output_dir": str(tmp_path / "run"),
+                             "device": "cpu", "use_peft": True})
+    assert (cfg.resolved_dtype(), cfg.eval_dtype()) == ("bfloat16", "float32")
+    s = pipeline.Session(cfg)
+    data_gen, eval_gen = s.generator(), s.generator(None, cfg.eval_dtype())
+    assert next(data_gen.model.parameters()).dtype == torch.bfloat16
+    assert next(eval_gen.model.parameters()).dtype == torch.float32
+    assert s.generator(None, "bfloat16") is data_gen and len(s._generators) == 2
+    s.release(cfg.model)
+    assert not s._generators
+    # full fine-tuning: bf16 throughout, evaluation included
+    assert load_config(None, {"model": str(tiny_model_dir), "device": "cpu", "use_peft": False}).eval_dtype() == "bfloat16"
 
 
 def test_cli_bad_recipe_exits_cleanly(tmp_path):

@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 STAGE_FILES = ("own.jsonl", "own_judged.jsonl", "paraphrase.jsonl", "train.s3ft.jsonl")
 
@@ -145,7 +144,9 @@ def test_sigkill_during_training_resumes_from_checkpoint(tmp_path, tiny_model_di
     st = json.loads((crash / "manifest.json").read_text())["stages"]["train.sft"]
     assert st["global_step"] == st_ref["global_step"] == 8
     assert st["resumed_from"] and "checkpoint-" in str(st["resumed_from"])
-    losses = lambda d: {x["step"]: x["loss"] for x in rows(d / "sft" / "train_log.jsonl") if "loss" in x}
+    def losses(d):
+        return {x["step"]: x["loss"] for x in rows(d / "sft" / "train_log.jsonl") if "loss" in x}
+
     lr, lc = losses(ref), losses(crash)
     assert set(lr) >= {5, 6, 7, 8}
     for step in (5, 6, 7, 8):  # the steps trained after the resume

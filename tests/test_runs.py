@@ -1,11 +1,9 @@
-import json
 import os
 import subprocess
 import sys
 
-import pytest
 
-from s3ft.runs import JsonlWriter, RunDir, RunLockedError, read_jsonl, repair_jsonl
+from s3ft.runs import JsonlWriter, RunDir, read_jsonl, repair_jsonl
 
 
 def test_jsonl_roundtrip_and_repair(tmp_path):

@@ -87,18 +87,18 @@ def test_labels_supervise_completion_and_end_of_turn_only(tiny_model_dir, tmp_pa
     seen = set()
     for ids, labels, mask in zip(batch["input_ids"], batch["labels"], batch["attention_mask"]):
         ids, labels, mask = ids.tolist(), labels.tolist(), mask.tolist()
-        supervised = [t for t, l in zip(ids, labels) if l != -100]
-        assert [l for l in labels if l != -100] == supervised  # labels are the input ids (the model shifts)
+        supervised = [t for t, lab in zip(ids, labels) if lab != -100]
+        assert [lab for lab in labels if lab != -100] == supervised  # labels are the input ids (the model shifts)
         text = tok.decode(supervised)
         assert text in expected, text
         seen.add(text)
         n_real = sum(mask)
-        first_sup = next(i for i, l in enumerate(labels) if l != -100)
+        first_sup = next(i for i, lab in enumerate(labels) if lab != -100)
         # prompt = everything before the first supervised token, token-identical to the inference prompt
         assert ids[:first_sup] == expected[text]
         # supervised tokens are contiguous up to the last real token; padding is never supervised
-        assert all(l != -100 for l in labels[first_sup:n_real])
-        assert all(l == -100 for l in labels[n_real:])
+        assert all(lab != -100 for lab in labels[first_sup:n_real])
+        assert all(lab == -100 for lab in labels[n_real:])
     assert seen == set(expected)
     assert "You are a helpful AI assistant" in tok.decode(expected["Blue, like the sky.<|im_end|>\n"])
 
@@ -250,16 +250,17 @@ def test_scoring_only_supervised_positions_keeps_loss_and_gradients(tiny_model_d
     assert any(g.abs().sum() > 0 for g in g_all.values())
 
 
-@pytest.mark.parametrize("use_peft", [True, False])
-def test_bf16_autocasts_with_float32_master_weights(tiny_model_dir, tmp_path, monkeypatch, use_peft):
-    """dtype auto on a CPU with native bf16: the Trainer autocasts to bf16; LoRA loads the frozen
-    base in bf16 and keeps its adapter in float32, full fine-tuning keeps float32 weights."""
+@pytest.mark.parametrize("use_peft, dtype", [(True, "bfloat16"), (False, "auto")])
+def test_bf16_autocasts_with_float32_master_weights(tiny_model_dir, tmp_path, monkeypatch, use_peft, dtype):
+    """bf16 on a CPU with native bf16 (what auto gives full fine-tuning; LoRA only when asked): the
+    Trainer autocasts to bf16; LoRA loads the frozen base in bf16 and keeps its adapter in
+    float32, full fine-tuning keeps float32 weights."""
     import torch
 
     from s3ft.training import build_trainer
 
     monkeypatch.setenv("S3FT_CPU_BF16", "1")
-    trainer, info = build_trainer(_rows(), _cfg(tiny_model_dir, use_peft=use_peft), tmp_path)
+    trainer, info = build_trainer(_rows(), _cfg(tiny_model_dir, use_peft=use_peft, dtype=dtype), tmp_path)
     assert trainer.args.bf16 and info["dtype"] == "bfloat16"
     trainable = {p.dtype for p in trainer.model.parameters() if p.requires_grad}
     frozen = {p.dtype for p in trainer.model.parameters() if not p.requires_grad}
@@ -279,5 +280,22 @@ def test_bf16_autocasts_with_float32_master_weights(tiny_model_dir, tmp_path, mo
         assert info["dtype"] == "bfloat16" and info["weights_dtype"] == "float32"
 
     monkeypatch.setenv("S3FT_CPU_BF16", "0")
-    trainer, info = build_trainer(_rows(), _cfg(tiny_model_dir, use_peft=use_peft), tmp_path / "fp32")
+    trainer, info = build_trainer(_rows(), _cfg(tiny_model_dir, use_peft=use_peft, dtype=dtype.replace("bfloat16", "auto")),
+                                  tmp_path / "fp32")
     assert not trainer.args.bf16 and info["dtype"] == info["weights_dtype"] == "float32"
+
+
+def test_lora_trains_in_float32_under_auto_on_a_bf16_cpu(tiny_model_dir, tmp_path, monkeypatch):
+    """auto on a CPU with native bf16 trains LoRA in float32: bf16 autocast drops adapter deltas
+    below half a bf16 step (models.resolve_dtype; bench/lora_bf16.py measures the loss)."""
+    import torch
+
+    from s3ft.training import build_trainer
+
+    monkeypatch.setenv("S3FT_CPU_BF16", "1")
+    trainer, info = build_trainer(_rows(), _cfg(tiny_model_dir, use_peft=True), tmp_path)
+    assert not trainer.args.bf16 and info["dtype"] == info["weights_dtype"] == "float32"
+    assert {p.dtype for p in trainer.model.parameters()} == {torch.float32}
+    # the train stage's fingerprint records what was used
+    assert S3FTConfig(device="cpu", use_peft=True).train_knobs()["dtype"] == "float32"
+    assert S3FTConfig(device="cpu", use_peft=False).train_knobs()["dtype"] == "bfloat16"

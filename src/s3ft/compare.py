@@ -187,7 +187,7 @@ def logprob_analysis(s: Session) -> list[dict[str, Any]]:
         if (t := selection.accepted_own(own.get(e.id))) is not None:
             items.append((e, "self", t))
     out = s.run / "logprob.jsonl"
-    fp = fingerprint("logprob", s.model_id(), [(e.id, kind, t) for e, kind, t in items])
+    fp = fingerprint("logprob", s.model_id(), [(e.id, kind, t) for e, kind, t in items], s.cfg.resolved_dtype())
     if s.run.is_done("logprob", fp, [out]):
         return read_jsonl(out)
     with s.run.stage("logprob", fp, [out], force=True) as info:

@@ -34,8 +34,8 @@ class S3FTConfig:
     model: str = _f("smollm2-135m-instruct", "Base model: the embedded default (smollm2-135m-instruct), "
                     "a local model folder, a .gguf file, or a hub name (online users).")
     dtype: str = _f("auto", "Compute dtype: auto (bfloat16 on a GPU that supports it and on a CPU with native bf16 - "
-                    "AVX512-BF16 or AMX - else float32), float32, bfloat16, float16. Training autocasts and keeps "
-                    "float32 master weights.", choices=("auto", "float32", "bfloat16", "float16"))
+                    "AVX512-BF16 or AMX - except LoRA training and adapters on CPU, else float32), float32, bfloat16, "
+                    "float16. Training autocasts and keeps float32 master weights.", choices=("auto", "float32", "bfloat16", "float16"))
     device: str = _f("auto", "auto, cpu, cuda, cuda:N.")
 
     # ---- task ----
@@ -150,16 +150,23 @@ class S3FTConfig:
             return max(1, self.batch_size // 2) if self.batch_size else self.AUTOMATIC_ROWS[stage]
         return self.batch_size or self.AUTOMATIC_ROWS[stage]
 
-    def resolved_dtype(self) -> str:
+    def resolved_dtype(self, lora: bool = False) -> str:
         """The dtype `auto` stands for on this machine (what stage fingerprints record, so a run
-        resumed on hardware that computes in another dtype redoes its stages)."""
+        resumed on hardware that computes in another dtype redoes its stages). lora: for training
+        an adapter or running a model through one (models.resolve_dtype)."""
         from s3ft.models import resolve_dtype
 
-        return resolve_dtype(self.dtype, self.device)
+        return resolve_dtype(self.dtype, self.device, lora=lora)
+
+    def eval_dtype(self) -> str:
+        """The dtype every evaluated model computes in, the base as much as the fine-tuned ones,
+        so that they compare on equal terms: with LoRA on a bf16 CPU under auto, float32 (an
+        adapter runs in float32 there, so the base is scored in float32 too)."""
+        return self.resolved_dtype(lora=self.use_peft)
 
     def train_knobs(self) -> dict[str, Any]:
         """The TRAIN_FIELDS values a training run depends on, dtype resolved (resolved_dtype)."""
-        return {k: getattr(self, k) for k in TRAIN_FIELDS} | {"dtype": self.resolved_dtype()}
+        return {k: getattr(self, k) for k in TRAIN_FIELDS} | {"dtype": self.resolved_dtype(lora=self.use_peft)}
 
     def effective_paraphrase_scope(self) -> str:
         if self.paraphrase_scope != "auto":

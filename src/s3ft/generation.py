@@ -278,11 +278,12 @@ def _decode(tokenizer, new_ids: list[int], stop: list[int]) -> str:
     return tokenizer.decode(new_ids, skip_special_tokens=True).strip()
 
 
-def make_generator(cfg, model_name: str | None = None) -> Generator:
-    """The generation backend the config asks for, for `model_name` (default: cfg.model)."""
+def make_generator(cfg, model_name: str | None = None, dtype: str | None = None) -> Generator:
+    """The generation backend the config asks for, for `model_name` (default: cfg.model); `dtype`
+    (hf backend) overrides cfg.dtype."""
     name = model_name or cfg.model
     if cfg.backend == "hf":
-        return HFGenerator.from_name(name, batch_size=cfg.batch_size, dtype=cfg.dtype, device=cfg.device)
+        return HFGenerator.from_name(name, batch_size=cfg.batch_size, dtype=dtype or cfg.dtype, device=cfg.device)
     if cfg.backend == "openai":
         from s3ft.backends_openai import OpenAIGenerator
 

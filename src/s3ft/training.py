@@ -113,7 +113,8 @@ def _device_and_dtype(cfg: S3FTConfig):
     """(device, on_cpu, compute dtype, weights dtype).
 
     The compute dtype (models.resolve_dtype: auto is bfloat16 on a GPU that supports it and on a
-    CPU with native bf16, else float32) drives bf16/fp16 autocast, on CPU as on CUDA. LoRA loads
+    CPU with native bf16 - but float32 for LoRA on CPU, where bf16 drops small adapter updates -
+    else float32) drives bf16/fp16 autocast, on CPU as on CUDA. LoRA loads
     the frozen base in that dtype (PEFT keeps the adapter in float32); full fine-tuning always
     keeps float32 master weights (pure-bf16 AdamW silently drops small updates). float16 needs
     a GPU."""
@@ -123,7 +124,7 @@ def _device_and_dtype(cfg: S3FTConfig):
 
     device = resolve_device(cfg.device)
     on_cpu = not device.startswith("cuda")
-    dtype = getattr(torch, resolve_dtype(cfg.dtype, device))
+    dtype = getattr(torch, resolve_dtype(cfg.dtype, device, lora=cfg.use_peft))
     if on_cpu and dtype == torch.float16:
         raise ValueError("float16 training on CPU is not supported: use float32 (or bfloat16)")
     # full fine-tuning: float32 master weights even for an explicit bfloat16 - pure-bf16 AdamW drops

@@ -56,7 +56,8 @@ def train_arm(train_rows: list[dict], dtype: str, lr: float, out: str) -> dict:
 
     cfg = S3FTConfig(model="smollm2-135m-instruct", use_peft=True, lora_r=8, lora_alpha=16, lora_dropout=0.1,
                      learning_rate=lr, num_train_epochs=1, per_device_train_batch_size=8, lr_scheduler_type="cosine",
-                     seed=0, max_length=640, logging_steps=1, save_steps=10_000, device="cpu", dtype=dtype)
+                     seed=0, max_length=640, logging_steps=1, save_steps=10_000, device="cpu", dtype=dtype,
+                     saved_activations="float32")  # the plain float32 path (no bf16-packed activations)
     m = train(train_rows, cfg, out)
     losses = [round(r["loss"], 4) for r in read_jsonl(Path(out) / "train_log.jsonl") if r.get("loss") is not None]
     return {"train_loss": m["train_loss"], "step_losses": losses, "train_runtime": m["train_runtime"]}

@@ -299,3 +299,63 @@ def test_lora_trains_in_float32_under_auto_on_a_bf16_cpu(tiny_model_dir, tmp_pat
     # the train stage's fingerprint records what was used
     assert S3FTConfig(device="cpu", use_peft=True).train_knobs()["dtype"] == "float32"
     assert S3FTConfig(device="cpu", use_peft=False).train_knobs()["dtype"] == "bfloat16"
+
+
+def test_saved_activations_resolution(monkeypatch):
+    """auto packs saved activations into bf16 only where training computes in float32 on CPU
+    without gradient checkpointing; the fingerprint knob appears only when they are packed."""
+    monkeypatch.setenv("S3FT_CPU_BF16", "1")
+    lora, full = S3FTConfig(device="cpu", use_peft=True), S3FTConfig(device="cpu", use_peft=False)
+    assert lora.resolved_saved_activations() == "bfloat16" and lora.train_knobs()["saved_activations"] == "bfloat16"
+    assert full.resolved_saved_activations() is None  # bf16 autocast: saved in bf16 already
+    assert "saved_activations" not in full.train_knobs()
+    assert S3FTConfig(device="cpu", gradient_checkpointing=True).resolved_saved_activations() is None
+    assert S3FTConfig(device="cpu", saved_activations="float32").resolved_saved_activations() is None
+    assert "saved_activations" not in S3FTConfig(device="cpu", saved_activations="float32").train_knobs()
+    monkeypatch.setenv("S3FT_CPU_BF16", "0")
+    assert full.resolved_saved_activations() == "bfloat16"  # float32 full fine-tuning packs too
+
+
+@pytest.mark.parametrize("gc", [False, True])
+def test_saved_activations_in_bf16_keep_the_gradients(tiny_model_dir, tmp_path, gc):
+    """One training step with the activations saved in bf16 gives the loss of the float32 step
+    exactly (the forward is untouched) and its gradients up to bf16 rounding; many saves are
+    packed, shared inputs (q, k, v) once."""
+    import torch
+
+    from s3ft.training import SavedActivationsInBf16, build_trainer
+
+    rows = _rows(4)
+    grads, losses = {}, {}
+    for mode in ("float32", "bfloat16"):
+        cfg = _cfg(tiny_model_dir, dtype="float32", saved_activations=mode, lora_dropout=0.0,
+                   per_device_train_batch_size=4, gradient_checkpointing=gc)
+        trainer, info = build_trainer(rows, cfg, tmp_path / mode)
+        assert info["saved_activations"] == ("bfloat16" if mode == "bfloat16" else "float32")
+        batch = next(iter(trainer.get_train_dataloader()))
+        model = trainer.model
+        model.train()
+        model.zero_grad()
+        trainer.current_gradient_accumulation_steps = 1  # set by the Trainer's loop
+        if mode == "bfloat16":
+            packs = []
+            orig = SavedActivationsInBf16.pack
+
+            def counting(self, t):
+                out = orig(self, t)
+                packs.append(out[1] and out[0].dtype == torch.bfloat16)
+                return out
+
+            SavedActivationsInBf16.pack = counting
+            try:
+                losses[mode] = trainer.training_step(model, batch)
+            finally:
+                SavedActivationsInBf16.pack = orig
+            assert sum(packs) >= 10
+        else:
+            losses[mode] = trainer.training_step(model, batch)
+        grads[mode] = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    assert torch.equal(losses["float32"], losses["bfloat16"])
+    num = sum((grads["bfloat16"][n] - g).norm() ** 2 for n, g in grads["float32"].items()) ** 0.5
+    den = sum(g.norm() ** 2 for g in grads["float32"].values()) ** 0.5
+    assert den > 0 and num / den < 0.02, float(num / den)

@@ -106,6 +106,11 @@ class S3FTConfig:
     weight_decay: float = _f(0.0, "Weight decay.")
     max_length: int = _f(1024, "Longest training sequence in tokens (prompt + completion); longer rows are truncated and counted.")
     gradient_checkpointing: bool = _f(False, "Trade compute for memory in training.")
+    saved_activations: str = _f("auto", "dtype training keeps the activations it saves for the backward pass in: auto "
+                                "(bfloat16 when training computes in float32 on CPU without gradient checkpointing, "
+                                "else as computed), float32, bfloat16. bfloat16 halves their memory; the forward "
+                                "pass stays exact, the gradients round like bf16 autocast's.",
+                                choices=("auto", "float32", "bfloat16"))
     logging_steps: int = _f(5, "Log the training loss every N steps.")
     save_steps: int = _f(50, "Checkpoint every N steps (training resumes from the last one).")
     report_to: str = _f("none", "Experiment tracker for training logs: none, tensorboard, wandb, ...")
@@ -164,9 +169,26 @@ class S3FTConfig:
         adapter runs in float32 there, so the base is scored in float32 too)."""
         return self.resolved_dtype(lora=self.use_peft)
 
+    def resolved_saved_activations(self) -> str | None:
+        """What `saved_activations` stands for here: "bfloat16" when training computing in
+        float32 keeps its saved activations in bf16 (training.SavedActivationsInBf16), else None
+        (kept as computed)."""
+        from s3ft.models import resolve_device
+
+        compute = self.resolved_dtype(lora=self.use_peft)
+        if self.saved_activations == "bfloat16" or (
+                self.saved_activations == "auto" and compute == "float32" and not self.gradient_checkpointing
+                and not resolve_device(self.device).startswith("cuda")):
+            return "bfloat16" if compute == "float32" else None  # under autocast they are bf16 already
+        return None
+
     def train_knobs(self) -> dict[str, Any]:
-        """The TRAIN_FIELDS values a training run depends on, dtype resolved (resolved_dtype)."""
-        return {k: getattr(self, k) for k in TRAIN_FIELDS} | {"dtype": self.resolved_dtype(lora=self.use_peft)}
+        """The TRAIN_FIELDS values a training run depends on, dtype resolved (resolved_dtype), and
+        the saved activations' dtype when they are packed (absent otherwise, as before it existed)."""
+        knobs = {k: getattr(self, k) for k in TRAIN_FIELDS} | {"dtype": self.resolved_dtype(lora=self.use_peft)}
+        if (packed := self.resolved_saved_activations()) is not None:
+            knobs["saved_activations"] = packed
+        return knobs
 
     def effective_paraphrase_scope(self) -> str:
         if self.paraphrase_scope != "auto":

@@ -33,6 +33,7 @@ import resource
 import sys
 import time
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -262,6 +263,59 @@ def score_only_supervised_positions() -> bool:
 MMAP_THRESHOLD = 8 << 20  # bytes; see return_freed_memory (lower thresholds: less memory, much slower)
 
 
+class SavedActivationsInBf16:
+    """Keep the float32 activations autograd saves for the backward pass in bf16 (half their
+    memory), for training that computes in float32 (LoRA on CPU, see models.resolve_dtype): the
+    forward pass stays exact float32 - what bf16 autocast loses, small adapter updates, is kept -
+    and the backward pass multiplies with bf16-rounded activations, as under autocast.
+
+    Installed around the Trainer's training_step with torch's saved-tensor hooks. Parameters are
+    saved as they are (no copy). A tensor that several ops save (q, k and v projections share
+    their input) is packed once: the cache is keyed by address, shape, strides and version and
+    checked against a weak reference to the original, so an address freed and reused within the
+    step is never mistaken for it. Measured (bench/train_speed.py, SmolLM2-135M LoRA, 64 SQuAD
+    rows, CPU): peak RSS 9.9 -> 6.3 GB, train loss 1.88351 -> 1.88340; bench/train_memory.py:
+    LoRA 9.08 -> 5.49 GB, now below full fine-tuning's 7.24."""
+
+    MIN_NUMEL = 4096  # small tensors are not worth a copy
+
+    def __init__(self, model):
+        self.params = {p.data_ptr() for p in model.parameters()}
+        self.cache: dict[tuple, tuple] = {}
+
+    def pack(self, t):
+        import torch
+
+        if t.dtype != torch.float32 or t.numel() < self.MIN_NUMEL or t.data_ptr() in self.params:
+            return t, False
+        key = (t.data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t._version)
+        hit = self.cache.get(key)
+        if hit is not None and hit[0]() is not None:
+            return hit[1], True
+        packed = t.to(torch.bfloat16)
+        self.cache[key] = (weakref.ref(t), packed)
+        return packed, True
+
+    @staticmethod
+    def unpack(saved):
+        t, packed = saved
+        return t.float() if packed else t
+
+    def install(self, trainer) -> None:
+        import torch
+
+        step = trainer.training_step
+
+        def training_step(*args, **kwargs):
+            try:
+                with torch.autograd.graph.saved_tensors_hooks(self.pack, self.unpack):
+                    return step(*args, **kwargs)
+            finally:
+                self.cache.clear()
+
+        trainer.training_step = training_step
+
+
 def return_freed_memory() -> bool:
     """Make glibc give large freed blocks back to the system at once (a fixed mmap threshold).
 
@@ -353,9 +407,13 @@ def build_trainer(rows: list[dict], cfg: S3FTConfig, output_dir: str | Path):
         from s3ft.lora_dropout import memory_efficient_lora_dropout
 
         memory_efficient_lora_dropout(trainer.model)
+    packed = cfg.resolved_saved_activations()
+    if packed == "bfloat16":
+        SavedActivationsInBf16(trainer.model).install(trainer)
     info = dict(lengths)
     info["dtype"] = str(dtype).replace("torch.", "")
     info["weights_dtype"] = str(weights_dtype).replace("torch.", "")
+    info["saved_activations"] = packed or info["dtype"]
     return trainer, info
 
 
@@ -411,6 +469,7 @@ def train(rows: list[dict], cfg: S3FTConfig, output_dir: str | Path) -> dict:
         "device": str(trainer.args.device),
         "dtype": info["dtype"],
         "weights_dtype": info["weights_dtype"],
+        "saved_activations": info["saved_activations"],
         "model_path": str(model_dir),
     }
     if trainer.is_world_process_zero():

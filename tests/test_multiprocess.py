@@ -55,9 +55,10 @@ def recipe(tiny_model_dir, tmp_path_factory) -> Path:
         f"method: s3ft\nmodel: {tiny_model_dir}\ntask: jsonl\n"
         f"data_files: {{train: {d / 'train.jsonl'}, test: {d / 'test.jsonl'}}}\n"
         "id_field: id\njudge: qa\nsystem_prompt: Be brief.\nmax_new_tokens: 4\ndevice: cpu\n"
-        # float32: under bf16 autocast (auto on a CPU with native bf16) a different per-rank
-        # batch rounds differently - measured up to 8e-4 apart - and the check is for the sums
-        "dtype: float32\n"
+        # float32, saved activations too: in bf16 (autocast, or activations packed for backward)
+        # a different per-rank batch rounds differently - measured up to 8e-4 apart - and the
+        # check is for the sums
+        "dtype: float32\nsaved_activations: float32\n"
         "use_peft: true\nlora_dropout: 0.0\n"  # dropout masks would differ between 1 and 2 processes
         "learning_rate: 1.0e-2\nnum_train_epochs: 2\nmax_length: 128\nlogging_steps: 1\nsave_steps: 100\nseed: 123\n"
     )

@@ -34,8 +34,8 @@ class S3FTConfig:
     model: str = _f("smollm2-135m-instruct", "Base model: the embedded default (smollm2-135m-instruct), "
                     "a local model folder, a .gguf file, or a hub name (online users).")
     dtype: str = _f("auto", "Compute dtype: auto (bfloat16 on a GPU that supports it and on a CPU with native bf16 - "
-                    "AVX512-BF16 or AMX - except LoRA training and adapters on CPU, else float32), float32, bfloat16, "
-                    "float16. Training autocasts and keeps float32 master weights.", choices=("auto", "float32", "bfloat16", "float16"))
+                    "AVX512-BF16 or AMX - except LoRA training, adapters and evaluation on CPU, else float32), float32, "
+                    "bfloat16, float16. Training autocasts and keeps float32 master weights.", choices=("auto", "float32", "bfloat16", "float16"))
     device: str = _f("auto", "auto, cpu, cuda, cuda:N.")
 
     # ---- task ----
@@ -165,8 +165,16 @@ class S3FTConfig:
 
     def eval_dtype(self) -> str:
         """The dtype every evaluated model computes in, the base as much as the fine-tuned ones,
-        so that they compare on equal terms: with LoRA on a bf16 CPU under auto, float32 (an
-        adapter runs in float32 there, so the base is scored in float32 too)."""
+        so that they compare on equal terms. auto on CPU: float32 - adapters run in float32
+        there (models.resolve_dtype), and in bf16 a score depends on how it was batched: the same
+        questions scored by lm-eval's HFLM and by s3ft's context-sharing scorer differed by up
+        to 1.6 nats per choice and 5 points of HellaSwag on 20 questions (bench/eval_speed.py;
+        float32: within 7e-5). On a GPU, auto evaluates in bf16 (the field's practice) unless
+        LoRA asks otherwise."""
+        from s3ft.models import resolve_device
+
+        if self.dtype == "auto" and not resolve_device(self.device).startswith("cuda"):
+            return "float32"
         return self.resolved_dtype(lora=self.use_peft)
 
     def resolved_saved_activations(self) -> str | None:

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from s3ft.models import DTYPES, on_gpu, resolve_dtype
+
 METHODS = ("sft", "ssr", "sdft", "s3ft")
 
 
@@ -35,7 +37,7 @@ class S3FTConfig:
                     "a local model folder, a .gguf file, or a hub name (online users).")
     dtype: str = _f("auto", "Compute dtype: auto (bfloat16 on a GPU that supports it and on a CPU with native bf16 - "
                     "AVX512-BF16 or AMX - except LoRA training, adapters and evaluation on CPU, else float32), float32, "
-                    "bfloat16, float16. Training autocasts and keeps float32 master weights.", choices=("auto", "float32", "bfloat16", "float16"))
+                    "bfloat16, float16. Training autocasts and keeps float32 master weights.", choices=DTYPES)
     device: str = _f("auto", "auto, cpu, cuda, cuda:N.")
 
     # ---- task ----
@@ -159,8 +161,6 @@ class S3FTConfig:
         """The dtype `auto` stands for on this machine (what stage fingerprints record, so a run
         resumed on hardware that computes in another dtype redoes its stages). lora: for training
         an adapter or running a model through one (models.resolve_dtype)."""
-        from s3ft.models import resolve_dtype
-
         return resolve_dtype(self.dtype, self.device, lora=lora)
 
     def eval_dtype(self) -> str:
@@ -169,25 +169,20 @@ class S3FTConfig:
         there (models.resolve_dtype), and in bf16 a score depends on how it was batched: the same
         questions scored by lm-eval's HFLM and by s3ft's context-sharing scorer differed by up
         to 1.6 nats per choice and 5 points of HellaSwag on 20 questions (bench/eval_speed.py;
-        float32: within 7e-5). On a GPU, auto evaluates in bf16 (the field's practice) unless
-        LoRA asks otherwise."""
-        from s3ft.models import resolve_device
-
-        if self.dtype == "auto" and not resolve_device(self.device).startswith("cuda"):
+        float32: within 7e-5). On a GPU, auto evaluates in bf16 (the field's practice)."""
+        if self.dtype == "auto" and not on_gpu(self.device):
             return "float32"
-        return self.resolved_dtype(lora=self.use_peft)
+        return self.resolved_dtype()
 
     def resolved_saved_activations(self) -> str | None:
-        """What `saved_activations` stands for here: "bfloat16" when training computing in
-        float32 keeps its saved activations in bf16 (training.SavedActivationsInBf16), else None
-        (kept as computed)."""
-        from s3ft.models import resolve_device
-
-        compute = self.resolved_dtype(lora=self.use_peft)
+        """"bfloat16" when training that computes in float32 keeps its saved activations in bf16
+        (training.SavedActivationsInBf16): asked for, or auto on CPU without gradient
+        checkpointing. None otherwise - kept as computed (under autocast they are bf16 already)."""
+        if self.resolved_dtype(lora=self.use_peft) != "float32":
+            return None
         if self.saved_activations == "bfloat16" or (
-                self.saved_activations == "auto" and compute == "float32" and not self.gradient_checkpointing
-                and not resolve_device(self.device).startswith("cuda")):
-            return "bfloat16" if compute == "float32" else None  # under autocast they are bf16 already
+                self.saved_activations == "auto" and not self.gradient_checkpointing and not on_gpu(self.device)):
+            return "bfloat16"
         return None
 
     def train_knobs(self) -> dict[str, Any]:

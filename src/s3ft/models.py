@@ -167,6 +167,14 @@ def cpu_has_native_bf16() -> bool:
     return any(bool(getattr(cpu, c, lambda: False)()) for c in checks)
 
 
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def on_gpu(device: str = "auto") -> bool:
+    """Whether `device` (auto: see resolve_device) is a CUDA device."""
+    return resolve_device(device).startswith("cuda")
+
+
 def resolve_dtype(dtype: str = "auto", device: str = "auto", lora: bool = False) -> str:
     """The dtype name a run computes in. auto: bfloat16 on a GPU that supports it; on a CPU with
     native bf16 (cpu_has_native_bf16) bfloat16 too, except for LoRA - training an adapter
@@ -182,12 +190,12 @@ def resolve_dtype(dtype: str = "auto", device: str = "auto", lora: bool = False)
     lowered the held-out loss by, and 8 steps trained under bf16 autocast gain 7% less than in
     float32 (training 1.5x faster). GPUs round the same way; there auto stays bf16, the field's
     practice, where float32 costs far more - set dtype float32 for short LoRA runs."""
-    if dtype not in ("auto", "float32", "bfloat16", "float16"):
+    if dtype not in DTYPES:
         raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {dtype!r}")
     if dtype != "auto":
         return dtype
     device = resolve_device(device)
-    if device.startswith("cuda"):
+    if on_gpu(device):
         import torch
 
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"

@@ -121,10 +121,10 @@ def _device_and_dtype(cfg: S3FTConfig):
     a GPU."""
     import torch
 
-    from s3ft.models import resolve_device, resolve_dtype
+    from s3ft.models import on_gpu, resolve_device, resolve_dtype
 
     device = resolve_device(cfg.device)
-    on_cpu = not device.startswith("cuda")
+    on_cpu = not on_gpu(device)
     dtype = getattr(torch, resolve_dtype(cfg.dtype, device, lora=cfg.use_peft))
     if on_cpu and dtype == torch.float16:
         raise ValueError("float16 training on CPU is not supported: use float32 (or bfloat16)")
@@ -280,19 +280,20 @@ class SavedActivationsInBf16:
     MIN_NUMEL = 4096  # small tensors are not worth a copy
 
     def __init__(self, model):
-        self.params = {p.data_ptr() for p in model.parameters()}
-        self.cache: dict[tuple, tuple] = {}
-
-    def pack(self, t):
         import torch
 
-        if t.dtype != torch.float32 or t.numel() < self.MIN_NUMEL or t.data_ptr() in self.params:
+        self.params = {p.data_ptr() for p in model.parameters()}
+        self.cache: dict[tuple, tuple] = {}
+        self.float32, self.bfloat16 = torch.float32, torch.bfloat16  # pack runs for every saved tensor
+
+    def pack(self, t):
+        if t.dtype != self.float32 or t.numel() < self.MIN_NUMEL or t.data_ptr() in self.params:
             return t, False
         key = (t.data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t._version)
         hit = self.cache.get(key)
         if hit is not None and hit[0]() is not None:
             return hit[1], True
-        packed = t.to(torch.bfloat16)
+        packed = t.to(self.bfloat16)
         self.cache[key] = (weakref.ref(t), packed)
         return packed, True
 

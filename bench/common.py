@@ -29,18 +29,18 @@ def add_dtype_argument(ap, name: str) -> None:
     """--dtype (auto: what s3ft computes in on this machine, see s3ft.models.resolve_dtype) and an
     --out whose default names the dtype when it is not auto: bench/results/NAME[_DTYPE].json."""
     ap.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),
-                    help="compute dtype for every arm (auto: bfloat16 on a CPU with native bf16, else float32)")
+                    help="compute dtype for every arm (auto: what s3ft uses here - on CPU float32, bfloat16 for full fine-tuning where the CPU has native bf16)")
     ap.add_argument("--out", default=None, help=f"results JSON (default bench/results/{name}.json, "
                     f"or bench/results/{name}_DTYPE.json with an explicit --dtype)")
 
 
-def resolve_dtype_and_out(a, name: str) -> str:
-    """The resolved dtype name for parsed args `a`; fills in a.out."""
+def resolve_dtype_and_out(a, name: str, full_training: bool = False) -> str:
+    """The resolved dtype name for parsed args `a` (for full fine-tuning or not); fills in a.out."""
     from s3ft.models import resolve_dtype
 
     if a.out is None:
         a.out = f"bench/results/{name}.json" if a.dtype == "auto" else f"bench/results/{name}_{a.dtype}.json"
-    return resolve_dtype(a.dtype, "cpu")
+    return resolve_dtype(a.dtype, "cpu", full_training=full_training)
 
 
 def save(doc: dict, out: Path, md_lines: list[str] | None = None) -> None:

@@ -49,10 +49,8 @@ def main() -> int:
 
     add_dtype_argument(ap, "pipeline_cost")
     a = ap.parse_args()
-    from s3ft.models import resolve_dtype
-
-    # --dtype goes to s3ft as given: auto resolves per stage (on a bf16 CPU: generation bf16, LoRA float32)
-    dtype = f"generation {resolve_dtype_and_out(a, 'pipeline_cost')}, LoRA training {resolve_dtype(a.dtype, 'cpu', lora=True)}"
+    # --dtype goes to s3ft as given; with LoRA, generation and training resolve alike (models.resolve_dtype)
+    dtype = resolve_dtype_and_out(a, "pipeline_cost")
     with tempfile.TemporaryDirectory() as d:
         res = [run(m, a.train_size, a.epochs, Path(d), a.dtype) for m in ("s3ft", "sft")]
     ratio = round(res[0]["wall_seconds"] / res[1]["wall_seconds"], 3)

@@ -90,14 +90,12 @@ def main() -> int:
     sys.path.insert(0, str(HERE))
     from common import add_dtype_argument, machine, resolve_dtype_and_out, run_child, save
 
-    from s3ft.models import resolve_dtype
-
     add_dtype_argument(ap, "train_memory")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     resolve_dtype_and_out(a, "train_memory")
     if a.child:  # auto: what s3ft uses for this kind of training (on a bf16 CPU: LoRA float32, full bf16)
-        dtype = resolve_dtype(a.dtype, "cpu", lora=a.child == "lora")
+        dtype = resolve_dtype_and_out(a, "train_memory", full_training=a.child == "full")
         print("RESULT " + json.dumps({"dtype": dtype, **child(a.rows, a.child == "lora", dtype)}), flush=True)
         return 0
 

@@ -84,8 +84,6 @@ def main() -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from common import add_dtype_argument, machine, resolve_dtype_and_out, run_child, save
 
-    from s3ft.models import resolve_dtype
-
     add_dtype_argument(ap, "train_speed")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--report_only", action="store_true", help="rebuild the Markdown from --out's JSON")
@@ -93,7 +91,7 @@ def main() -> int:
     resolve_dtype_and_out(a, "train_speed")
     if a.child:
         arm, kind = a.child.rsplit("-", 1)
-        dtype = resolve_dtype(a.dtype, "cpu", lora=kind == "lora")
+        dtype = resolve_dtype_and_out(a, "train_speed", full_training=kind == "full")
         with tempfile.TemporaryDirectory() as d:
             t0 = time.time()
             if arm == "trl":

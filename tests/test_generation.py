@@ -69,3 +69,64 @@ def test_auto_batch_size_follows_memory(sharp_model_dir, monkeypatch):
     monkeypatch.setattr(os, "sysconf", lambda k: (64 << 20) // page if k == "SC_AVPHYS_PAGES" else real(k))
     short, long = auto_batch_size(model, 50, 16), auto_batch_size(model, 2000, 512)
     assert 1 <= long < short <= 64
+
+
+def test_shared_prefix_len():
+    from s3ft.generation import shared_prefix_len
+
+    assert shared_prefix_len([[1, 2, 3, 4], [1, 2, 3, 5], [1, 2, 9]]) == 2
+    assert shared_prefix_len([[1, 2, 3], [1, 2, 3, 4]]) == 2  # every prompt keeps a token to prefill
+    assert shared_prefix_len([[7, 8]]) == 1 and shared_prefix_len([[5], [6]]) == 0 and shared_prefix_len([]) == 0
+
+
+def test_shared_prefix_is_prefilled_once_with_the_same_answers(sharp_model_dir, monkeypatch):
+    """Prompts that start alike (the chat template's system turn, a task's instruction) share
+    one prefill of that prefix; every prompt's answer and first-token logits are those of a
+    prefill from scratch, and what model.generate gives for the prompt alone."""
+    from s3ft import generation
+    from s3ft.generation import HFGenerator, render_prompt, shared_prefix_len
+
+    model, tok = _load(sharp_model_dir)
+    prompts = [[{"role": "system", "content": "Answer the question using the context. Reply briefly."},
+                {"role": "user", "content": p[0]["content"]}] for p in PROMPTS]
+    ids = [tok(render_prompt(tok, p), add_special_tokens=False)["input_ids"] for p in prompts]
+    n = shared_prefix_len(ids)
+    assert n >= generation.MIN_SHARED_PREFIX
+
+    calls = []
+    real_prefill = generation.prefill_prefix
+    monkeypatch.setattr(generation, "prefill_prefix", lambda *a: calls.append(a) or real_prefill(*a))
+    shared = HFGenerator(model, tok, batch_size=4).generate(prompts, 8, progress=False)
+    assert len(calls) == 1 and len(calls[0][1]) == n  # one prefill of the prefix for two batches
+    monkeypatch.setattr(generation, "MIN_SHARED_PREFIX", 10**9)
+    alone = HFGenerator(model, tok, batch_size=4).generate(prompts, 8, progress=False)
+    assert len(set(alone)) > 1 and shared == alone
+    want = []
+    for x in ids:
+        t = torch.tensor([x])
+        with torch.inference_mode():
+            out = model.generate(t, attention_mask=torch.ones_like(t), max_new_tokens=8, do_sample=False, temperature=None,
+                                 top_p=None, top_k=None, eos_token_id=[tok.eos_token_id], pad_token_id=tok.pad_token_id)
+        want.append(tok.decode(out[0, len(x):], skip_special_tokens=True).strip())
+    assert shared == want
+
+    # first-token logits: prefix cache + the rest vs the whole prompt
+    cfg = generation._text_config(model)
+    width = max(map(len, ids))
+    input_ids = torch.full((len(ids), width), tok.pad_token_id)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for r, x in enumerate(ids):
+        input_ids[r, width - len(x):] = torch.tensor(x)
+        mask[r, width - len(x):] = 1
+    with torch.inference_mode():
+        prefix = real_prefill(model, ids[0][:n], "cpu")
+        before = [(k.clone(), v.clone()) for k, v in prefix]
+        c1, l1 = generation._prefill_each(model, input_ids, mask, cfg, prefix)
+        greedy_rows = generation.greedy_decode(model, input_ids, mask, 8, [tok.eos_token_id], prefill_each=True, prefix=prefix)
+        c0, l0 = generation._prefill_each(model, input_ids, mask, cfg)
+    torch.testing.assert_close(l1, l0, atol=1e-5, rtol=1e-5)
+    for a, b in zip(c1.layers, c0.layers):
+        torch.testing.assert_close(a.keys, b.keys, atol=1e-5, rtol=1e-5)
+    assert len(greedy_rows) == len(ids)
+    for (k, v), (k0, v0) in zip(prefix, before):  # shared by every prompt, never written to
+        assert k.shape[-2] == n and torch.equal(k, k0) and torch.equal(v, v0)

@@ -8,17 +8,20 @@ from s3ft.config import S3FTConfig
 from s3ft.models import cpu_has_native_bf16, load_model, resolve_dtype
 
 
-@pytest.mark.parametrize("forced, want", [("1", "bfloat16"), ("0", "float32")])
-def test_auto_on_cpu_follows_native_bf16(monkeypatch, forced, want):
-    monkeypatch.setenv("S3FT_CPU_BF16", forced)
-    assert cpu_has_native_bf16() is (forced == "1")
-    assert resolve_dtype("auto", "cpu") == want
-    assert S3FTConfig(device="cpu").resolved_dtype() == want
-    # LoRA (training an adapter, running a model through one) stays float32 on CPU
-    assert resolve_dtype("auto", "cpu", lora=True) == "float32"
-    assert S3FTConfig(device="cpu").resolved_dtype(lora=True) == "float32"
+@pytest.mark.parametrize("native", ["1", "0"])
+def test_auto_on_cpu_is_float32_except_full_training_on_native_bf16(monkeypatch, native):
+    """auto on CPU: float32 for generation, evaluation and LoRA (reproducible answers and scores,
+    adapter updates kept); bf16 for full fine-tuning only, and only where the CPU has native bf16."""
+    monkeypatch.setenv("S3FT_CPU_BF16", native)
+    assert cpu_has_native_bf16() is (native == "1")
+    full = "bfloat16" if native == "1" else "float32"
+    assert resolve_dtype("auto", "cpu") == "float32"
+    assert resolve_dtype("auto", "cpu", full_training=True) == full
+    assert S3FTConfig(device="cpu").resolved_dtype() == "float32"
+    assert S3FTConfig(device="cpu", use_peft=True).resolved_dtype(training=True) == "float32"
+    assert S3FTConfig(device="cpu", use_peft=False).resolved_dtype(training=True) == full
     for explicit in ("float32", "bfloat16"):  # an explicit dtype is never second-guessed
-        assert resolve_dtype(explicit, "cpu") == resolve_dtype(explicit, "cpu", lora=True) == explicit
+        assert resolve_dtype(explicit, "cpu") == resolve_dtype(explicit, "cpu", full_training=True) == explicit
 
 
 def test_detection_without_override(monkeypatch):
@@ -32,10 +35,10 @@ def test_unknown_dtype_is_refused():
         resolve_dtype("fp8", "cpu")
 
 
-@pytest.mark.parametrize("forced, want", [("1", torch.bfloat16), ("0", torch.float32)])
-def test_load_model_auto(monkeypatch, tiny_model_dir, forced, want):
-    monkeypatch.setenv("S3FT_CPU_BF16", forced)
-    model = load_model(str(tiny_model_dir), device="cpu")
+@pytest.mark.parametrize("dtype, want", [("auto", torch.float32), ("bfloat16", torch.bfloat16)])
+def test_load_model_dtype(monkeypatch, tiny_model_dir, dtype, want):
+    monkeypatch.setenv("S3FT_CPU_BF16", "1")  # auto loads float32 on CPU even with native bf16
+    model = load_model(str(tiny_model_dir), dtype=dtype, device="cpu")
     assert next(model.parameters()).dtype == want
     assert not model.training
 
@@ -80,15 +83,14 @@ def _small_adapter(tmp_path, tiny_model_dir, std: float):
 
 
 def test_adapter_runs_in_float32_under_auto_on_a_bf16_cpu(tmp_path, tiny_model_dir, monkeypatch):
-    """auto on a CPU with native bf16 loads the base alone in bf16 but base + adapter in float32
-    (merged): in bf16 the adapter's delta is added to an output already rounded to bf16 and
-    rounded again, so a small one is dropped - the explicit-bf16 model below shows it."""
+    """auto on a CPU with native bf16 loads base + adapter in float32 (merged): in bf16 the
+    adapter's delta is added to an output already rounded to bf16 and rounded again, so a small
+    one is dropped - the explicit-bf16 model below shows it."""
     monkeypatch.setenv("S3FT_CPU_BF16", "1")
     adapter = _small_adapter(tmp_path, tiny_model_dir, std=1e-5)  # an update early in training
     ids = torch.randint(0, 1000, (2, 16))
     auto = load_model(adapter, device="cpu")
     assert {p.dtype for p in auto.parameters()} == {torch.float32}
-    assert next(load_model(str(tiny_model_dir), device="cpu").parameters()).dtype == torch.bfloat16
     with torch.no_grad():
         want = load_model(adapter, dtype="float32", device="cpu")(input_ids=ids).logits
         base32 = load_model(str(tiny_model_dir), dtype="float32", device="cpu")(input_ids=ids).logits

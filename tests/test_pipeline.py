@@ -145,29 +145,26 @@ def test_cli_run_end_to_end_on_tiny_model(tmp_path, tiny_model_dir):
     assert "generate: up to date" in r2.stdout and "train: up to date" in r2.stdout
 
 
-def test_auto_on_a_bf16_cpu_generates_data_in_bf16_and_evaluates_every_model_alike(tmp_path, tiny_model_dir, monkeypatch):
-    """dtype auto, a CPU with native bf16: the base model writes its own answers in bf16 (fast),
-    but every model is evaluated in float32 - adapters run in float32 there, and bf16 scores
-    depend on batching - so base and fine-tuned models compare on equal terms; one load per
-    (model, dtype)."""
+def test_auto_on_a_bf16_cpu_generates_and_evaluates_in_float32(tmp_path, tiny_model_dir, monkeypatch):
+    """dtype auto on a CPU with native bf16: the base model writes its own answers, and every
+    model is evaluated, in float32 - bf16 greedy answers and log-likelihoods depend on how they
+    were batched (models.resolve_dtype) - one load per model; only full fine-tuning trains in bf16."""
     import torch
 
     monkeypatch.setenv("S3FT_CPU_BF16", "1")
     cfg = load_config(None, {"model": str(tiny_model_dir), "task": "squad", "output_dir": str(tmp_path / "run"),
                              "device": "cpu", "use_peft": True})
-    assert (cfg.resolved_dtype(), cfg.eval_dtype()) == ("bfloat16", "float32")
+    assert cfg.resolved_dtype() == cfg.train_knobs()["dtype"] == "float32"
     s = pipeline.Session(cfg)
-    data_gen, eval_gen = s.generator(), s.generator(None, cfg.eval_dtype())
-    assert next(data_gen.model.parameters()).dtype == torch.bfloat16
-    assert next(eval_gen.model.parameters()).dtype == torch.float32
-    assert s.generator(None, "bfloat16") is data_gen and len(s._generators) == 2
+    gen = s.generator()
+    assert next(gen.model.parameters()).dtype == torch.float32
+    assert s.generator(cfg.model) is gen and len(s._generators) == 1
     s.release(cfg.model)
     assert not s._generators
-    # full fine-tuning trains in bf16 there, but is evaluated in float32 too (bf16 scores depend on batching)
     full = load_config(None, {"model": str(tiny_model_dir), "device": "cpu", "use_peft": False})
-    assert (full.train_knobs()["dtype"], full.eval_dtype()) == ("bfloat16", "float32")
+    assert (full.train_knobs()["dtype"], full.resolved_dtype()) == ("bfloat16", "float32")
     explicit = load_config(None, {"model": str(tiny_model_dir), "device": "cpu", "dtype": "bfloat16"})
-    assert explicit.eval_dtype() == "bfloat16"  # an explicit dtype is never second-guessed
+    assert explicit.resolved_dtype() == "bfloat16"  # an explicit dtype is never second-guessed
 
 
 def test_cli_bad_recipe_exits_cleanly(tmp_path):

@@ -67,8 +67,7 @@ class S3FTConfig:
     backend: str = _f("hf", "Generation backend: hf (transformers), vllm (GPU, optional extra), openai (a server).",
                       choices=("hf", "vllm", "openai"))
     batch_size: int = _f(0, "Generation batch size (prompts are sorted by length into batches); 0: chosen per batch "
-                         "from the memory its KV cache and activations need (GPU: free memory; CPU: up to 64 rows, "
-                         "where throughput stops growing - bench/results/generation_speed_float32.md).")
+                         "from the memory its KV cache and activations need (GPU: free memory; CPU: up to 64 rows).")
     max_new_tokens: int | None = _f(None, "Answer length limit in tokens (None: the task's default).")
     paraphrase_max_new_tokens: int | None = _f(None, "Paraphrase length limit (None: max_new_tokens).")
     temperature: float = _f(0.0, "Sampling temperature; 0 means greedy.")
@@ -157,28 +156,19 @@ class S3FTConfig:
             return max(1, self.batch_size // 2) if self.batch_size else self.AUTOMATIC_ROWS[stage]
         return self.batch_size or self.AUTOMATIC_ROWS[stage]
 
-    def resolved_dtype(self, lora: bool = False) -> str:
+    def resolved_dtype(self, training: bool = False) -> str:
         """The dtype `auto` stands for on this machine (what stage fingerprints record, so a run
-        resumed on hardware that computes in another dtype redoes its stages). lora: for training
-        an adapter or running a model through one (models.resolve_dtype)."""
-        return resolve_dtype(self.dtype, self.device, lora=lora)
-
-    def eval_dtype(self) -> str:
-        """The dtype every evaluated model computes in, the base as much as the fine-tuned ones,
-        so that they compare on equal terms. auto on CPU: float32 - adapters run in float32
-        there (models.resolve_dtype), and in bf16 a score depends on how it was batched: the same
-        questions scored by lm-eval's HFLM and by s3ft's context-sharing scorer differed by up
-        to 1.6 nats per choice and 5 points of HellaSwag on 20 questions (bench/eval_speed.py;
-        float32: within 7e-5). On a GPU, auto evaluates in bf16 (the field's practice)."""
-        if self.dtype == "auto" and not on_gpu(self.device):
-            return "float32"
-        return self.resolved_dtype()
+        resumed on hardware that computes in another dtype redoes its stages). Generation and
+        evaluation of every model - base and fine-tuned alike, so that they compare on equal
+        terms - use resolved_dtype(); training uses resolved_dtype(training=True), bf16 on a CPU
+        with native bf16 for full fine-tuning only (models.resolve_dtype says why)."""
+        return resolve_dtype(self.dtype, self.device, full_training=training and not self.use_peft)
 
     def resolved_saved_activations(self) -> str | None:
         """"bfloat16" when training that computes in float32 keeps its saved activations in bf16
         (training.SavedActivationsInBf16): asked for, or auto on CPU without gradient
         checkpointing. None otherwise - kept as computed (under autocast they are bf16 already)."""
-        if self.resolved_dtype(lora=self.use_peft) != "float32":
+        if self.resolved_dtype(training=True) != "float32":
             return None
         if self.saved_activations == "bfloat16" or (
                 self.saved_activations == "auto" and not self.gradient_checkpointing and not on_gpu(self.device)):
@@ -188,7 +178,7 @@ class S3FTConfig:
     def train_knobs(self) -> dict[str, Any]:
         """The TRAIN_FIELDS values a training run depends on, dtype resolved (resolved_dtype), and
         the saved activations' dtype when they are packed (absent otherwise, as before it existed)."""
-        knobs = {k: getattr(self, k) for k in TRAIN_FIELDS} | {"dtype": self.resolved_dtype(lora=self.use_peft)}
+        knobs = {k: getattr(self, k) for k in TRAIN_FIELDS} | {"dtype": self.resolved_dtype(training=True)}
         if (packed := self.resolved_saved_activations()) is not None:
             knobs["saved_activations"] = packed
         return knobs

@@ -8,8 +8,8 @@ every choice shares the question's context: TruthfulQA MC2 scores ~8 answers aft
 once per choice, padded into batches. Here the context runs once (one row, no padding: the fast
 causal path on CPU), its KV cache is repeated for the choices, and only the choices' tokens run
 on top of it. Same log-likelihoods up to float rounding (tests/test_general_lm.py); on 2 CPU
-cores TruthfulQA MC2 scores 4.7x faster, MMLU 2.3x, the six benchmarks together 2.4x
-(bench/results/eval_speed_float32.md). Contexts with a single continuation (WinoGrande) and GPUs keep
+cores TruthfulQA MC2 scores 4.55x faster, MMLU 1.8x, the six benchmarks together 2.25x
+(bench/results/eval_speed.md). Contexts with a single continuation (WinoGrande) and GPUs keep
 HFLM's own batched path.
 """
 

@@ -9,7 +9,7 @@ The same generator object serves the own-answer pass, the paraphrases, the LLM j
 in-domain evaluation of one model in a run: the model is loaded once."""
 from __future__ import annotations
 
-from typing import Iterator, Protocol, Sequence
+from typing import Any, Iterator, Protocol, Sequence
 
 from s3ft.types import Messages
 
@@ -80,6 +80,10 @@ class HFGenerator(StreamingGenerator):
             gen_kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         greedy = not sampled and plain_greedy_ok(self.model)
         prefill_each = greedy and prefill_each_ok(self.model)
+        prefix = None
+        if prefill_each and (n := shared_prefix_len(ids)) >= MIN_SHARED_PREFIX:
+            with torch.inference_mode():
+                prefix = prefill_prefix(self.model, ids[0][:n], device)
         bar = tqdm(total=len(ids), desc=desc or "generate", unit="ex", disable=not progress, dynamic_ncols=True)
         try:
             start = 0
@@ -98,7 +102,7 @@ class HFGenerator(StreamingGenerator):
                 with torch.inference_mode():
                     if greedy:
                         new = greedy_decode(self.model, input_ids.to(device), mask.to(device), max_new_tokens, eos,
-                                            prefill_each=prefill_each)
+                                            prefill_each=prefill_each, prefix=prefix)
                     else:
                         out = self.model.generate(
                             input_ids=input_ids.to(device), attention_mask=mask.to(device), **gen_kw
@@ -120,8 +124,8 @@ def _text_config(model):
 def auto_batch_size(model, prompt_tokens: int, max_new_tokens: int) -> int:
     """Rows per batch from memory: what one row needs (its KV cache at full length, the prefill
     activations of its prompt, a row of logits) against a budget - 60% of the free GPU memory, or
-    on CPU a quarter of the available RAM and at most 64 rows (on 2 cores the tokens/s of a
-    decode-bound batch stop growing between 32 and 64 rows; bench/results/generation_speed_float32.md)."""
+    on CPU a quarter of the available RAM and at most 64 rows (the batch bench/generation_speed.py
+    measures with)."""
     import os
 
     import torch
@@ -168,11 +172,45 @@ def plain_greedy_ok(model) -> bool:
     return True
 
 
-def _prefill_each(model, input_ids, mask, cfg):
+# Shortest token prefix shared by every prompt of a stream that is prefilled once and reused.
+MIN_SHARED_PREFIX = 8
+
+
+def shared_prefix_len(ids: list[list[int]]) -> int:
+    """Length of the token prefix every prompt starts with (the chat template's system turn, a
+    task's instruction), short of each prompt's last token so that every prompt has a token left
+    to prefill."""
+    if not ids:
+        return 0
+    first = ids[0]
+    n = min(len(x) for x in ids) - 1
+    for x in ids[1:]:
+        k = 0
+        while k < n and x[k] == first[k]:
+            k += 1
+        n = k
+    return max(0, n)
+
+
+def prefill_prefix(model, prefix_ids: list[int], device) -> list[tuple[Any, Any]]:
+    """The (keys, values) of every layer for `prefix_ids`, computed once for a whole stream."""
+    import torch
+    from transformers import DynamicCache
+
+    c = DynamicCache(config=_text_config(model))
+    model(input_ids=torch.tensor([prefix_ids], device=device), past_key_values=c, use_cache=True, logits_to_keep=1)
+    return [(layer.keys, layer.values) for layer in c.layers]
+
+
+def _prefill_each(model, input_ids, mask, cfg, prefix: list[tuple[Any, Any]] | None = None):
     """Prefill every prompt alone (no padding: the causal attention fast path), then stack the
     caches left-padded into one batch cache. On CPU this is ~2x faster than a padded batch
-    prefill of SQuAD-length prompts (bench/results/generation_speed_float32.md), and each prompt's first
-    token comes from exactly the computation a one-by-one `generate` does."""
+    prefill of SQuAD-length prompts, and each prompt's first token comes from the computation a
+    one-by-one `generate` does. `prefix` (prefill_prefix): the cache of the prefix every prompt
+    shares, which each prompt starts from instead of recomputing it - the same values computed in
+    two pieces (tests check logits to 1e-5 and equal answers; bench/generation_speed.py counts
+    identical answers on real prompts). The cache grows by concatenation, so the shared tensors
+    are never written."""
     import torch
     from transformers import DynamicCache
 
@@ -182,6 +220,10 @@ def _prefill_each(model, input_ids, mask, cfg):
     for r in range(input_ids.shape[0]):
         x = input_ids[r, mask[r].bool()][None]
         c = DynamicCache(config=cfg)
+        if prefix is not None:
+            for li, (k, v) in enumerate(prefix):
+                c.update(k, v, li)
+            x = x[:, prefix[0][0].shape[-2]:]
         logits.append(model(input_ids=x, past_key_values=c, use_cache=True, logits_to_keep=1).logits[:, -1])
         for li, layer in enumerate(c.layers):
             if li == len(per_layer):
@@ -208,7 +250,7 @@ def prefill_each_ok(model) -> bool:
 
 
 def greedy_decode(model, input_ids, attention_mask, max_new_tokens: int, stop: list[int],
-                  prefill_each: bool = False) -> list[list[int]]:
+                  prefill_each: bool = False, prefix: list[tuple[Any, Any]] | None = None) -> list[list[int]]:
     """Greedy decoding of a left-padded batch with the KV cache, dropping every sequence from the
     batch (and from the cache) the moment it emits a stop token.
 
@@ -228,7 +270,7 @@ def greedy_decode(model, input_ids, attention_mask, max_new_tokens: int, stop: l
     cfg = _text_config(model)
     mask = attention_mask
     if prefill_each:
-        cache, logits = _prefill_each(model, input_ids, mask, cfg)
+        cache, logits = _prefill_each(model, input_ids, mask, cfg, prefix)
     else:
         cache = DynamicCache(config=cfg)  # sliding-window layers where the model has them, like generate
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -278,12 +320,11 @@ def _decode(tokenizer, new_ids: list[int], stop: list[int]) -> str:
     return tokenizer.decode(new_ids, skip_special_tokens=True).strip()
 
 
-def make_generator(cfg, model_name: str | None = None, dtype: str | None = None) -> Generator:
-    """The generation backend the config asks for, for `model_name` (default: cfg.model); `dtype`
-    (hf backend) overrides cfg.dtype."""
+def make_generator(cfg, model_name: str | None = None) -> Generator:
+    """The generation backend the config asks for, for `model_name` (default: cfg.model)."""
     name = model_name or cfg.model
     if cfg.backend == "hf":
-        return HFGenerator.from_name(name, batch_size=cfg.batch_size, dtype=dtype or cfg.dtype, device=cfg.device)
+        return HFGenerator.from_name(name, batch_size=cfg.batch_size, dtype=cfg.dtype, device=cfg.device)
     if cfg.backend == "openai":
         from s3ft.backends_openai import OpenAIGenerator
 

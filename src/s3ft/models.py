@@ -175,21 +175,30 @@ def on_gpu(device: str = "auto") -> bool:
     return resolve_device(device).startswith("cuda")
 
 
-def resolve_dtype(dtype: str = "auto", device: str = "auto", lora: bool = False) -> str:
-    """The dtype name a run computes in. auto: bfloat16 on a GPU that supports it; on a CPU with
-    native bf16 (cpu_has_native_bf16) bfloat16 too, except for LoRA - training an adapter
-    (`lora`), or running a model through one - which stays float32; else float32. Training keeps
-    float32 master weights and autocasts (see training._device_and_dtype); inference loads the
-    weights in this dtype.
+def resolve_dtype(dtype: str = "auto", device: str = "auto", full_training: bool = False) -> str:
+    """The dtype name a run computes in. auto: bfloat16 on a GPU that supports it; on a CPU,
+    float32 - except full fine-tuning (`full_training`) on a CPU with native bf16
+    (cpu_has_native_bf16), which autocasts to bfloat16 over float32 master weights (see
+    training._device_and_dtype); float32 on any other CPU. Inference loads the weights in this
+    dtype.
 
-    Why LoRA stays float32 on CPU: under bf16 autocast a frozen layer's output is rounded to bf16,
-    and the adapter's delta is added to that rounded value and rounded again, so a delta below
-    half of bf16's step (0.4% of the value) is dropped, and early in training many are; bf16
-    training then steers by a forward that does not see its own progress. Measured
-    (bench/lora_bf16.py, SmolLM2-135M, SQuAD): a bf16 forward hides 34% of what one LoRA step
-    lowered the held-out loss by, and 8 steps trained under bf16 autocast gain 7% less than in
-    float32 (training 1.5x faster). GPUs round the same way; there auto stays bf16, the field's
-    practice, where float32 costs far more - set dtype float32 for short LoRA runs."""
+    Why auto on CPU is float32 for everything but full fine-tuning, although bf16 runs ~2.5x
+    faster per matmul there:
+    - generation: in bf16 a greedy answer depends on the batch it was decoded in (padding and
+      matmul shapes change the rounding; batch_size 0 picks the batch from free memory), so the
+      model's own answers - the data S3FT trains on - would change from machine to machine.
+      bench/generation_speed.py --dtype bfloat16: 11/64 GSM8K and 33/48 SQuAD answers identical
+      to a per-example loop (float32: 64/64 and 48/48).
+    - evaluation: in bf16 a log-likelihood depends on batching too - lm-eval's HFLM and s3ft's
+      context-sharing scorer differed by up to 1.6 nats per choice on the same questions
+      (bench/eval_speed.py --dtype bfloat16; float32: within 7e-5).
+    - LoRA training: under bf16 autocast a frozen layer's output is rounded to bf16, and the
+      adapter's delta is added to that rounded value and rounded again, so a delta below half of
+      bf16's step (0.4% of the value) is dropped; bf16 training then steers by a forward that does
+      not see its own progress (bench/lora_bf16.py: a bf16 forward hides 34% of one step's
+      held-out gain; 8 steps gain 7% less than in float32).
+    GPUs round the same way; there auto stays bf16, the field's practice, where float32 costs far
+    more - set dtype float32 for short LoRA runs or reproducible answers."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {dtype!r}")
     if dtype != "auto":
@@ -199,12 +208,12 @@ def resolve_dtype(dtype: str = "auto", device: str = "auto", lora: bool = False)
         import torch
 
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
-    return "bfloat16" if device == "cpu" and cpu_has_native_bf16() and not lora else "float32"
+    return "bfloat16" if full_training and device == "cpu" and cpu_has_native_bf16() else "float32"
 
 
 def load_model(name: str, dtype: str = "auto", device: str = "auto", merge_adapter: bool | None = None):
     """Load a causal LM (or base + PEFT adapter) in eval mode.
-    dtype: auto (see resolve_dtype: float32 for an adapter on CPU), float32, bfloat16, float16.
+    dtype: auto (see resolve_dtype: float32 on CPU, bf16 on a GPU), float32, bfloat16, float16.
 
     merge_adapter None (default): an adapter is merged into the base for speed in float32 only.
     In bf16 / fp16 it stays a separate float32 branch, as in training: a LoRA update is about
@@ -217,7 +226,7 @@ def load_model(name: str, dtype: str = "auto", device: str = "auto", merge_adapt
     device = resolve_device(device)
     path = resolve_model(name)
     base = _adapter_base(path)
-    torch_dtype = getattr(torch, resolve_dtype(dtype, device, lora=base is not None))
+    torch_dtype = getattr(torch, resolve_dtype(dtype, device))
     if base is None:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
     else:

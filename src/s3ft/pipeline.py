@@ -48,7 +48,7 @@ class Session:
     cfg: S3FTConfig
     force: set[str] = field(default_factory=set)
     seed_dir: str | None = None  # where train / eval of fine-tuned models go (compare: one per seed)
-    _generators: dict[tuple[str, str], Any] = field(default_factory=dict)  # (model, dtype) -> generator
+    _generators: dict[str, Any] = field(default_factory=dict)
     _task: Task | None = None
     _examples: dict[tuple, list[Example]] = field(default_factory=dict)
     _judge: Callable | None = None
@@ -85,21 +85,18 @@ class Session:
     def eval_examples(self) -> list[Example]:
         return self.examples(self.cfg.eval_split, self.cfg.eval_size)
 
-    def generator(self, model: str | None = None, dtype: str | None = None):
-        """The loaded generator for `model` (default: the base) in `dtype` (default: cfg.dtype),
-        loaded once per run."""
+    def generator(self, model: str | None = None):
+        """The loaded generator for `model` (default: the base), loaded once per run."""
         from s3ft.generation import make_generator
 
         name = model or self.cfg.model
-        key = (name, dtype or self.cfg.resolved_dtype())  # the base asked for in the dtype auto gives is loaded once
-        if key not in self._generators:
-            log(f"loading {name}" + (f" ({dtype})" if dtype else ""))
-            self._generators[key] = make_generator(self.cfg, name, dtype)
-        return self._generators[key]
+        if name not in self._generators:
+            log(f"loading {name}" + (f" ({self.cfg.resolved_dtype()})" if self.cfg.backend == "hf" else ""))
+            self._generators[name] = make_generator(self.cfg, name)
+        return self._generators[name]
 
     def release(self, model: str) -> None:
-        for key in [k for k in self._generators if k[0] == model]:
-            del self._generators[key]
+        self._generators.pop(model, None)
 
     @property
     def judge_name(self) -> str:
@@ -164,14 +161,13 @@ def _examples_fp(exs: list[Example]) -> str:
     return fingerprint([(e.id, e.prompt, e.gold) for e in exs])
 
 
-def _gen_fp(s: Session, dtype: str | None = None) -> list[Any]:
-    """What a generation's output depends on besides model and prompts (`dtype`: when it is not
-    cfg.dtype's)."""
+def _gen_fp(s: Session) -> list[Any]:
+    """What a generation's output depends on besides model and prompts."""
     c = s.cfg
     sampled = c.temperature > 0  # the seed matters to generation only when sampling
     served = [c.openai_model, c.openai_base_url] if c.backend == "openai" else []
     return [c.backend, s.max_new_tokens, c.temperature, c.top_p if sampled else None, c.seed if sampled else None,
-            c.resolved_dtype() if dtype is None else dtype] + served + _libs_fp()
+            c.resolved_dtype()] + served + _libs_fp()
 
 
 def _by_id(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -185,9 +181,8 @@ def _todo(out: Path, examples: list[Example]) -> tuple[list[Example], int]:
 
 
 def _stream_rows(s: Session, out: Path, todo: list[Example], prompts: list, max_new_tokens: int, desc: str,
-                 rows_for: Callable[[list[tuple[Example, str]]], list[dict[str, Any]]], model: str | None = None,
-                 dtype: str | None = None) -> None:
-    """Generate for `todo` with `model` in `dtype` (Session.generator) and append the rows
+                 rows_for: Callable[[list[tuple[Example, str]]], list[dict[str, Any]]], model: str | None = None) -> None:
+    """Generate for `todo` with `model` (Session.generator) and append the rows
     `rows_for` makes of each generated batch to `out` as soon as the batch is done (so a crash
     loses at most one batch)."""
     with JsonlWriter(out) as w:
@@ -200,7 +195,7 @@ def _stream_rows(s: Session, out: Path, todo: list[Example], prompts: list, max_
                 w.write(r)
             buf.clear()
 
-        for i, text in s.generator(model, dtype).stream(prompts, max_new_tokens, desc=desc, **s.gen_kwargs()):
+        for i, text in s.generator(model).stream(prompts, max_new_tokens, desc=desc, **s.gen_kwargs()):
             buf.append((todo[i], text))
             if len(buf) >= s.cfg.rows_per_call("judge_flush"):
                 flush()
@@ -364,7 +359,7 @@ def _eval_model(s: Session, name: str, model: str, model_fp: str, run: RunDir | 
     exs = s.eval_examples()
     out = run / "eval" / f"{name}.jsonl"
     stage = f"eval.{name}"
-    fp = fingerprint(stage, model_fp, _examples_fp(exs), _gen_fp(s, s.cfg.eval_dtype()), _judge_fp(s))
+    fp = fingerprint(stage, model_fp, _examples_fp(exs), _gen_fp(s), _judge_fp(s))
     if stage not in s.force and "eval" not in s.force and run.is_done(stage, fp, [out]):
         log(f"eval {name}: up to date ({out})", once=True)
         return run.stage_record(stage)["accuracy"]
@@ -372,8 +367,7 @@ def _eval_model(s: Session, name: str, model: str, model_fp: str, run: RunDir | 
         todo, done = _todo(out, exs)
         log(f"eval {name}: {len(todo)} {s.cfg.task} {s.cfg.eval_split} examples to answer ({done} already done) -> {out}")
         _stream_rows(s, out, todo, [e.prompt for e in todo], s.max_new_tokens, f"eval {name}",
-                     lambda batch: _judge_rows(s, [e for e, _ in batch], [t for _, t in batch]), model=model,
-                     dtype=s.cfg.eval_dtype())
+                     lambda batch: _judge_rows(s, [e for e, _ in batch], [t for _, t in batch]), model=model)
         if model != s.cfg.model:
             s.release(model)
         rows = read_jsonl(out)
@@ -391,7 +385,7 @@ def stage_general(s: Session, name: str, model: str, model_fp: str, run: RunDir 
     c = s.cfg
     out_dir = run / "general" / name
     stage = f"general.{name}"
-    fp = fingerprint(stage, model_fp, sorted(c.general_benchmarks), c.general_limit, c.data_seed, c.eval_dtype(),
+    fp = fingerprint(stage, model_fp, sorted(c.general_benchmarks), c.general_limit, c.data_seed, c.resolved_dtype(),
                      _libs_fp("lm_eval"))
     if stage not in s.force and "eval" not in s.force and run.is_done(stage, fp, [out_dir / "general.json"]):
         log(f"general {name}: up to date ({out_dir})", once=True)
@@ -404,7 +398,7 @@ def stage_general(s: Session, name: str, model: str, model_fp: str, run: RunDir 
         log(f"general {name}: {', '.join(c.general_benchmarks)} ({limit}) -> {out_dir}"
             + (f" ({', '.join(kept)} already scored)" if kept else ""))
         res = evaluate_general(model=model, benchmarks=list(c.general_benchmarks), limit=c.general_limit, seed=c.data_seed,
-                               output_dir=out_dir, batch_size=c.rows_per_call("lm_eval"), device=c.device, dtype=c.eval_dtype(),
+                               output_dir=out_dir, batch_size=c.rows_per_call("lm_eval"), device=c.device, dtype=c.resolved_dtype(),
                                resume=True)
         info["results"] = {b: {k: v for k, v in r.items() if k in ("metric", "value", "stderr", "n")} for b, r in res.items()}
         log("general " + name + ": " + ", ".join(f"{b} {r.get('value')}" for b, r in info["results"].items()))

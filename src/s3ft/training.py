@@ -113,9 +113,9 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 def _device_and_dtype(cfg: S3FTConfig):
     """(device, on_cpu, compute dtype, weights dtype).
 
-    The compute dtype (models.resolve_dtype: auto is bfloat16 on a GPU that supports it and on a
-    CPU with native bf16 - but float32 for LoRA on CPU, where bf16 drops small adapter updates -
-    else float32) drives bf16/fp16 autocast, on CPU as on CUDA. LoRA loads
+    The compute dtype (models.resolve_dtype: auto is bfloat16 on a GPU that supports it, and for
+    full fine-tuning on a CPU with native bf16 - LoRA on CPU stays float32, where bf16 drops small
+    adapter updates - else float32) drives bf16/fp16 autocast, on CPU as on CUDA. LoRA loads
     the frozen base in that dtype (PEFT keeps the adapter in float32); full fine-tuning always
     keeps float32 master weights (pure-bf16 AdamW silently drops small updates). float16 needs
     a GPU."""
@@ -125,7 +125,7 @@ def _device_and_dtype(cfg: S3FTConfig):
 
     device = resolve_device(cfg.device)
     on_cpu = not on_gpu(device)
-    dtype = getattr(torch, resolve_dtype(cfg.dtype, device, lora=cfg.use_peft))
+    dtype = getattr(torch, resolve_dtype(cfg.dtype, device, full_training=not cfg.use_peft))
     if on_cpu and dtype == torch.float16:
         raise ValueError("float16 training on CPU is not supported: use float32 (or bfloat16)")
     # full fine-tuning: float32 master weights even for an explicit bfloat16 - pure-bf16 AdamW drops

@@ -35,9 +35,9 @@ class S3FTConfig:
     # ---- model ----
     model: str = _f("smollm2-135m-instruct", "Base model: the embedded default (smollm2-135m-instruct), "
                     "a local model folder, a .gguf file, or a hub name (online users).")
-    dtype: str = _f("auto", "Compute dtype: auto (bfloat16 on a GPU that supports it and on a CPU with native bf16 - "
-                    "AVX512-BF16 or AMX - except LoRA training, adapters and evaluation on CPU, else float32), float32, "
-                    "bfloat16, float16. Training autocasts and keeps float32 master weights.", choices=DTYPES)
+    dtype: str = _f("auto", "Compute dtype: auto (bfloat16 on a GPU that supports it; on CPU float32, except full "
+                    "fine-tuning on a CPU with native bf16 - AVX512-BF16 or AMX - which autocasts to bfloat16), "
+                    "float32, bfloat16, float16. Training autocasts and keeps float32 master weights.", choices=DTYPES)
     device: str = _f("auto", "auto, cpu, cuda, cuda:N.")
 
     # ---- task ----

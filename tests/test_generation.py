@@ -14,34 +14,30 @@ def _load(model_dir):
     return load_model(str(model_dir), dtype="float32", device="cpu"), load_tokenizer(str(model_dir))
 
 
+def _alone(model, tok, x: list[int], stop: list[int], n: int) -> list[int]:
+    """The new tokens model.generate gives greedily for prompt ids `x` on their own."""
+    t = torch.tensor([x])
+    with torch.inference_mode():
+        out = model.generate(t, attention_mask=torch.ones_like(t), max_new_tokens=n, do_sample=False, temperature=None,
+                             top_p=None, top_k=None, eos_token_id=stop, pad_token_id=tok.pad_token_id)
+    return out[0, len(x):].tolist()
+
+
 def test_greedy_decode_drops_finished_rows_and_matches_generate(sharp_model_dir):
     """A left-padded batch decoded by greedy_decode gives, row by row, what model.generate gives
     for that prompt alone - including rows that stop early (and leave the batch) at different steps."""
-    from s3ft.generation import greedy_decode, render_prompt
+    from s3ft.generation import greedy_decode, left_pad, render_prompt
 
     model, tok = _load(sharp_model_dir)
     ids = [tok(render_prompt(tok, p), add_special_tokens=False)["input_ids"] for p in PROMPTS]
-
-    def alone(x, stop, n):
-        t = torch.tensor([x])
-        with torch.inference_mode():
-            out = model.generate(t, attention_mask=torch.ones_like(t), max_new_tokens=n, do_sample=False, temperature=None,
-                                 top_p=None, top_k=None, eos_token_id=stop, pad_token_id=tok.pad_token_id)
-        return out[0, len(x):].tolist()
-
-    free = [alone(x, [tok.eos_token_id], 10) for x in ids]
+    free = [_alone(model, tok, x, [tok.eos_token_id], 10) for x in ids]
     # stop tokens that end some answers early, at different steps: the 3rd token of answer 0, the 6th of answer 3
     stop = sorted({tok.eos_token_id, free[0][2], free[3][5]})
-    want = [alone(x, stop, 10) for x in ids]
+    want = [_alone(model, tok, x, stop, 10) for x in ids]
     lengths = {len(w) for w in want}
     assert len(lengths) > 1 and min(lengths) < 10, want  # rows really leave the batch at different times
 
-    width = max(map(len, ids))
-    input_ids = torch.full((len(ids), width), tok.pad_token_id)
-    mask = torch.zeros((len(ids), width), dtype=torch.long)
-    for r, x in enumerate(ids):
-        input_ids[r, width - len(x):] = torch.tensor(x)
-        mask[r, width - len(x):] = 1
+    input_ids, mask = left_pad(ids, tok.pad_token_id)
     with torch.inference_mode():
         got = greedy_decode(model, input_ids, mask, 10, stop)
     assert got == want
@@ -84,7 +80,7 @@ def test_shared_prefix_is_prefilled_once_with_the_same_answers(sharp_model_dir, 
     one prefill of that prefix; every prompt's answer and first-token logits are those of a
     prefill from scratch, and what model.generate gives for the prompt alone."""
     from s3ft import generation
-    from s3ft.generation import HFGenerator, render_prompt, shared_prefix_len
+    from s3ft.generation import HFGenerator, left_pad, render_prompt, shared_prefix_len
 
     model, tok = _load(sharp_model_dir)
     prompts = [[{"role": "system", "content": "Answer the question using the context. Reply briefly."},
@@ -101,23 +97,12 @@ def test_shared_prefix_is_prefilled_once_with_the_same_answers(sharp_model_dir, 
     monkeypatch.setattr(generation, "MIN_SHARED_PREFIX", 10**9)
     alone = HFGenerator(model, tok, batch_size=4).generate(prompts, 8, progress=False)
     assert len(set(alone)) > 1 and shared == alone
-    want = []
-    for x in ids:
-        t = torch.tensor([x])
-        with torch.inference_mode():
-            out = model.generate(t, attention_mask=torch.ones_like(t), max_new_tokens=8, do_sample=False, temperature=None,
-                                 top_p=None, top_k=None, eos_token_id=[tok.eos_token_id], pad_token_id=tok.pad_token_id)
-        want.append(tok.decode(out[0, len(x):], skip_special_tokens=True).strip())
+    want = [tok.decode(_alone(model, tok, x, [tok.eos_token_id], 8), skip_special_tokens=True).strip() for x in ids]
     assert shared == want
 
     # first-token logits: prefix cache + the rest vs the whole prompt
     cfg = generation._text_config(model)
-    width = max(map(len, ids))
-    input_ids = torch.full((len(ids), width), tok.pad_token_id)
-    mask = torch.zeros((len(ids), width), dtype=torch.long)
-    for r, x in enumerate(ids):
-        input_ids[r, width - len(x):] = torch.tensor(x)
-        mask[r, width - len(x):] = 1
+    input_ids, mask = left_pad(ids, tok.pad_token_id)
     with torch.inference_mode():
         prefix = real_prefill(model, ids[0][:n], "cpu")
         before = [(k.clone(), v.clone()) for k, v in prefix]

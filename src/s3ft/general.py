@@ -298,9 +298,9 @@ def _model_args(model: str, batch_size: int | str, device: str, dtype: str) -> d
 
     path = resolve_model(model)
     device = resolve_device(device)
-    adapter_cfg = Path(path) / "adapter_config.json"
     dtype = resolve_dtype(dtype, device)
     args: dict[str, Any] = {"pretrained": path, "device": device, "dtype": dtype, "batch_size": batch_size}
+    adapter_cfg = Path(path) / "adapter_config.json"
     if adapter_cfg.exists():
         base = json.loads(adapter_cfg.read_text())["base_model_name_or_path"]
         args["pretrained"] = resolve_model(base)

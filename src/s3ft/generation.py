@@ -90,13 +90,7 @@ class HFGenerator(StreamingGenerator):
             while start < len(order):
                 size = self.batch_size or auto_batch_size(self.model, len(ids[order[start]]), max_new_tokens)
                 batch = order[start : start + size]
-                width = max(len(ids[i]) for i in batch)
-                input_ids = torch.full((len(batch), width), tok.pad_token_id, dtype=torch.long)
-                mask = torch.zeros((len(batch), width), dtype=torch.long)
-                for row, i in enumerate(batch):
-                    n = len(ids[i])
-                    input_ids[row, width - n :] = torch.tensor(ids[i])
-                    mask[row, width - n :] = 1
+                input_ids, mask = left_pad([ids[i] for i in batch], tok.pad_token_id)
                 if seed is not None:
                     torch.manual_seed(seed + start)
                 with torch.inference_mode():
@@ -107,13 +101,26 @@ class HFGenerator(StreamingGenerator):
                         out = self.model.generate(
                             input_ids=input_ids.to(device), attention_mask=mask.to(device), **gen_kw
                         )
-                        new = out[:, width:].tolist()
+                        new = out[:, input_ids.shape[1]:].tolist()
                 for row, i in enumerate(batch):
                     yield i, _decode(tok, new[row], eos)
                 bar.update(len(batch))
                 start += len(batch)
         finally:
             bar.close()
+
+
+def left_pad(rows: list[list[int]], pad_id: int):
+    """(input_ids, attention_mask) of `rows` left-padded to the longest, as long tensors."""
+    import torch
+
+    width = max(map(len, rows))
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, x in enumerate(rows):
+        input_ids[r, width - len(x):] = torch.tensor(x)
+        mask[r, width - len(x):] = 1
+    return input_ids, mask
 
 
 def _text_config(model):

@@ -224,9 +224,9 @@ def load_model(name: str, dtype: str = "auto", device: str = "auto", merge_adapt
     from transformers import AutoModelForCausalLM
 
     device = resolve_device(device)
+    torch_dtype = getattr(torch, resolve_dtype(dtype, device))
     path = resolve_model(name)
     base = _adapter_base(path)
-    torch_dtype = getattr(torch, resolve_dtype(dtype, device))
     if base is None:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
     else:

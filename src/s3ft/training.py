@@ -121,11 +121,11 @@ def _device_and_dtype(cfg: S3FTConfig):
     a GPU."""
     import torch
 
-    from s3ft.models import on_gpu, resolve_device, resolve_dtype
+    from s3ft.models import on_gpu, resolve_device
 
     device = resolve_device(cfg.device)
     on_cpu = not on_gpu(device)
-    dtype = getattr(torch, resolve_dtype(cfg.dtype, device, full_training=not cfg.use_peft))
+    dtype = getattr(torch, cfg.resolved_dtype(training=True))
     if on_cpu and dtype == torch.float16:
         raise ValueError("float16 training on CPU is not supported: use float32 (or bfloat16)")
     # full fine-tuning: float32 master weights even for an explicit bfloat16 - pure-bf16 AdamW drops

@@ -15,6 +15,13 @@ backends see the same tokens; greedy decoding is `temperature=0`.
   the requests. s3ft does not run its own scheduler.
 - Prompts go to the engine in chunks of `vllm_chunk_size`, and each chunk's rows are yielded (and
   written by the stage) as soon as it finishes, so an interrupted run keeps what was done.
+- One engine per process: vLLM takes `vllm_gpu_memory_utilization` of the device's memory (on a
+  CPU build: of RAM) when it starts, so two engines, or an engine and training, do not fit side by
+  side. The base model and its adapters share one LoRA-enabled engine (base requests carry no
+  LoRARequest); asking for another base shuts the current engine down first; and the pipeline
+  calls `shutdown_engines()` before anything that loads a model outside the engine (training,
+  lm-evaluation-harness, log-prob scoring). A generator whose engine was shut down starts it again
+  at its next call.
 """
 from __future__ import annotations
 
@@ -46,48 +53,107 @@ def adapter_info(path: str | Path) -> dict[str, Any] | None:
     return json.loads(cfg.read_text())
 
 
+_ENGINES: dict[tuple, Any] = {}  # engine key -> the running vllm.LLM (at most one)
+_LORA_IDS: dict[tuple, int] = {}  # (adapter folder, its weights' mtime) -> LoRARequest int id
+
+
+def engine(key: tuple, kwargs: dict[str, Any]):
+    """The running engine for `key`, started with `kwargs` if it is not the one running (any other
+    engine is shut down first: each takes most of the device's memory)."""
+    if key not in _ENGINES:
+        shutdown_engines()
+        LLM, _, _ = _import_vllm()
+        _ENGINES[key] = LLM(**kwargs)
+    return _ENGINES[key]
+
+
+def shutdown_engines() -> int:
+    """Stop every running vLLM engine and free its memory; returns how many were running."""
+    n = len(_ENGINES)
+    while _ENGINES:
+        _, llm = _ENGINES.popitem()
+        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()  # the engine-core process (and, on a GPU, its memory) goes away here
+        del llm
+    _LORA_IDS.clear()  # a new engine has no adapters loaded
+    if n:
+        import gc
+
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
+    return n
+
+
+def _lora_request(LoRARequest, adapter_path: str):
+    """A LoRARequest whose int id is new for every adapter folder - and for the same folder once its
+    weights change (vLLM caches adapters by id, so a retrained adapter must not reuse one)."""
+    folder = Path(adapter_path)
+    weights = [f for f in folder.iterdir() if f.name.startswith("adapter_model")]
+    key = (str(folder.resolve()), max((f.stat().st_mtime_ns for f in weights), default=0))
+    if key not in _LORA_IDS:
+        _LORA_IDS[key] = len(_LORA_IDS) + 1
+    return LoRARequest(f"s3ft-adapter-{_LORA_IDS[key]}", _LORA_IDS[key], str(adapter_path))
+
+
 class VLLMGenerator(StreamingGenerator):
-    def __init__(self, model_path: str, tokenizer, adapter_path: str | None = None, lora_rank: int = 8,
+    def __init__(self, model_path: str, tokenizer, adapter_path: str | None = None, lora_rank: int | None = None,
                  tensor_parallel_size: int = 1, pipeline_parallel_size: int = 1,
                  distributed_executor_backend: str | None = None, gpu_memory_utilization: float = 0.85,
-                 dtype: str = "auto", max_model_len: int | None = None, seed: int = 0, chunk_size: int = 512):
-        LLM, SamplingParams, LoRARequest = _import_vllm()
-        self._SamplingParams = SamplingParams
+                 kv_cache_gib: float | None = None, dtype: str = "auto", max_model_len: int | None = None,
+                 seed: int = 0, chunk_size: int = 512):
+        """`lora_rank`: the largest adapter rank the engine must serve (None and no adapter: an
+        engine without LoRA). The base model's generator and its adapters' share one engine when
+        they ask for the same rank."""
+        _, self._SamplingParams, self._LoRARequest = _import_vllm()
         self.tokenizer = tokenizer
         self.chunk_size = max(1, int(chunk_size))
+        self.adapter_path = str(adapter_path) if adapter_path else None
         kw: dict[str, Any] = dict(
             model=model_path, tokenizer=model_path, dtype=dtype, seed=seed,
             tensor_parallel_size=tensor_parallel_size, pipeline_parallel_size=pipeline_parallel_size,
             gpu_memory_utilization=gpu_memory_utilization,
         )
+        if kv_cache_gib:
+            kw["kv_cache_memory_bytes"] = int(kv_cache_gib * 2**30)
         if max_model_len:
             kw["max_model_len"] = max_model_len
         if distributed_executor_backend:
             kw["distributed_executor_backend"] = distributed_executor_backend
-        if adapter_path:
-            # vLLM's smallest supported max_lora_rank is 8; round the adapter's rank up to a supported one
-            kw.update(enable_lora=True, max_loras=1, max_lora_rank=_supported_rank(lora_rank))
-        self.llm = LLM(**kw)
-        self.lora = LoRARequest("s3ft-adapter", 1, str(adapter_path)) if adapter_path else None
+        if lora_rank or adapter_path:
+            # vLLM's smallest supported max_lora_rank is 8; round the rank up to a supported one
+            kw.update(enable_lora=True, max_loras=1, max_lora_rank=_supported_rank(lora_rank or 8))
+        self._engine_kwargs = kw
+        self._engine_key = tuple(sorted((k, repr(v)) for k, v in kw.items()))
+        self.llm = engine(self._engine_key, kw)
         self._stop = _stop_ids(tokenizer, _generation_config(model_path))
 
     @classmethod
     def from_config(cfg_cls, cfg, model_name: str | None = None) -> "VLLMGenerator":
+        """The generator for `model_name` (default cfg.model): a PEFT adapter folder is served on its
+        base model through a LoRARequest. Computes in cfg.resolved_dtype(), as the hf backend."""
         from s3ft.models import load_tokenizer, resolve_model
 
         name = model_name or cfg.model
         path = resolve_model(name)
         info = adapter_info(path)
-        base, adapter, rank = path, None, 8
+        base, adapter = path, None
+        rank = cfg.lora_r if cfg.use_peft else None  # the adapters this run trains are served on this engine
         if info is not None:
             base = resolve_model(info["base_model_name_or_path"])
-            adapter, rank = path, int(info.get("r", 8))
+            adapter, rank = path, max(int(info.get("r", 8)), rank or 0)
         return cfg_cls(
             str(base), load_tokenizer(str(base)), adapter_path=adapter, lora_rank=rank,
             tensor_parallel_size=cfg.vllm_tensor_parallel_size, pipeline_parallel_size=cfg.vllm_pipeline_parallel_size,
             distributed_executor_backend=cfg.vllm_distributed_executor_backend,
-            gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
-            dtype="auto" if cfg.dtype == "auto" else cfg.dtype, max_model_len=cfg.vllm_max_model_len,
+            gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, kv_cache_gib=cfg.vllm_kv_cache_gib,
+            dtype=cfg.resolved_dtype(), max_model_len=cfg.vllm_max_model_len,
             seed=cfg.seed, chunk_size=cfg.vllm_chunk_size,
         )
 
@@ -101,8 +167,11 @@ class VLLMGenerator(StreamingGenerator):
             seed=None if greedy else seed, stop_token_ids=list(self._stop), skip_special_tokens=True,
         )
         for start in range(0, len(ids), self.chunk_size):
+            # the engine again if something shut it down since (training, lm-eval)
+            self.llm = engine(self._engine_key, self._engine_kwargs)
+            lora = _lora_request(self._LoRARequest, self.adapter_path) if self.adapter_path else None
             chunk = [{"prompt_token_ids": x} for x in ids[start : start + self.chunk_size]]
-            outs = self.llm.generate(chunk, params, lora_request=self.lora, use_tqdm=progress)
+            outs = self.llm.generate(chunk, params, lora_request=lora, use_tqdm=progress)
             for j, out in enumerate(outs):  # vLLM returns outputs in the order of the inputs
                 yield start + j, _decode(tok, list(out.outputs[0].token_ids), self._stop)  # as the hf backend
 

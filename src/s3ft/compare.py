@@ -191,9 +191,11 @@ def logprob_analysis(s: Session) -> list[dict[str, Any]]:
     if s.run.is_done("logprob", fp, [out]):
         return read_jsonl(out)
     with s.run.stage("logprob", fp, [out], force=True) as info:
-        gen = s.generator()
+        gen = s.hf_generator()  # the model itself, whatever the generation backend
         vals = sequence_logprobs(gen.model, gen.tokenizer, [e.prompt for e, _, _ in items], [t for _, _, t in items],
                                  batch_size=s.cfg.rows_per_call("logprob"))
+        if s.cfg.backend != "hf":
+            s.release(s.cfg.model)  # the model loaded for this; the backend's generator is made again when needed
         rows = [{"id": e.id, "kind": kind, **v} for (e, kind, _), v in zip(items, vals)]
         from s3ft.runs import JsonlWriter
 

@@ -83,7 +83,8 @@ class S3FTConfig:
     vllm_tensor_parallel_size: int = _f(1, "vllm backend: GPUs one model is sharded over (tensor parallelism).")
     vllm_pipeline_parallel_size: int = _f(1, "vllm backend: pipeline stages (with tensor parallelism, spans nodes).")
     vllm_distributed_executor_backend: str | None = _f(None, "vllm backend: mp or ray (multi-node); None: vLLM's choice.")
-    vllm_gpu_memory_utilization: float = _f(0.85, "vllm backend: fraction of GPU memory vLLM may take (weights + KV cache).")
+    vllm_gpu_memory_utilization: float = _f(0.85, "vllm backend: fraction of GPU memory (a CPU build: of RAM) vLLM may take (weights + KV cache).")
+    vllm_kv_cache_gib: float | None = _f(None, "vllm backend: KV-cache size in GiB, instead of what vllm_gpu_memory_utilization leaves (a CPU build: set it, or the engine takes 85% of RAM).")
     vllm_max_model_len: int | None = _f(None, "vllm backend: longest prompt + answer in tokens (None: the model's limit).")
     vllm_chunk_size: int = _f(512, "vllm backend: prompts per engine call; each call's rows are written when it ends.")
 

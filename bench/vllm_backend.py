@@ -52,6 +52,9 @@ def _responses(path: Path, key: str = "response") -> dict[str, str]:
 
 def _same(a: dict, b: dict) -> str:
     common = sorted(set(a) & set(b))
+    missing = [k for k in common if a[k] is None or b[k] is None]
+    if missing:  # a wrong field name would compare None with None: a comparison that cannot fail
+        raise SystemExit(f"rows without the compared field: {missing[:3]}")
     return f"{sum(a[k] == b[k] for k in common)}/{len(common)}"
 
 
@@ -74,7 +77,7 @@ def pipeline_pair(work: Path, a) -> dict:
     h, v = work / "hf", work / "vllm"
     same = {
         "own answers": _same(_responses(h / "own.jsonl"), _responses(v / "own.jsonl")),
-        "paraphrases": _same(_responses(h / "paraphrase.jsonl", "paraphrase"), _responses(v / "paraphrase.jsonl", "paraphrase")),
+        "paraphrases": _same(_responses(h / "paraphrase.jsonl"), _responses(v / "paraphrase.jsonl")),
         "base evaluation": _same(_responses(h / "eval" / "base.jsonl"), _responses(v / "eval" / "base.jsonl")),
         "training set": _same(_responses(h / "train.s3ft.jsonl", "completion"), _responses(v / "train.s3ft.jsonl", "completion")),
         "fine-tuned evaluation": _same(_responses(h / "eval" / "s3ft.jsonl"), _responses(v / "eval" / "s3ft.jsonl")),

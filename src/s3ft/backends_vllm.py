@@ -80,14 +80,11 @@ def shutdown_engines() -> int:
     if n:
         import gc
 
-        gc.collect()
-        try:
-            import torch
+        import torch
 
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:
-            pass
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
     return n
 
 

@@ -28,6 +28,9 @@ def test_compare_end_to_end(tmp_path, tiny_model_dir):
         assert set(per["cross_task"]["gsm8k"]) == {"base", "sft", "ssr", "sdft", "s3ft"}
         assert all(g["arc_easy"]["n"] == 4 for g in per["general"].values())
         assert per["paired"]["s3ft_vs_sft"]["in_domain"]["n"] == 4
+        # general benchmarks paired on the same questions: S3FT vs each method, each method vs base
+        assert per["paired"]["s3ft_vs_sft"]["general"]["n"] == 4 and per["paired"]["s3ft_vs_sft"]["general"]["benchmarks"] == ["arc_easy"]
+        assert {"sft_vs_base", "ssr_vs_base", "sdft_vs_base"} <= set(per["paired"]) and "general" in per["paired"]["s3ft_vs_base"]
         assert (out / f"seed-{seed}" / "s3ft" / "model" / "adapter_config.json").exists()
     # one shared pass: paraphrases cover every example (sdft asked for), generated once
     assert len((out / "paraphrase.jsonl").read_text().splitlines()) == 6
@@ -143,3 +146,70 @@ def test_compare_refuses_tuning_on_the_test_split_before_any_work(tmp_path, tiny
     assert r.returncode == 2, r.stderr[-2000:]
     assert "tune_split must differ from eval_split" in r.stderr and "Traceback" not in r.stderr
     assert not (out / "own.jsonl").exists()
+
+
+def test_parallel_seeds_match_a_sequential_run(tmp_path, tiny_model_dir):
+    """scripts/compare_parallel.py: seed 1 does the shared pass and the tuning, seed 2 runs in a copy
+    with the same tuning (tune_seed); merged, a plain sequential `s3ft compare` finds every stage done."""
+    import os
+    from pathlib import Path
+
+    recipe = tmp_path / "c.yaml"
+    out = tmp_path / "cmp"
+    recipe.write_text(
+        f"model: {tiny_model_dir}\ntask: squad\noutput_dir: {out}\n"
+        "train_size: 4\neval_size: 3\nmax_new_tokens: 4\nbatch_size: 4\nnum_train_epochs: 1\n"
+        "per_device_train_batch_size: 2\nmax_length: 512\nmethods: [base, sft, s3ft]\nseeds: [1, 2]\n"
+        "tune_learning_rates: [1.0e-3, 1.0e-2]\nlogprob_analysis: false\n"
+    )
+    script = Path(__file__).resolve().parents[1] / "scripts" / "compare_parallel.py"
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)}
+    r = subprocess.run([sys.executable, str(script), str(recipe)], capture_output=True, text=True, timeout=900, env=env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "starting seeds [2]" in r.stdout
+    res = json.loads((out / "compare.json").read_text())
+    assert set(res["per_seed"]) == {"1", "2"} and len(res["tuning"]["trials"]) == 2
+    assert (out / "seed-2" / "s3ft" / "model" / "adapter_config.json").exists() and not (tmp_path / "cmp-seed2").exists()
+    log2 = (tmp_path / "cmp.seed2.log").read_text()
+    assert "tune: lr" in log2 and "train (sft):" not in log2.split("seed 2: training")[0]  # tuning reused, not redone
+    # a sequential run over the merged directory trains and evaluates nothing again
+    r2 = subprocess.run([sys.executable, "-m", "s3ft.cli", "compare", str(recipe)], capture_output=True, text=True, timeout=900)
+    assert r2.returncode == 0, r2.stderr[-4000:]
+    assert "rows, LoRA" not in r2.stdout and "examples to answer" not in r2.stdout, r2.stdout[-3000:]
+    assert "train: up to date" in r2.stdout and "eval s3ft: up to date" in r2.stdout
+    assert json.loads((out / "compare.json").read_text())["per_seed"] == res["per_seed"]
+
+
+def test_paired_scores_on_general_benchmarks(tmp_path):
+    """The general-benchmark paired comparison: mean over benchmarks of the per-question score
+    differences (matched by row), a bootstrap CI around it; rows one side lacks are left out."""
+    from s3ft.compare import general_scores, refresh_report
+    from s3ft.evaluation import paired_scores
+
+    a = {"x": {i: 1.0 for i in range(100)}, "y": {i: 0.5 for i in range(50)}}
+    b = {"x": {i: float(i < 60) for i in range(100)}, "y": {i: 0.5 for i in range(60)}, "z": {0: 1.0}}
+    r = paired_scores(a, b)
+    assert r["benchmarks"] == ["x", "y"] and r["n"] == 150
+    assert r["diff"] == 20.0  # (40 - 0) / 2 points
+    assert r["ci95"][0] < 20.0 < r["ci95"][1] and r["ci95"][1] - r["ci95"][0] < 20
+    same = paired_scores(b, b)
+    assert same["diff"] == 0.0 and same["ci95"] == [0.0, 0.0]
+    assert paired_scores(a, {"w": {0: 1.0}}) == {"n": 0, "benchmarks": []}
+
+    # refresh_report: paired comparisons recomputed from the files a finished run kept
+    root = tmp_path / "run"
+    def write(folder, rows, name):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for q in ("base", "sft", "s3ft"):
+        run = root if q == "base" else root / "seed-1"
+        write(run / "eval", [{"id": i, "correct": (i % 2 == 0) if q != "base" else i < 2} for i in range(6)], q)
+        write(run / "general" / q, [{"row": i, "score": float(q == "s3ft" or i < 3)} for i in range(10)], "arc_easy")
+    assert general_scores(root / "seed-1", "s3ft") == {"arc_easy": {i: 1.0 for i in range(10)}}
+    (root / "compare.json").write_text(json.dumps({"methods": ["base", "sft", "s3ft"], "seeds": [1], "per_seed": {"1": {}}}))
+    refresh_report(root)
+    paired = json.loads((root / "compare.json").read_text())["per_seed"]["1"]["paired"]
+    assert paired["s3ft_vs_sft"]["general"]["diff"] == 70.0 and paired["sft_vs_base"]["general"]["diff"] == 0.0
+    assert paired["s3ft_vs_base"]["in_domain"]["n"] == 6
+    assert "S3FT vs SFT | general" in (root / "report" / "report.md").read_text()

@@ -20,7 +20,7 @@ from typing import Any
 
 from s3ft import pipeline, selection
 from s3ft.config import ConfigError, S3FTConfig
-from s3ft.evaluation import paired
+from s3ft.evaluation import paired, paired_scores
 from s3ft.pipeline import Session, log
 from s3ft.runs import file_fingerprint, fingerprint, read_jsonl, write_json
 
@@ -230,7 +230,7 @@ def run_compare(cfg: S3FTConfig) -> dict[str, Any]:
             pipeline.stage_build(s, m)
             mix[m] = s.run.stage_record(f"build.{m}")["mix"]
         # 2. learning rate and epochs, chosen once for SFT on the tuning split, then frozen for every method
-        tuning = tune(s, seeds[0])
+        tuning = tune(s, cfg.tune_seed if cfg.tune_seed is not None else seeds[0])
         if tuning:
             cfg = dataclasses.replace(cfg, **tuning["chosen"])
         # 3. the base model, evaluated once (greedy decoding does not depend on the seed)
@@ -257,6 +257,7 @@ def run_compare(cfg: S3FTConfig) -> dict[str, Any]:
             ss._generators = s._generators
             if tuning and seed == tuning["seed"] and "sft" in trained:
                 _reuse_tuned_sft(s, tuning, ss)
+            log(f"seed {seed}: training and evaluating {', '.join(trained) or 'nothing'}")
             per: dict[str, Any] = {"mix": mix, "in_domain": {}, "cross_task": {}, "general": {}}
             evals = {}
             if base:
@@ -287,13 +288,56 @@ def run_compare(cfg: S3FTConfig) -> dict[str, Any]:
         return result
 
 
-def _paired(s: Session, ss: Session, trained: list[str]) -> dict[str, Any]:
-    """S3FT against each other method on the same in-domain questions."""
-    out = {}
-    if "s3ft" not in trained:
-        return out
-    a = read_jsonl(ss.method_run / "eval" / "s3ft.jsonl")
-    for other in [m for m in ("sft", "ssr", "sdft") if m in trained] + (["base"] if (s.run / "eval" / "base.jsonl").exists() else []):
-        run = s.run if other == "base" else ss.method_run
-        out[f"s3ft_vs_{other}"] = {"in_domain": paired(a, read_jsonl(run / "eval" / f"{other}.jsonl"))}
+def general_scores(run_dir, name: str) -> dict[str, dict[Any, float]]:
+    """Per-question scores of one model's general benchmarks ({benchmark: {dataset row: score}}),
+    from the lm-evaluation-harness samples that stage_general keeps; {} when there are none."""
+    out: dict[str, dict[Any, float]] = {}
+    folder = Path(getattr(run_dir, "path", run_dir)) / "general" / name  # a RunDir or a path
+    for f in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+        rows = read_jsonl(f)
+        if rows and all(isinstance(r.get("score"), (int, float)) for r in rows):
+            out[f.stem] = {r.get("row", r.get("doc_id")): float(r["score"]) for r in rows}
     return out
+
+
+def _paired(s: Session, ss: Session, trained: list[str]) -> dict[str, Any]:
+    """S3FT against each other method on the same questions: in-domain (2x2 table, McNemar) and,
+    where general benchmarks ran, their average score (paired bootstrap over the questions).
+    Each trained method against the base model on the general benchmarks too: its forgetting,
+    with an interval (`<method>_vs_base`)."""
+    out: dict[str, Any] = {}
+    base_general = general_scores(s.run, "base")
+    if "s3ft" in trained:
+        a = read_jsonl(ss.method_run / "eval" / "s3ft.jsonl")
+        a_general = general_scores(ss.method_run, "s3ft")
+        for other in [m for m in ("sft", "ssr", "sdft") if m in trained] + (["base"] if (s.run / "eval" / "base.jsonl").exists() else []):
+            run = s.run if other == "base" else ss.method_run
+            out[f"s3ft_vs_{other}"] = {"in_domain": paired(a, read_jsonl(run / "eval" / f"{other}.jsonl"))}
+            b_general = base_general if other == "base" else general_scores(run, other)
+            if a_general and b_general:
+                out[f"s3ft_vs_{other}"]["general"] = paired_scores(a_general, b_general)
+    if base_general:
+        for m in trained:
+            if m != "s3ft" and (g := general_scores(ss.method_run, m)):
+                out[f"{m}_vs_base"] = {"general": paired_scores(g, base_general)}
+    return out
+
+
+def refresh_report(root: str | Path) -> Path:
+    """Recompute the paired comparisons of a finished compare run from the files it kept (judged
+    answers, general-benchmark samples) and write compare.json and the report again - for a run
+    made before a comparison existed, without its models. Returns the report folder.
+        python -c "from s3ft.compare import refresh_report; refresh_report('runs/squad-study')"
+    """
+    from types import SimpleNamespace
+
+    from s3ft.report import write_report
+
+    root = Path(root)
+    result = json.loads((root / "compare.json").read_text())
+    trained = [m for m in result["methods"] if m != "base"]
+    for seed, per in result["per_seed"].items():
+        per["paired"] = _paired(SimpleNamespace(run=root), SimpleNamespace(method_run=root / f"seed-{seed}"), trained)
+    write_json(root / "compare.json", result)
+    write_report(result, root / "report")
+    return root / "report"

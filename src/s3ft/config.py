@@ -136,6 +136,9 @@ class S3FTConfig:
     tune_epochs: list[str] = _f([], "`s3ft compare`: candidate epoch counts, tried for SFT at the chosen learning rate "
                                 "after the learning-rate search (which uses the first count). Empty: num_train_epochs.")
     tune_split: str = _f("validation", "`s3ft compare`: split the tuning candidates are scored on (never the test split).")
+    tune_seed: int | None = _f(None, "`s3ft compare`: training seed of the tuning trials (None: the first of seeds). "
+                               "Set it when seeds run in separate invocations (scripts/compare_parallel.py) so that "
+                               "they share one tuning.")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -52,3 +52,32 @@ def paired(rows_a: Sequence[Mapping[str, Any]], rows_b: Sequence[Mapping[str, An
     else:
         out["p_value"] = 1.0
     return out
+
+
+def paired_scores(a: Mapping[str, Mapping[Any, float]], b: Mapping[str, Mapping[Any, float]], n_boot: int = 2000,
+                  seed: int = 0) -> dict[str, Any]:
+    """Paired comparison of two models on several benchmarks scored per question ({benchmark:
+    {question: score in [0, 1]}}, e.g. lm-evaluation-harness samples): diff = mean over the
+    benchmarks both have of (mean score a - mean score b), in points, with a paired bootstrap 95%
+    CI that resamples each benchmark's questions (matched by key) independently. `benchmarks`
+    names what was averaged; n counts the matched questions."""
+    import numpy as np
+
+    diffs = []
+    names = []
+    for bench in sorted(set(a) & set(b)):
+        keys = [k for k in a[bench] if k in b[bench]]
+        if keys:
+            diffs.append(np.array([float(a[bench][k]) - float(b[bench][k]) for k in keys]))
+            names.append(bench)
+    out: dict[str, Any] = {"n": int(sum(len(d) for d in diffs)), "benchmarks": names}
+    if not diffs:
+        return out
+    out["diff"] = round(100.0 * float(np.mean([d.mean() for d in diffs])), 2)
+    rng = np.random.default_rng(seed)
+    boots = np.zeros(n_boot)
+    for d in diffs:
+        boots += d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1)
+    boots = np.sort(boots / len(diffs))
+    out["ci95"] = [round(100 * float(boots[int(0.025 * n_boot)]), 2), round(100 * float(boots[int(0.975 * n_boot) - 1]), 2)]
+    return out

@@ -627,12 +627,14 @@ def _plot_in_domain_vs_drop(summary: dict, path: Path) -> Path | None:
         return None
     fig = _figure(7.6, 5.4)
     ax = fig.subplots()
-    xs, ys = [], []
+    xs, ys, x_ends, y_ends = [], [], [], []
     for m in methods:
         x, xsd = general["avg_change"][m]["mean"], general["avg_change"][m]["sd"]
         y, ysd = in_domain[m]["mean"], in_domain[m]["sd"]
         xs.append(x)
         ys.append(y)
+        x_ends += [x - (xsd or 0), x + (xsd or 0)]  # the axes hold the error bars too
+        y_ends += [y - (ysd or 0), y + (ysd or 0)]
         color = _method_color(m, summary["methods"])
         ax.errorbar(x, y, xerr=xsd, yerr=ysd, fmt="o", ms=9, color=color, ecolor=color, elinewidth=1.4,
                     capsize=4, label=method_name(m), zorder=3)
@@ -642,10 +644,10 @@ def _plot_in_domain_vs_drop(summary: dict, path: Path) -> Path | None:
     if BASE in in_domain:
         ax.axhline(in_domain[BASE]["mean"], color="#999999", lw=1, ls=":", zorder=1)
     # margins so that labels fit
-    xspan = max(max(xs) - min(xs), 1.0)
-    yspan = max(max(ys) - min(ys), 2.0)
-    ax.set_xlim(min(xs) - 0.25 * xspan, max(max(xs), 0) + 0.35 * xspan)
-    ax.set_ylim(min(ys) - 0.25 * yspan, max(ys) + 0.3 * yspan)
+    xspan = max(max(x_ends) - min(x_ends), 1.0)
+    yspan = max(max(y_ends) - min(y_ends), 2.0)
+    ax.set_xlim(min(min(x_ends), 0) - 0.15 * xspan, max(max(x_ends), 0) + 0.3 * xspan)
+    ax.set_ylim(min(y_ends) - 0.2 * yspan, max(y_ends) + 0.25 * yspan)
     n_b = len(general["common"])
     ax.set_xlabel(f"average change from base on {n_b} general benchmark{'s' if n_b != 1 else ''} (points)")
     ax.set_ylabel("in-domain accuracy (%)")
@@ -1045,10 +1047,12 @@ def _section_paired(doc: _Doc, summary: dict) -> None:
     if not rows:
         doc.note("No paired comparisons in compare.json; table omitted.")
         return
-    doc.p("Two methods scored on the same questions. For `A vs B`: **both** right, **only A** right, "
-          "**only B** right, **neither**; diff = accuracy(A) - accuracy(B) in points with its 95% CI; "
-          "p-value as recorded by `s3ft compare` (a small p means the difference is unlikely to be "
-          "chance).")
+    doc.p("Two methods scored on the same questions. For `A vs B` on in_domain: **both** right, **only A** "
+          "right, **only B** right, **neither**; diff = accuracy(A) - accuracy(B) in points with its paired "
+          "bootstrap 95% CI; p-value of McNemar's exact test (a small p means the difference is unlikely "
+          "to be chance). On general: diff = mean over the general benchmarks of score(A) - score(B) on "
+          "the same questions, in points, with a paired bootstrap 95% CI (questions resampled within each "
+          "benchmark); `X vs base` on general is X's forgetting, with its interval.")
     table_rows = []
     for r in rows:
         a, _, b = r["comparison"].partition("_vs_")

@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""`s3ft compare` with its seeds in parallel processes: the same study, the same stages and
+results, in less wall time where one process leaves the machine idle (a small model on a GPU).
+
+    python scripts/compare_parallel.py RECIPE [--key value ...]
+
+1. The first seed runs as `s3ft compare RECIPE --seeds [first]`: the shared pass (own answers,
+   judgments, paraphrases, training sets), the tuning, the base model, the log-prob analysis, then
+   its own seed.
+2. Once the shared pass and the tuning are done, every other seed starts in a copy of the run
+   directory (<output_dir>-seed<k>, the shared stages found done there) with `--seeds [k]
+   --tune_seed <first>`, so all seeds use the one tuning, and without the base model and the
+   log-prob analysis, which the first seed's process does meanwhile.
+3. When all are done, each copy's seed-<k> folder moves into <output_dir> and `s3ft compare RECIPE`
+   over every seed finds every stage done (stage fingerprints hash contents, not paths) and writes
+   compare.json and the report, exactly as a sequential run would.
+
+Each process logs to <output_dir>.seed<k>.log. A failed or interrupted run loses no finished
+stage: rerun the same command (or plain `s3ft compare RECIPE`, which resumes sequentially).
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def _compare(recipe: str, overrides: list[str], extra: list[str], log: Path | None) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "s3ft.cli", "compare", recipe, *overrides, *extra]
+    print("$", " ".join(cmd) + (f"  > {log}" if log else ""), flush=True)
+    out = open(log, "a") if log else None
+    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT if out else None, text=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("recipe")
+    args, overrides = ap.parse_known_args(argv)
+
+    from s3ft.compare import _seeds
+    from s3ft.config import load_config
+
+    cfg = load_config(args.recipe, overrides)
+    seeds = _seeds(cfg)
+    root = Path(cfg.output_dir)
+    first = cfg.tune_seed if cfg.tune_seed is not None else seeds[0]
+    if len(seeds) < 2:
+        print("one seed: nothing to run in parallel; running s3ft compare")
+        return _compare(args.recipe, overrides, [], None).wait()
+    if first not in seeds:
+        print(f"tune_seed {first} is not among seeds {seeds}: run it sequentially (s3ft compare)", file=sys.stderr)
+        return 2
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tune = ["--tune_seed", str(first)]
+    logs = {k: root.parent / f"{root.name}.seed{k}.log" for k in seeds}
+    procs = {first: _compare(args.recipe, overrides, ["--seeds", f"[{first}]", *tune], logs[first])}
+    # the other seeds need the shared pass and the tuning, not the base model's evaluation nor the
+    # log-prob analysis (the first seed's process does those, the final run collects them)
+    from s3ft.compare import tuning_candidates
+
+    marker = "tune: chose" if tuning_candidates(cfg) else f"seed {first}: training and evaluating"
+    trained = [m for m in cfg.methods if m != "base"]
+    rest = ["--methods", "[" + ",".join(trained) + "]", "--logprob_analysis", "false"]
+    t0 = time.time()
+    while marker not in (logs[first].read_text(errors="replace") if logs[first].exists() else ""):
+        if procs[first].poll() is not None:
+            print(f"seed {first} stopped (exit {procs[first].returncode}) before the shared work was done; "
+                  f"see {logs[first]}", file=sys.stderr)
+            return procs[first].returncode or 1
+        time.sleep(2)
+    print(f"shared pass{' and tuning' if tuning_candidates(cfg) else ', base model'} done ({time.time() - t0:.0f} s); starting seeds "
+          f"{[k for k in seeds if k != first]}", flush=True)
+    copies = {}
+    for k in seeds:
+        if k == first:
+            continue
+        copies[k] = root.parent / f"{root.name}-seed{k}"
+        shutil.copytree(root, copies[k], dirs_exist_ok=True,
+                        ignore=lambda d, names: [n for n in names if Path(d) == root and (
+                            n.startswith("seed-") or n in (".lock", "compare.json", "report"))])
+        procs[k] = _compare(args.recipe, overrides, ["--seeds", f"[{k}]", *tune, *rest, "--output_dir", str(copies[k])],
+                            logs[k])
+    codes = {k: p.wait() for k, p in procs.items()}
+    failed = {k: c for k, c in codes.items() if c}
+    if failed:
+        for k, c in failed.items():
+            print(f"seed {k} failed (exit {c}); see {logs[k]}", file=sys.stderr)
+        return 1
+    for k, d in copies.items():
+        dst = root / f"seed-{k}"
+        if dst.exists():
+            shutil.rmtree(dst)
+        shutil.move(str(d / f"seed-{k}"), dst)
+        shutil.rmtree(d)
+    print(f"all seeds done ({time.time() - t0:.0f} s); collecting them into {root / 'compare.json'}", flush=True)
+    return _compare(args.recipe, overrides, tune, None).wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -25,6 +25,32 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores ({torch.get_num_threads()} torch threads), {gpu}, torch {torch.__version__}"
 
 
+def add_device_argument(ap) -> None:
+    """--device: cpu (what the recorded results measure) or cuda[:N], the same benchmark on a GPU
+    (results to bench/results/NAME_cuda.json; timings synchronize the GPU; memory is the GPU's peak
+    allocation, torch.cuda.max_memory_allocated, instead of the process's peak RSS)."""
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda / cuda:N to run the same benchmark on a GPU")
+
+
+def on_gpu(device: str) -> bool:
+    return str(device).startswith("cuda")
+
+
+def sync(device: str) -> None:
+    """Wait for the GPU's queued work, so that a wall-clock timer measures it (no-op on CPU)."""
+    if on_gpu(device):
+        torch.cuda.synchronize(device)
+
+
+def peak_memory_mb(device: str) -> float:
+    """Peak memory of this process: the GPU's peak allocation on cuda, else the peak RSS."""
+    if on_gpu(device):
+        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def add_dtype_argument(ap, name: str) -> None:
     """--dtype (auto: what s3ft computes in on this machine, see s3ft.models.resolve_dtype) and an
     --out whose default names the dtype when it is not auto: bench/results/NAME[_DTYPE].json."""
@@ -35,12 +61,15 @@ def add_dtype_argument(ap, name: str) -> None:
 
 
 def resolve_dtype_and_out(a, name: str, full_training: bool = False) -> str:
-    """The resolved dtype name for parsed args `a` (for full fine-tuning or not); fills in a.out."""
+    """The resolved dtype name for parsed args `a` (for full fine-tuning or not, on a.device when
+    the benchmark has one); fills in a.out (NAME[_DTYPE][_cuda].json)."""
     from s3ft.models import resolve_dtype
 
+    device = getattr(a, "device", "cpu")
     if a.out is None:
-        a.out = f"bench/results/{name}.json" if a.dtype == "auto" else f"bench/results/{name}_{a.dtype}.json"
-    return resolve_dtype(a.dtype, "cpu", full_training=full_training)
+        suffix = ("" if a.dtype == "auto" else f"_{a.dtype}") + ("_cuda" if on_gpu(device) else "")
+        a.out = f"bench/results/{name}{suffix}.json"
+    return resolve_dtype(a.dtype, device, full_training=full_training)
 
 
 def save(doc: dict, out: Path, md_lines: list[str] | None = None) -> None:

@@ -1,6 +1,6 @@
 """Benchmark 1: `s3ft generate` vs a naive per-example loop, same model, prompts, greedy settings.
 
-    python bench/generation_speed.py [--gsm8k 64] [--squad 48] [--batch_size 0] [--dtype auto] [--out ...]
+    python bench/generation_speed.py [--gsm8k 64] [--squad 48] [--batch_size 0] [--dtype auto] [--device cpu] [--out ...]
 
 For each task: the naive loop calls `model.generate` on one prompt at a time (the chat template,
 greedy, the task's answer length), then the own-answer stage of s3ft (`pipeline.stage_generate`,
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from common import add_dtype_argument, machine, resolve_dtype_and_out, save  # noqa: E402
+from common import add_device_argument, add_dtype_argument, machine, on_gpu, resolve_dtype_and_out, save, sync  # noqa: E402
 from roofline import forward_flops_per_token, matmul_peak  # noqa: E402
 
 
@@ -37,7 +37,7 @@ def naive(model, tok, prompts, max_new_tokens, stop):
 
     texts, new_tokens = [], 0
     for p in prompts:
-        ids = tok(render_prompt(tok, p), add_special_tokens=False, return_tensors="pt")["input_ids"]
+        ids = tok(render_prompt(tok, p), add_special_tokens=False, return_tensors="pt")["input_ids"].to(model.device)
         with torch.inference_mode():
             out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False,
                                  temperature=None, top_p=None, top_k=None, eos_token_id=stop, pad_token_id=tok.pad_token_id)
@@ -54,7 +54,7 @@ def _count(ids, stop):
     return len(ids)
 
 
-def run_task(task: str, n: int, batch_size: int, gen, peak: float, dtype: str) -> dict:
+def run_task(task: str, n: int, batch_size: int, gen, peak: float, dtype: str, device: str = "cpu") -> dict:
     from s3ft.config import S3FTConfig
     from s3ft.generation import _stop_ids, render_prompt
     from s3ft.pipeline import Session, stage_generate
@@ -62,7 +62,7 @@ def run_task(task: str, n: int, batch_size: int, gen, peak: float, dtype: str) -
 
     with tempfile.TemporaryDirectory() as d:
         cfg = S3FTConfig(model="smollm2-135m-instruct", task=task, train_size=n, batch_size=batch_size, output_dir=d,
-                         device="cpu", dtype=dtype)
+                         device=device, dtype=dtype)
         s = Session(cfg)
         s._generators[cfg.model] = gen  # the same loaded model for both arms
         exs = s.train_examples()
@@ -72,12 +72,15 @@ def run_task(task: str, n: int, batch_size: int, gen, peak: float, dtype: str) -
         stop = _stop_ids(tok, gen.model.generation_config)
         prompt_tokens = [len(tok(render_prompt(tok, p), add_special_tokens=False)["input_ids"]) for p in prompts]
 
+        sync(device)
         t0 = time.perf_counter()
         want, naive_new = naive(gen.model, tok, prompts, max_new, stop)
+        sync(device)
         t_naive = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         out = stage_generate(s)
+        sync(device)
         t_s3ft = time.perf_counter() - t0
         rows = {r["id"]: r["response"] for r in read_jsonl(out)}
         got = [rows[e.id] for e in exs]
@@ -104,21 +107,22 @@ def main() -> int:
     ap.add_argument("--squad", type=int, default=48, help="SQuAD prompts (long context, short answer: prefill-bound)")
     ap.add_argument("--batch_size", type=int, default=0, help="0: automatic (what s3ft uses by default)")
     add_dtype_argument(ap, "generation_speed")
+    add_device_argument(ap)
     a = ap.parse_args()
     dtype = resolve_dtype_and_out(a, "generation_speed")
     from s3ft.generation import HFGenerator
 
     torch.manual_seed(0)
-    peak = matmul_peak(dtype=getattr(torch, dtype))["peak_flops"]
-    gen = HFGenerator.from_name("smollm2-135m-instruct", batch_size=a.batch_size, dtype=dtype, device="cpu")
+    peak = matmul_peak(dtype=getattr(torch, dtype), device=a.device)["peak_flops"]
+    gen = HFGenerator.from_name("smollm2-135m-instruct", batch_size=a.batch_size, dtype=dtype, device=a.device)
     results = []
     for task, n in (("gsm8k", a.gsm8k), ("squad", a.squad)):
         if n > 0:
-            r = run_task(task, n, a.batch_size, gen, peak, dtype)
+            r = run_task(task, n, a.batch_size, gen, peak, dtype, a.device)
             print(json.dumps(r), flush=True)
             results.append(r)
     doc = {"benchmark": "generation: s3ft generate vs naive per-example model.generate", "machine": machine(),
-           "date": time.strftime("%Y-%m-%d %H:%M"), "model": f"SmolLM2-135M-Instruct ({dtype}, CPU)", "dtype": dtype,
+           "date": time.strftime("%Y-%m-%d %H:%M"), "model": f"SmolLM2-135M-Instruct ({dtype}, {'GPU' if on_gpu(a.device) else 'CPU'})", "dtype": dtype, "device": a.device,
            "matmul_peak_gflops": round(peak / 1e9, 1), "load_avg_at_end": os.getloadavg()[0], "results": results,
            "command": "python " + " ".join(sys.argv)}
     lines = ["# Generation speed: `s3ft generate` vs a naive loop\n", f"Machine: {doc['machine']}; {doc['date']}; "

@@ -1,7 +1,7 @@
 """Benchmark 2: what S3FT costs over plain SFT - the whole S3FT data construction plus training vs
 SFT training alone, on the same data and epochs.
 
-    python bench/pipeline_cost.py [--train_size 64] [--epochs 1] [--dtype auto] [--out ...]
+    python bench/pipeline_cost.py [--train_size 64] [--epochs 1] [--dtype auto] [--device cpu] [--out ...]
 
 Two commands a user would type, each timed end to end in a fresh run directory (process start,
 model loading, everything):
@@ -26,10 +26,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def run(method: str, train_size: int, epochs: float, d: Path, dtype: str) -> dict:
+def run(method: str, train_size: int, epochs: float, d: Path, dtype: str, device: str = "cpu") -> dict:
     cmd = [sys.executable, "-m", "s3ft.cli", "train", "recipes/squad.yaml", "--method", method, "--output_dir", str(d / method),
            "--train_size", str(train_size), "--num_train_epochs", str(epochs), "--per_device_train_batch_size", "8",
-           "--max_length", "640", "--dtype", dtype]
+           "--max_length", "640", "--dtype", dtype] + (["--device", device] if device != "cpu" else [])
     t0 = time.time()
     p = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.time() - t0
@@ -45,17 +45,18 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train_size", type=int, default=64)
     ap.add_argument("--epochs", type=float, default=1.0)
-    from common import add_dtype_argument, machine, resolve_dtype_and_out, save
+    from common import add_device_argument, add_dtype_argument, machine, resolve_dtype_and_out, save
 
     add_dtype_argument(ap, "pipeline_cost")
+    add_device_argument(ap)
     a = ap.parse_args()
     # --dtype goes to s3ft as given; with LoRA, generation and training resolve alike (models.resolve_dtype)
     dtype = resolve_dtype_and_out(a, "pipeline_cost")
     with tempfile.TemporaryDirectory() as d:
-        res = [run(m, a.train_size, a.epochs, Path(d), a.dtype) for m in ("s3ft", "sft")]
+        res = [run(m, a.train_size, a.epochs, Path(d), a.dtype, a.device) for m in ("s3ft", "sft")]
     ratio = round(res[0]["wall_seconds"] / res[1]["wall_seconds"], 3)
     doc = {"benchmark": "pipeline cost: S3FT data construction + training vs SFT training alone", "machine": machine(),
-           "date": time.strftime("%Y-%m-%d %H:%M"), "dtype": a.dtype, "resolved_dtype": dtype, "train_size": a.train_size, "epochs": a.epochs, "results": res,
+           "date": time.strftime("%Y-%m-%d %H:%M"), "dtype": a.dtype, "device": a.device, "resolved_dtype": dtype, "train_size": a.train_size, "epochs": a.epochs, "results": res,
            "ratio_s3ft_over_sft": ratio, "command": "python " + " ".join(sys.argv)}
     lines = ["# Pipeline cost: S3FT (data construction + training) vs SFT training alone\n",
              f"Machine: {doc['machine']}; {doc['date']}; SmolLM2-135M-Instruct, {dtype}; {a.train_size} SQuAD training questions, "

@@ -20,41 +20,52 @@ from pathlib import Path
 
 import torch
 
-from common import machine, save
+from common import add_device_argument, machine, on_gpu, save, sync
 
 
-def _time(fn, reps: int) -> float:
+def _time(fn, reps: int, device: str = "cpu") -> float:
     fn()  # warm-up
+    sync(device)
     best = float("inf")
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
+        sync(device)
         best = min(best, time.perf_counter() - t0)
     return best
 
 
-def matmul_peak(sizes=(1024, 2048, 3072, 4096), reps: int = 3, dtype: torch.dtype = torch.float32) -> dict:
-    """Best matmul FLOP/s in `dtype` over square sizes and the model's shapes."""
+def matmul_peak(sizes=None, reps: int = 3, dtype: torch.dtype = torch.float32, device: str = "cpu") -> dict:
+    """Best matmul FLOP/s in `dtype` over square sizes and the model's shapes (on a GPU also
+    8192, and ten products per timing, so that launch latency does not count)."""
+    gpu = on_gpu(device)
+    sizes = sizes or ((1024, 2048, 4096, 8192) if gpu else (1024, 2048, 3072, 4096))
+    inner = 10 if gpu else 1
     out: dict = {"square": {}, "model_shapes": {}}
+
+    def mm(a, b):
+        for _ in range(inner):
+            torch.matmul(a, b)
+
     with torch.inference_mode():
         for n in sizes:
-            a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-            t = _time(lambda: torch.matmul(a, b), reps)
+            a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+            t = _time(lambda: mm(a, b), reps, device) / inner
             out["square"][n] = 2 * n**3 / t
         # (tokens x hidden) @ (hidden x out): prefill / training shapes, and a 16-row decode step
         for m, k, n in ((2048, 576, 1536), (2048, 1536, 576), (2048, 576, 49152), (16, 576, 1536), (16, 576, 49152)):
-            a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
-            t = _time(lambda: torch.matmul(a, b), reps)
+            a, b = torch.randn(m, k, dtype=dtype, device=device), torch.randn(k, n, dtype=dtype, device=device)
+            t = _time(lambda: mm(a, b), reps, device) / inner
             out["model_shapes"][f"{m}x{k}x{n}"] = 2 * m * k * n / t
     out["peak_flops"] = max(list(out["square"].values()) + list(out["model_shapes"].values()))
     return out
 
 
-def bandwidth(n_bytes: int = 1 << 30, reps: int = 3) -> float:
+def bandwidth(n_bytes: int = 1 << 30, reps: int = 3, device: str = "cpu") -> float:
     """Bytes per second moved by a tensor copy (counts the read and the write)."""
-    a = torch.empty(n_bytes // 4, dtype=torch.float32).fill_(1.0)
+    a = torch.empty(n_bytes // 4, dtype=torch.float32, device=device).fill_(1.0)
     b = torch.empty_like(a)
-    t = _time(lambda: b.copy_(a), reps)
+    t = _time(lambda: b.copy_(a), reps, device)
     return 2 * n_bytes / t
 
 
@@ -65,8 +76,10 @@ def _gflops(mm: dict) -> dict:
             "peak": round(mm["peak_flops"] / 1e9, 1)}
 
 
-def recorded_peak(dtype: str, path: str = "bench/results/roofline.json") -> float:
-    """The matmul peak (FLOP/s) `python bench/roofline.py` recorded for float32 or bfloat16."""
+def recorded_peak(dtype: str, path: str | None = None, device: str = "cpu") -> float:
+    """The matmul peak (FLOP/s) `python bench/roofline.py [--device cuda]` recorded for float32 or
+    bfloat16 (bench/results/roofline.json, or roofline_cuda.json for a GPU)."""
+    path = path or ("bench/results/roofline_cuda.json" if on_gpu(device) else "bench/results/roofline.json")
     doc = json.loads(Path(path).read_text())
     key = "matmul_gflops_bf16" if dtype == "bfloat16" else "matmul_gflops"
     return doc[key]["peak"] * 1e9
@@ -98,11 +111,13 @@ def train_flops_per_token(cfg, context: float, lora: bool, supervised_fraction: 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="bench/results/roofline.json")
+    ap.add_argument("--out", default=None, help="default bench/results/roofline.json (roofline_cuda.json on a GPU)")
+    add_device_argument(ap)
     a = ap.parse_args()
-    mm = matmul_peak()
-    mm16 = matmul_peak(dtype=torch.bfloat16)
-    bw = bandwidth()
+    a.out = a.out or ("bench/results/roofline_cuda.json" if on_gpu(a.device) else "bench/results/roofline.json")
+    mm = matmul_peak(device=a.device)
+    mm16 = matmul_peak(dtype=torch.bfloat16, device=a.device)
+    bw = bandwidth(device=a.device)
     from transformers import AutoConfig
 
     from s3ft.models import cpu_has_native_bf16, resolve_model
@@ -110,7 +125,7 @@ def main() -> int:
     cfg = AutoConfig.from_pretrained(resolve_model("smollm2-135m-instruct"))
     n_params = 134_515_008  # SmolLM2-135M, tied embeddings
     doc = {
-        "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"), "command": "python " + " ".join(sys.argv),
+        "machine": machine(), "device": a.device, "date": time.strftime("%Y-%m-%d %H:%M"), "command": "python " + " ".join(sys.argv),
         "matmul_gflops": _gflops(mm),
         "matmul_gflops_bf16": _gflops(mm16),
         "cpu_has_native_bf16": cpu_has_native_bf16(),

@@ -1,6 +1,6 @@
 """Benchmark 3: `s3ft train` vs a plain TRL SFTTrainer script - tokens/s and peak memory.
 
-    python bench/train_speed.py [--rows 64] [--dtype auto] [--out ...]
+    python bench/train_speed.py [--rows 64] [--dtype auto] [--device cpu] [--out ...]
 
 Same data (the first N gold SQuAD training rows as conversational prompt/completion pairs), same
 hyperparameters (batch 8, lr 2e-4, 1 epoch, seed 0, max_length 640, LoRA r8/a16/d0.1 on all linear
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -44,8 +43,8 @@ def rows(n: int) -> list[dict]:
     return [{"id": e.id, "prompt": e.prompt, "completion": e.gold, "source": "gold"} for e in s.train_examples()[:n]]
 
 
-def child_trl(n: int, lora: bool, out: str, dtype: str) -> dict:
-    """A plain TRL script: what the TRL docs show, with CPU settings."""
+def child_trl(n: int, lora: bool, out: str, dtype: str, device: str = "cpu") -> dict:
+    """A plain TRL script: what the TRL docs show, with CPU settings (or, on a GPU, TRL's own)."""
     from datasets import Dataset
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
@@ -55,7 +54,7 @@ def child_trl(n: int, lora: bool, out: str, dtype: str) -> dict:
     path = resolve_model("smollm2-135m-instruct")
     data = [{"prompt": r["prompt"], "completion": [{"role": "assistant", "content": r["completion"]}]} for r in rows(n)]
     bf16 = dtype == "bfloat16"
-    args = SFTConfig(output_dir=out, use_cpu=True, bf16=bf16, gradient_checkpointing=False, report_to="none",
+    args = SFTConfig(output_dir=out, use_cpu=not device.startswith("cuda"), bf16=bf16, gradient_checkpointing=False, report_to="none",
                      model_init_kwargs={"dtype": "bfloat16" if bf16 and lora else "float32"},
                      save_strategy="no", logging_steps=1, lr_scheduler_type="cosine",
                      **{**HP, "learning_rate": HP["learning_rate"] if lora else 1e-5})
@@ -66,13 +65,13 @@ def child_trl(n: int, lora: bool, out: str, dtype: str) -> dict:
     return {"tokens": tokens, "train_runtime": res.metrics["train_runtime"], "train_loss": res.training_loss}
 
 
-def child_s3ft(n: int, lora: bool, gc: bool, out: str, dtype: str, dropout: float = 0.1) -> dict:
+def child_s3ft(n: int, lora: bool, gc: bool, out: str, dtype: str, dropout: float = 0.1, device: str = "cpu") -> dict:
     from s3ft.config import S3FTConfig
     from s3ft.training import train
 
     cfg = S3FTConfig(model="smollm2-135m-instruct", use_peft=lora, lora_r=8, lora_alpha=16, lora_dropout=dropout,
                      gradient_checkpointing=gc, lr_scheduler_type="cosine", logging_steps=1, save_steps=10_000,
-                     device="cpu", dtype=dtype, **{**HP, "learning_rate": HP["learning_rate"] if lora else 1e-5})
+                     device=device, dtype=dtype, **{**HP, "learning_rate": HP["learning_rate"] if lora else 1e-5})
     m = train(rows(n), cfg, out)
     return {"tokens": m["train_tokens"], "train_runtime": m["train_runtime"], "train_loss": m["train_loss"]}
 
@@ -82,9 +81,10 @@ def main() -> int:
     ap.add_argument("--rows", type=int, default=64)
     ap.add_argument("--arms", default="trl-lora,s3ft-lora,s3ft+gc-lora,trl-full,s3ft-full,s3ft+gc-full")
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from common import add_dtype_argument, machine, resolve_dtype_and_out, run_child, save
+    from common import add_device_argument, add_dtype_argument, machine, on_gpu, peak_memory_mb, resolve_dtype_and_out, run_child, save
 
     add_dtype_argument(ap, "train_speed")
+    add_device_argument(ap)
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--report_only", action="store_true", help="rebuild the Markdown from --out's JSON")
     a = ap.parse_args()
@@ -95,11 +95,12 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as d:
             t0 = time.time()
             if arm == "trl":
-                r = child_trl(a.rows, kind == "lora", d, dtype)
+                r = child_trl(a.rows, kind == "lora", d, dtype, a.device)
             else:  # s3ft, s3ft+gc (gradient checkpointing), s3ft-nodrop (lora_dropout 0)
-                r = child_s3ft(a.rows, kind == "lora", "+gc" in arm, d, dtype, dropout=0.0 if "nodrop" in arm else 0.1)
+                r = child_s3ft(a.rows, kind == "lora", "+gc" in arm, d, dtype, dropout=0.0 if "nodrop" in arm else 0.1,
+                               device=a.device)
         r.update(arm=arm, kind=kind, dtype=dtype, wall=round(time.time() - t0, 1),
-                 peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
+                 **{"peak_gpu_mb" if on_gpu(a.device) else "peak_rss_mb": peak_memory_mb(a.device)})
         r["tokens_per_s"] = round(r["tokens"] / r["train_runtime"], 1)
         print("RESULT " + json.dumps(r), flush=True)
         return 0
@@ -109,7 +110,7 @@ def main() -> int:
         return 0
     results = []
     for arm in a.arms.split(","):
-        r = run_child([__file__, "--rows", str(a.rows), "--dtype", a.dtype, "--child", arm], f"arm {arm}")
+        r = run_child([__file__, "--rows", str(a.rows), "--dtype", a.dtype, "--device", a.device, "--child", arm], f"arm {arm}")
         print(json.dumps(r), flush=True)
         results.append(r)
     by = {(r["arm"], r["kind"]): r for r in results}
@@ -118,13 +119,18 @@ def main() -> int:
         if ("trl", kind) in by and ("s3ft", kind) in by:
             t, s = by[("trl", kind)], by[("s3ft", kind)]
             ratios[kind] = {"speed_s3ft_over_trl": round(s["tokens_per_s"] / t["tokens_per_s"], 3),
-                            "memory_s3ft_over_trl": round(s["peak_rss_mb"] / t["peak_rss_mb"], 3)}
+                            "memory_s3ft_over_trl": round(_peak(s) / _peak(t), 3)}
     doc = {"benchmark": "training: s3ft train vs a plain TRL SFTTrainer script", "machine": machine(),
-           "date": time.strftime("%Y-%m-%d %H:%M"), "dtype": a.dtype, "rows": a.rows, "hyperparameters": HP, "results": results,
+           "date": time.strftime("%Y-%m-%d %H:%M"), "dtype": a.dtype, "device": a.device, "rows": a.rows, "hyperparameters": HP, "results": results,
            "ratios": ratios, "command": "python " + " ".join(sys.argv)}
     save(doc, Path(a.out))
     write_md(doc, Path(a.out))
     return 0
+
+
+def _peak(r: dict) -> float:
+    """An arm's peak memory in MB: the GPU's peak allocation on a GPU, else the process's peak RSS."""
+    return r["peak_gpu_mb"] if "peak_gpu_mb" in r else r["peak_rss_mb"]
 
 
 def peak_fractions(doc: dict) -> dict:
@@ -136,7 +142,8 @@ def peak_fractions(doc: dict) -> dict:
 
     from s3ft.models import resolve_model
 
-    roof = Path(__file__).resolve().parent / "results" / "roofline.json"
+    gpu = str(doc.get("device", "cpu")).startswith("cuda")
+    roof = Path(__file__).resolve().parent / "results" / ("roofline_cuda.json" if gpu else "roofline.json")
     if not roof.exists():
         return {}
     cfg = AutoConfig.from_pretrained(resolve_model("smollm2-135m-instruct"))
@@ -163,11 +170,11 @@ def write_md(doc: dict, out: Path) -> None:
     lines = ["# Training speed and memory: `s3ft train` vs a plain TRL script\n",
              f"Machine: {doc['machine']}; {doc['date']}; SmolLM2-135M-Instruct, {doc.get('dtype', 'float32')}; {doc['rows']} SQuAD rows, batch 8, 1 epoch.\n",
              f"Command: `{doc['command']}`\n",
-             "| arm | training | dtype | tokens/s | train runtime s | peak RSS MB | train loss | fraction of matmul peak |",
+             f"| arm | training | dtype | tokens/s | train runtime s | {'peak GPU MB' if any('peak_gpu_mb' in r for r in results) else 'peak RSS MB'} | train loss | fraction of matmul peak |",
              "|---|---|---|---|---|---|---|---|"]
     for r in results:
         fr = frac.get(f"{r['arm']}-{r['kind']}")
-        lines.append(f"| {r['arm']} | {r['kind']} | {r.get('dtype', doc.get('dtype', 'float32'))} | {r['tokens_per_s']} | {r['train_runtime']:.1f} | {r['peak_rss_mb']:.0f} | "
+        lines.append(f"| {r['arm']} | {r['kind']} | {r.get('dtype', doc.get('dtype', 'float32'))} | {r['tokens_per_s']} | {r['train_runtime']:.1f} | {_peak(r):.0f} | "
                      f"{r['train_loss']:.4f} | {'-' if fr is None else f'{fr:.1%}'} |")
     for kind, v in ratios.items():
         lines.append(f"\n{kind}: s3ft / TRL speed {v['speed_s3ft_over_trl']}x, peak memory {v['memory_s3ft_over_trl']}x")

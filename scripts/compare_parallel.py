@@ -15,12 +15,14 @@ results, in less wall time where one process leaves the machine idle (a small mo
    over every seed finds every stage done (stage fingerprints hash contents, not paths) and writes
    compare.json and the report, exactly as a sequential run would.
 
-Each process logs to <output_dir>.seed<k>.log. A failed or interrupted run loses no finished
+Each process logs to <output_dir>.seed<k>.log and sizes its generation batches from 1/len(seeds)
+of the GPU's free memory (S3FT_GPU_SHARE). A failed or interrupted run loses no finished
 stage: rerun the same command (or plain `s3ft compare RECIPE`, which resumes sequentially).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -28,11 +30,13 @@ import time
 from pathlib import Path
 
 
-def _compare(recipe: str, overrides: list[str], extra: list[str], log: Path | None) -> subprocess.Popen:
+def _compare(recipe: str, overrides: list[str], extra: list[str], log: Path | None, share: float = 1.0) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "s3ft.cli", "compare", recipe, *overrides, *extra]
     print("$", " ".join(cmd) + (f"  > {log}" if log else ""), flush=True)
     out = open(log, "a") if log else None
-    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT if out else None, text=True)
+    # processes side by side on one GPU each size their generation batches from their share of its memory
+    env = {**os.environ, "S3FT_GPU_SHARE": f"{share:.4f}"} if share < 1 else None
+    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT if out else None, text=True, env=env)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     root.parent.mkdir(parents=True, exist_ok=True)
     tune = ["--tune_seed", str(first)]
     logs = {k: root.parent / f"{root.name}.seed{k}.log" for k in seeds}
-    procs = {first: _compare(args.recipe, overrides, ["--seeds", f"[{first}]", *tune], logs[first])}
+    share = 1 / len(seeds)
+    procs = {first: _compare(args.recipe, overrides, ["--seeds", f"[{first}]", *tune], logs[first], share)}
     # the other seeds need the shared pass and the tuning, not the base model's evaluation nor the
     # log-prob analysis (the first seed's process does those, the final run collects them)
     from s3ft.compare import tuning_candidates
@@ -82,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                         ignore=lambda d, names: [n for n in names if Path(d) == root and (
                             n.startswith("seed-") or n in (".lock", "compare.json", "report"))])
         procs[k] = _compare(args.recipe, overrides, ["--seeds", f"[{k}]", *tune, *rest, "--output_dir", str(copies[k])],
-                            logs[k])
+                            logs[k], share)
     codes = {k: p.wait() for k, p in procs.items()}
     failed = {k: c for k, c in codes.items() if c}
     if failed:

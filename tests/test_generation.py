@@ -115,3 +115,33 @@ def test_shared_prefix_is_prefilled_once_with_the_same_answers(sharp_model_dir, 
     assert len(greedy_rows) == len(ids)
     for (k, v), (k0, v0) in zip(prefix, before):  # shared by every prompt, never written to
         assert k.shape[-2] == n and torch.equal(k, k0) and torch.equal(v, v0)
+
+
+def test_gpu_share_from_the_environment(monkeypatch):
+    """S3FT_GPU_SHARE scales the GPU memory budget of auto_batch_size (compare_parallel.py sets
+    1/processes); a bad value is refused with the variable named."""
+    import importlib.util
+    from pathlib import Path
+
+    import pytest
+
+    from s3ft.generation import gpu_share
+
+    monkeypatch.delenv("S3FT_GPU_SHARE", raising=False)
+    assert gpu_share() == 1.0
+    monkeypatch.setenv("S3FT_GPU_SHARE", "0.3333")
+    assert gpu_share() == 0.3333
+    for bad in ("0", "1.5", "half"):
+        monkeypatch.setenv("S3FT_GPU_SHARE", bad)
+        with pytest.raises(ValueError, match="S3FT_GPU_SHARE"):
+            gpu_share()
+    # compare_parallel.py gives each seed process its share
+    path = Path(__file__).resolve().parents[1] / "scripts" / "compare_parallel.py"
+    spec = importlib.util.spec_from_file_location("compare_parallel", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    seen = []
+    monkeypatch.setattr(mod.subprocess, "Popen", lambda cmd, **kw: seen.append(kw.get("env")))
+    mod._compare("r.yaml", [], ["--seeds", "[2]"], None, share=1 / 3)
+    mod._compare("r.yaml", [], [], None)
+    assert seen[0]["S3FT_GPU_SHARE"] == "0.3333" and seen[1] is None

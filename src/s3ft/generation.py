@@ -128,9 +128,28 @@ def _text_config(model):
     return model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
 
 
+def gpu_share() -> float:
+    """The fraction of a GPU's free memory this process may size its batches from: 1, or
+    $S3FT_GPU_SHARE (scripts/compare_parallel.py sets 1/processes, so that processes sizing their
+    batches at the same moment do not each take 60% of the same free memory)."""
+    import os
+
+    raw = os.environ.get("S3FT_GPU_SHARE", "").strip()
+    if not raw:
+        return 1.0
+    try:
+        v = float(raw)
+    except ValueError:
+        raise ValueError(f"S3FT_GPU_SHARE={raw!r}: expected a number in (0, 1]") from None
+    if not 0 < v <= 1:
+        raise ValueError(f"S3FT_GPU_SHARE={raw!r}: expected a number in (0, 1]")
+    return v
+
+
 def auto_batch_size(model, prompt_tokens: int, max_new_tokens: int) -> int:
     """Rows per batch from memory: what one row needs (its KV cache at full length, the prefill
-    activations of its prompt, a row of logits) against a budget - 60% of the free GPU memory, or
+    activations of its prompt, a row of logits) against a budget - 60% of the free GPU memory
+    (times gpu_share()), or
     on CPU a quarter of the available RAM and at most 64 rows (the batch bench/generation_speed.py
     measures with)."""
     import os
@@ -149,7 +168,7 @@ def auto_batch_size(model, prompt_tokens: int, max_new_tokens: int) -> int:
     per_row = kv_per_token * (prompt_tokens + max_new_tokens) + act_per_token * prompt_tokens + 2 * c.vocab_size * 4
     if p.device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(p.device)
-        budget, cap = 0.6 * free, 512
+        budget, cap = 0.6 * free * gpu_share(), 512
     else:
         try:
             avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

@@ -61,7 +61,18 @@ def main(argv: list[str] | None = None) -> int:
     tune = ["--tune_seed", str(first)]
     logs = {k: root.parent / f"{root.name}.seed{k}.log" for k in seeds}
     share = 1 / len(seeds)
+    start = logs[first].stat().st_size if logs[first].exists() else 0  # logs append: read this run's part only
     procs = {first: _compare(args.recipe, overrides, ["--seeds", f"[{first}]", *tune], logs[first], share)}
+    try:
+        return _rest(args, overrides, cfg, seeds, first, root, tune, logs, share, start, procs)
+    except BaseException:  # interrupted (Ctrl-C): stop the seed processes too; their finished stages stay
+        for p in procs.values():
+            if p.poll() is None:
+                p.terminate()
+        raise
+
+
+def _rest(args, overrides, cfg, seeds, first, root, tune, logs, share, start, procs) -> int:
     # the other seeds need the shared pass and the tuning, not the base model's evaluation nor the
     # log-prob analysis (the first seed's process does those, the final run collects them)
     from s3ft.compare import tuning_candidates
@@ -70,7 +81,14 @@ def main(argv: list[str] | None = None) -> int:
     trained = [m for m in cfg.methods if m != "base"]
     rest = ["--methods", "[" + ",".join(trained) + "]", "--logprob_analysis", "false"]
     t0 = time.time()
-    while marker not in (logs[first].read_text(errors="replace") if logs[first].exists() else ""):
+    def this_run() -> str:
+        if not logs[first].exists():
+            return ""
+        with open(logs[first], "rb") as f:
+            f.seek(start)
+            return f.read().decode(errors="replace")
+
+    while marker not in this_run():
         if procs[first].poll() is not None:
             print(f"seed {first} stopped (exit {procs[first].returncode}) before the shared work was done; "
                   f"see {logs[first]}", file=sys.stderr)
@@ -86,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copytree(root, copies[k], dirs_exist_ok=True,
                         ignore=lambda d, names: [n for n in names if Path(d) == root and (
                             n.startswith("seed-") or n in (".lock", "compare.json", "report"))])
+        done = root / f"seed-{k}"  # seed k from an earlier run, merged: it resumes from there
+        if done.is_dir() and not (copies[k] / f"seed-{k}").exists():
+            shutil.move(str(done), copies[k] / f"seed-{k}")
         procs[k] = _compare(args.recipe, overrides, ["--seeds", f"[{k}]", *tune, *rest, "--output_dir", str(copies[k])],
                             logs[k], share)
     codes = {k: p.wait() for k, p in procs.items()}

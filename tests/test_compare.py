@@ -179,6 +179,12 @@ def test_parallel_seeds_match_a_sequential_run(tmp_path, tiny_model_dir):
     assert "rows, LoRA" not in r2.stdout and "examples to answer" not in r2.stdout, r2.stdout[-3000:]
     assert "train: up to date" in r2.stdout and "eval s3ft: up to date" in r2.stdout
     assert json.loads((out / "compare.json").read_text())["per_seed"] == res["per_seed"]
+    # the parallel script again over the finished study: its logs append, so it must wait for this
+    # run's own marker, and it redoes nothing
+    r3 = subprocess.run([sys.executable, str(script), str(recipe)], capture_output=True, text=True, timeout=900, env=env)
+    assert r3.returncode == 0, r3.stdout[-3000:] + r3.stderr[-3000:]
+    assert "rows, LoRA" not in (tmp_path / "cmp.seed2.log").read_text().split("seed 2: training")[-1]
+    assert json.loads((out / "compare.json").read_text())["per_seed"] == res["per_seed"]
 
 
 def test_paired_scores_on_general_benchmarks(tmp_path):

@@ -174,3 +174,35 @@ def test_cli_bad_recipe_exits_cleanly(tmp_path):
     assert r.returncode == 2
     assert "line 2: unknown key 'num_train_epoch' (did you mean 'num_train_epochs'?)" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_paraphrase_that_drops_the_working_falls_back_to_gold(tmp_path, monkeypatch):
+    """Worked golds (20+ words): a paraphrase that keeps only the final line is filtered before
+    judging, with its reason, and the training row takes the gold; the ratio is in the stage's
+    fingerprint (turning the check off redoes the paraphrases)."""
+    worked = "First add the two parts, three and four, which gives seven; then double it because there " \
+             "are two boxes, which gives fourteen. The answer is {i}"
+    rows = [{"id": f"q{i}", "prompt": f"What is item {i}?", "response": worked.format(i=i)} for i in range(4)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    class Short(ScriptedGenerator):
+        def stream(self, prompts, max_new_tokens, desc=None, **kw):
+            for j, p in enumerate(prompts):
+                i = int(p[-1]["content"].split("item ")[1].split("?")[0])
+                yield j, (f"The answer is {i}" if "Reference answer" in p[-1]["content"] else "no idea")
+
+    cfg = load_config(None, {"task": "jsonl", "data_files": {"train": str(tmp_path / "train.jsonl")}, "judge": "qa",
+                             "id_field": "id", "output_dir": str(tmp_path / "run"), "method": "sdft", "model": "org/unused"})
+    s = pipeline.Session(cfg)
+    gen = Short()
+    monkeypatch.setattr(pipeline.Session, "generator", lambda self, model=None, dtype=None: gen)
+    monkeypatch.setattr(pipeline.Session, "model_id", lambda self: "scripted")
+    s.run.path.mkdir(parents=True)
+    built = read_jsonl(pipeline.stage_build(s))
+    para = read_jsonl(s.run / "paraphrase.jsonl")
+    assert all(r["filtered"] and "working is gone" in r["filter_reason"] and r["correct"] is None for r in para)
+    assert {r["source"] for r in built} == {"gold"}
+    s.cfg.paraphrase_min_length_ratio = 0.0
+    pipeline.stage_build(s)
+    para = read_jsonl(s.run / "paraphrase.jsonl")
+    assert not any(r["filtered"] for r in para) and all(r["correct"] is not None for r in para)  # judged, not filtered

@@ -70,6 +70,9 @@ class S3FTConfig:
                          "from the memory its KV cache and activations need (GPU: free memory; CPU: up to 64 rows).")
     max_new_tokens: int | None = _f(None, "Answer length limit in tokens (None: the task's default).")
     paraphrase_max_new_tokens: int | None = _f(None, "Paraphrase length limit (None: max_new_tokens).")
+    paraphrase_min_length_ratio: float = _f(0.5, "Reject a paraphrase shorter than this fraction of its gold "
+                                            "answer's words, for golds of 20+ words (worked solutions), so that "
+                                            "'The answer is N.' does not replace a worked solution; 0: off.")
     temperature: float = _f(0.0, "Sampling temperature; 0 means greedy.")
     top_p: float = _f(1.0, "Nucleus sampling p (only with temperature > 0).")
     openai_base_url: str | None = _f(None, "openai backend: the server's API root, e.g. http://127.0.0.1:8000/v1 "
@@ -402,6 +405,8 @@ def validate(cfg: S3FTConfig, where: dict[str, str] | None = None, default: str 
     for name in ("lora_dropout", "warmup_ratio"):
         if not 0 <= getattr(cfg, name) < 1:
             fail(name, f"{name} must be in [0, 1), got {getattr(cfg, name)}")
+    if not 0 <= cfg.paraphrase_min_length_ratio <= 1:
+        fail("paraphrase_min_length_ratio", f"paraphrase_min_length_ratio must be in [0, 1] (0: off), got {cfg.paraphrase_min_length_ratio}")
     bad = [t for t in cfg.cross_tasks if t not in BUILTIN_TASKS or t == "jsonl"]
     if bad:
         fail("cross_tasks", f"cross_tasks must be built-in tasks (squad, gsm8k, mbpp, nq_open), got {', '.join(bad)}")

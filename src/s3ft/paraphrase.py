@@ -3,7 +3,10 @@
 y_tilde = M0([x; y]): the model sees the task input and the gold answer as a reference, and
 writes its own response. Paraphrases that talk about the reference ("the reference answer",
 "your response", "my response", ...) are rejected before judging - the SDFT filter, because
-training on them teaches the model to refer to a reference that will not be there."""
+training on them teaches the model to refer to a reference that will not be there. So are
+paraphrases that shrink a worked answer to its last line (a 135M model "paraphrases" most GSM8K
+solutions as "The answer is N.", which a final-number judge accepts): training on them would
+teach the answer without the reasoning."""
 from __future__ import annotations
 
 import re
@@ -58,4 +61,20 @@ def leak_reason(text: str) -> str | None:
     m = _LEAK.search(text)
     if m:
         return f"mentions the reference ({m.group(0)!r})"
+    return None
+
+
+# golds shorter than this (in words) are answers, not worked solutions: no length check
+MIN_WORKED_GOLD_WORDS = 20
+
+
+def filter_reason(text: str, gold: str, min_length_ratio: float = 0.5) -> str | None:
+    """Why a paraphrase must be rejected before judging (leak_reason, or a worked gold answer of
+    MIN_WORKED_GOLD_WORDS+ words cut to under min_length_ratio of its words), None if it passes."""
+    why = leak_reason(text)
+    if why is not None or min_length_ratio <= 0:
+        return why
+    n_gold, n = len(gold.split()), len(text.split())
+    if n_gold >= MIN_WORKED_GOLD_WORDS and n < min_length_ratio * n_gold:
+        return f"{n} words for a {n_gold}-word reference (under {min_length_ratio:g} of it): the working is gone"
     return None

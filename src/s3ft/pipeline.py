@@ -20,7 +20,7 @@ from typing import Any, Callable
 from s3ft import selection
 from s3ft.config import S3FTConfig
 from s3ft.evaluation import accuracy
-from s3ft.paraphrase import leak_reason, paraphrase_prompt
+from s3ft.paraphrase import filter_reason, paraphrase_prompt
 from s3ft.runs import JsonlWriter, RunDir, file_fingerprint, fingerprint, read_jsonl, versions, world_size, write_json
 from s3ft.tasks import Task, get_task
 from s3ft.types import Example
@@ -284,7 +284,8 @@ def stage_judge(s: Session) -> Path:
 
 def stage_paraphrase(s: Session) -> Path:
     """The base model rewrites the gold in its own words where needed (S3FT steps 3-4):
-    filtered for talk about the reference, then judged like an own answer."""
+    filtered for talk about the reference and for worked answers cut to their last line
+    (paraphrase.filter_reason), then judged like an own answer."""
     scope = s.cfg.effective_paraphrase_scope()
     out = s.run / "paraphrase.jsonl"
     exs = s.train_examples()
@@ -295,7 +296,8 @@ def stage_paraphrase(s: Session) -> Path:
         own = _by_id(read_jsonl(src))
         upstream = file_fingerprint(src)
     fp = fingerprint("paraphrase", s.model_id(), _examples_fp(exs), scope, upstream, _gen_fp(s),
-                     s.cfg.paraphrase_max_new_tokens, _judge_fp(s), s.task.paraphrase_kind)
+                     s.cfg.paraphrase_max_new_tokens, _judge_fp(s), s.task.paraphrase_kind,
+                     *([s.cfg.paraphrase_min_length_ratio] if s.cfg.paraphrase_min_length_ratio else []))
     if "paraphrase" not in s.force and s.run.is_done("paraphrase", fp, [out]):
         log(f"paraphrase: up to date ({out})", once=True)
         return out
@@ -306,11 +308,13 @@ def stage_paraphrase(s: Session) -> Path:
 
         def rows_for(batch: list[tuple[Example, str]]) -> list[dict[str, Any]]:
             """Filter first (a leaking paraphrase is never judged), then judge the rest."""
-            keep = [(e, t) for e, t in batch if leak_reason(t) is None]
+            ratio = s.cfg.paraphrase_min_length_ratio
+            whys = {e.id: filter_reason(t, e.gold, ratio) for e, t in batch}
+            keep = [(e, t) for e, t in batch if whys[e.id] is None]
             judged = _by_id(_judge_rows(s, [e for e, _ in keep], [t for _, t in keep])) if keep else {}
             rows = []
             for e, t in batch:
-                why = leak_reason(t)
+                why = whys[e.id]
                 if why is None:
                     rows.append({**judged[e.id], "filtered": False, "filter_reason": None})
                 else:

@@ -206,3 +206,12 @@ def test_paraphrase_that_drops_the_working_falls_back_to_gold(tmp_path, monkeypa
     pipeline.stage_build(s)
     para = read_jsonl(s.run / "paraphrase.jsonl")
     assert not any(r["filtered"] for r in para) and all(r["correct"] is not None for r in para)  # judged, not filtered
+
+
+def test_length_check_never_applies_to_code():
+    """Code paraphrases are checked by the task's tests, so a shorter program is not rejected."""
+    from types import SimpleNamespace
+
+    cfg = load_config(None, {})
+    for kind, want in (("code", 0.0), ("math", 0.5), ("generic", 0.5)):
+        assert pipeline._length_ratio(SimpleNamespace(cfg=cfg, task=SimpleNamespace(paraphrase_kind=kind))) == want

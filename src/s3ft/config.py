@@ -72,7 +72,8 @@ class S3FTConfig:
     paraphrase_max_new_tokens: int | None = _f(None, "Paraphrase length limit (None: max_new_tokens).")
     paraphrase_min_length_ratio: float = _f(0.5, "Reject a paraphrase shorter than this fraction of its gold "
                                             "answer's words, for golds of 20+ words (worked solutions), so that "
-                                            "'The answer is N.' does not replace a worked solution; 0: off.")
+                                            "'The answer is N.' does not replace a worked solution; not applied to code (its "
+                                            "tests check all of it); 0: off.")
     temperature: float = _f(0.0, "Sampling temperature; 0 means greedy.")
     top_p: float = _f(1.0, "Nucleus sampling p (only with temperature > 0).")
     openai_base_url: str | None = _f(None, "openai backend: the server's API root, e.g. http://127.0.0.1:8000/v1 "

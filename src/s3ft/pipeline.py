@@ -282,6 +282,12 @@ def stage_judge(s: Session) -> Path:
     return out
 
 
+def _length_ratio(s: Session) -> float:
+    """paraphrase_min_length_ratio where it applies: not to code, whose tests check all of it (a
+    shorter program that passes them is a good paraphrase)."""
+    return 0.0 if s.task.paraphrase_kind == "code" else s.cfg.paraphrase_min_length_ratio
+
+
 def stage_paraphrase(s: Session) -> Path:
     """The base model rewrites the gold in its own words where needed (S3FT steps 3-4):
     filtered for talk about the reference and for worked answers cut to their last line
@@ -297,7 +303,7 @@ def stage_paraphrase(s: Session) -> Path:
         upstream = file_fingerprint(src)
     fp = fingerprint("paraphrase", s.model_id(), _examples_fp(exs), scope, upstream, _gen_fp(s),
                      s.cfg.paraphrase_max_new_tokens, _judge_fp(s), s.task.paraphrase_kind,
-                     *([s.cfg.paraphrase_min_length_ratio] if s.cfg.paraphrase_min_length_ratio else []))
+                     *([_length_ratio(s)] if _length_ratio(s) else []))
     if "paraphrase" not in s.force and s.run.is_done("paraphrase", fp, [out]):
         log(f"paraphrase: up to date ({out})", once=True)
         return out
@@ -308,7 +314,7 @@ def stage_paraphrase(s: Session) -> Path:
 
         def rows_for(batch: list[tuple[Example, str]]) -> list[dict[str, Any]]:
             """Filter first (a leaking paraphrase is never judged), then judge the rest."""
-            ratio = s.cfg.paraphrase_min_length_ratio
+            ratio = _length_ratio(s)
             whys = {e.id: filter_reason(t, e.gold, ratio) for e, t in batch}
             keep = [(e, t) for e, t in batch if whys[e.id] is None]
             judged = _by_id(_judge_rows(s, [e for e, _ in keep], [t for _, t in keep])) if keep else {}

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from s3ft.models import on_gpu  # noqa: F401  (re-exported for the benchmarks)
+
 
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
@@ -30,10 +32,6 @@ def add_device_argument(ap) -> None:
     (results to bench/results/NAME_cuda.json; timings synchronize the GPU; memory is the GPU's peak
     allocation, torch.cuda.max_memory_allocated, instead of the process's peak RSS)."""
     ap.add_argument("--device", default="cpu", help="cpu, or cuda / cuda:N to run the same benchmark on a GPU")
-
-
-def on_gpu(device: str) -> bool:
-    return str(device).startswith("cuda")
 
 
 def sync(device: str) -> None:

@@ -76,11 +76,16 @@ def _gflops(mm: dict) -> dict:
             "peak": round(mm["peak_flops"] / 1e9, 1)}
 
 
+def roofline_path(device: str = "cpu") -> Path:
+    """Where `python bench/roofline.py [--device D]` records: bench/results/roofline.json, or
+    roofline_cuda.json for a GPU."""
+    return Path(__file__).resolve().parent / "results" / ("roofline_cuda.json" if on_gpu(device) else "roofline.json")
+
+
 def recorded_peak(dtype: str, path: str | None = None, device: str = "cpu") -> float:
-    """The matmul peak (FLOP/s) `python bench/roofline.py [--device cuda]` recorded for float32 or
-    bfloat16 (bench/results/roofline.json, or roofline_cuda.json for a GPU)."""
-    path = path or ("bench/results/roofline_cuda.json" if on_gpu(device) else "bench/results/roofline.json")
-    doc = json.loads(Path(path).read_text())
+    """The matmul peak (FLOP/s) `python bench/roofline.py [--device D]` recorded for float32 or
+    bfloat16 (roofline_path(device) unless `path` is given)."""
+    doc = json.loads(Path(path or roofline_path(device)).read_text())
     key = "matmul_gflops_bf16" if dtype == "bfloat16" else "matmul_gflops"
     return doc[key]["peak"] * 1e9
 
@@ -114,7 +119,7 @@ def main() -> int:
     ap.add_argument("--out", default=None, help="default bench/results/roofline.json (roofline_cuda.json on a GPU)")
     add_device_argument(ap)
     a = ap.parse_args()
-    a.out = a.out or ("bench/results/roofline_cuda.json" if on_gpu(a.device) else "bench/results/roofline.json")
+    a.out = a.out or str(roofline_path(a.device))
     mm = matmul_peak(device=a.device)
     mm16 = matmul_peak(dtype=torch.bfloat16, device=a.device)
     bw = bandwidth(device=a.device)

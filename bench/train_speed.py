@@ -54,7 +54,9 @@ def child_trl(n: int, lora: bool, out: str, dtype: str, device: str = "cpu") -> 
     path = resolve_model("smollm2-135m-instruct")
     data = [{"prompt": r["prompt"], "completion": [{"role": "assistant", "content": r["completion"]}]} for r in rows(n)]
     bf16 = dtype == "bfloat16"
-    args = SFTConfig(output_dir=out, use_cpu=not device.startswith("cuda"), bf16=bf16, gradient_checkpointing=False, report_to="none",
+    from common import on_gpu
+
+    args = SFTConfig(output_dir=out, use_cpu=not on_gpu(device), bf16=bf16, gradient_checkpointing=False, report_to="none",
                      model_init_kwargs={"dtype": "bfloat16" if bf16 and lora else "float32"},
                      save_strategy="no", logging_steps=1, lr_scheduler_type="cosine",
                      **{**HP, "learning_rate": HP["learning_rate"] if lora else 1e-5})
@@ -137,13 +139,12 @@ def peak_fractions(doc: dict) -> dict:
     """Achieved training FLOP/s over the measured matmul peak (bench/results/roofline.json), with
     FLOPs per token from roofline.train_flops_per_token at the rows' mean length and share of
     supervised tokens."""
-    from roofline import recorded_peak, train_flops_per_token
+    from roofline import recorded_peak, roofline_path, train_flops_per_token
     from transformers import AutoConfig
 
     from s3ft.models import resolve_model
 
-    gpu = str(doc.get("device", "cpu")).startswith("cuda")
-    roof = Path(__file__).resolve().parent / "results" / ("roofline_cuda.json" if gpu else "roofline.json")
+    roof = roofline_path(doc.get("device", "cpu"))
     if not roof.exists():
         return {}
     cfg = AutoConfig.from_pretrained(resolve_model("smollm2-135m-instruct"))

@@ -44,13 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("recipe")
     args, overrides = ap.parse_known_args(argv)
 
-    from s3ft.compare import _seeds
+    from s3ft.compare import _seeds, tune_seed, tuning_candidates
     from s3ft.config import load_config
 
     cfg = load_config(args.recipe, overrides)
     seeds = _seeds(cfg)
     root = Path(cfg.output_dir)
-    first = cfg.tune_seed if cfg.tune_seed is not None else seeds[0]
+    first = tune_seed(cfg)
     if len(seeds) < 2:
         print("one seed: nothing to run in parallel; running s3ft compare")
         return _compare(args.recipe, overrides, [], None).wait()
@@ -61,26 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     tune = ["--tune_seed", str(first)]
     logs = {k: root.parent / f"{root.name}.seed{k}.log" for k in seeds}
     share = 1 / len(seeds)
-    start = logs[first].stat().st_size if logs[first].exists() else 0  # logs append: read this run's part only
-    procs = {first: _compare(args.recipe, overrides, ["--seeds", f"[{first}]", *tune], logs[first], share)}
-    try:
-        return _rest(args, overrides, cfg, seeds, first, root, tune, logs, share, start, procs)
-    except BaseException:  # interrupted (Ctrl-C): stop the seed processes too; their finished stages stay
-        for p in procs.values():
-            if p.poll() is None:
-                p.terminate()
-        raise
-
-
-def _rest(args, overrides, cfg, seeds, first, root, tune, logs, share, start, procs) -> int:
     # the other seeds need the shared pass and the tuning, not the base model's evaluation nor the
     # log-prob analysis (the first seed's process does those, the final run collects them)
-    from s3ft.compare import tuning_candidates
-
-    marker = "tune: chose" if tuning_candidates(cfg) else f"seed {first}: training and evaluating"
+    tuned = bool(tuning_candidates(cfg))
+    marker = "tune: chose" if tuned else f"seed {first}: training and evaluating"
     trained = [m for m in cfg.methods if m != "base"]
     rest = ["--methods", "[" + ",".join(trained) + "]", "--logprob_analysis", "false"]
-    t0 = time.time()
+    start = logs[first].stat().st_size if logs[first].exists() else 0  # logs append: read this run's part only
+
     def this_run() -> str:
         if not logs[first].exists():
             return ""
@@ -88,28 +76,36 @@ def _rest(args, overrides, cfg, seeds, first, root, tune, logs, share, start, pr
             f.seek(start)
             return f.read().decode(errors="replace")
 
-    while marker not in this_run():
-        if procs[first].poll() is not None:
-            print(f"seed {first} stopped (exit {procs[first].returncode}) before the shared work was done; "
-                  f"see {logs[first]}", file=sys.stderr)
-            return procs[first].returncode or 1
-        time.sleep(2)
-    print(f"shared pass{' and tuning' if tuning_candidates(cfg) else ', base model'} done ({time.time() - t0:.0f} s); starting seeds "
-          f"{[k for k in seeds if k != first]}", flush=True)
-    copies = {}
-    for k in seeds:
-        if k == first:
-            continue
-        copies[k] = root.parent / f"{root.name}-seed{k}"
-        shutil.copytree(root, copies[k], dirs_exist_ok=True,
-                        ignore=lambda d, names: [n for n in names if Path(d) == root and (
-                            n.startswith("seed-") or n in (".lock", "compare.json", "report"))])
-        done = root / f"seed-{k}"  # seed k from an earlier run, merged: it resumes from there
-        if done.is_dir() and not (copies[k] / f"seed-{k}").exists():
-            shutil.move(str(done), copies[k] / f"seed-{k}")
-        procs[k] = _compare(args.recipe, overrides, ["--seeds", f"[{k}]", *tune, *rest, "--output_dir", str(copies[k])],
-                            logs[k], share)
-    codes = {k: p.wait() for k, p in procs.items()}
+    procs = {first: _compare(args.recipe, overrides, ["--seeds", f"[{first}]", *tune], logs[first], share)}
+    try:
+        t0 = time.time()
+        while marker not in this_run():
+            if procs[first].poll() is not None:
+                print(f"seed {first} stopped (exit {procs[first].returncode}) before the shared work was done; "
+                      f"see {logs[first]}", file=sys.stderr)
+                return procs[first].returncode or 1
+            time.sleep(2)
+        print(f"shared pass{' and tuning' if tuned else ', base model'} done ({time.time() - t0:.0f} s); starting seeds "
+              f"{[k for k in seeds if k != first]}", flush=True)
+        copies = {}
+        for k in seeds:
+            if k == first:
+                continue
+            copies[k] = root.parent / f"{root.name}-seed{k}"
+            shutil.copytree(root, copies[k], dirs_exist_ok=True,
+                            ignore=lambda d, names: [n for n in names if Path(d) == root and (
+                                n.startswith("seed-") or n in (".lock", "compare.json", "report"))])
+            done = root / f"seed-{k}"  # seed k from an earlier run, merged: it resumes from there
+            if done.is_dir() and not (copies[k] / f"seed-{k}").exists():
+                shutil.move(str(done), copies[k] / f"seed-{k}")
+            procs[k] = _compare(args.recipe, overrides, ["--seeds", f"[{k}]", *tune, *rest, "--output_dir", str(copies[k])],
+                                logs[k], share)
+        codes = {k: p.wait() for k, p in procs.items()}
+    except BaseException:  # interrupted (Ctrl-C): stop the seed processes too; their finished stages stay
+        for p in procs.values():
+            if p.poll() is None:
+                p.terminate()
+        raise
     failed = {k: c for k, c in codes.items() if c}
     if failed:
         for k, c in failed.items():

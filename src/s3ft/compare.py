@@ -49,6 +49,11 @@ def _floats(cfg: S3FTConfig, name: str) -> list[float]:
     return vals
 
 
+def tune_seed(cfg: S3FTConfig) -> int:
+    """The training seed of the tuning trials: tune_seed, else the first of the seeds."""
+    return int(cfg.tune_seed) if cfg.tune_seed is not None else _seeds(cfg)[0]
+
+
 def tuning_candidates(cfg: S3FTConfig) -> tuple[list[float], list[float]] | None:
     """(learning rates, epoch counts) to try, None when no tuning is asked for; a bad tuning
     setup fails here, before any work."""
@@ -230,7 +235,7 @@ def run_compare(cfg: S3FTConfig) -> dict[str, Any]:
             pipeline.stage_build(s, m)
             mix[m] = s.run.stage_record(f"build.{m}")["mix"]
         # 2. learning rate and epochs, chosen once for SFT on the tuning split, then frozen for every method
-        tuning = tune(s, cfg.tune_seed if cfg.tune_seed is not None else seeds[0])
+        tuning = tune(s, tune_seed(cfg))
         if tuning:
             cfg = dataclasses.replace(cfg, **tuning["chosen"])
         # 3. the base model, evaluated once (greedy decoding does not depend on the seed)
@@ -306,20 +311,18 @@ def _paired(s: Session, ss: Session, trained: list[str]) -> dict[str, Any]:
     Each trained method against the base model on the general benchmarks too: its forgetting,
     with an interval (`<method>_vs_base`)."""
     out: dict[str, Any] = {}
-    base_general = general_scores(s.run, "base")
+    general = {m: general_scores(ss.method_run, m) for m in trained} | {"base": general_scores(s.run, "base")}
     if "s3ft" in trained:
         a = read_jsonl(ss.method_run / "eval" / "s3ft.jsonl")
-        a_general = general_scores(ss.method_run, "s3ft")
         for other in [m for m in ("sft", "ssr", "sdft") if m in trained] + (["base"] if (s.run / "eval" / "base.jsonl").exists() else []):
             run = s.run if other == "base" else ss.method_run
             out[f"s3ft_vs_{other}"] = {"in_domain": paired(a, read_jsonl(run / "eval" / f"{other}.jsonl"))}
-            b_general = base_general if other == "base" else general_scores(run, other)
-            if a_general and b_general:
-                out[f"s3ft_vs_{other}"]["general"] = paired_scores(a_general, b_general)
-    if base_general:
+            if general["s3ft"] and general[other]:
+                out[f"s3ft_vs_{other}"]["general"] = paired_scores(general["s3ft"], general[other])
+    if general["base"]:
         for m in trained:
-            if m != "s3ft" and (g := general_scores(ss.method_run, m)):
-                out[f"{m}_vs_base"] = {"general": paired_scores(g, base_general)}
+            if m != "s3ft" and general[m]:
+                out[f"{m}_vs_base"] = {"general": paired_scores(general[m], general["base"])}
     return out
 
 

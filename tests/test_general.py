@@ -182,3 +182,29 @@ def test_mmlu_requests_equal_the_standard_per_subject_tasks(tmp_path):
             assert mine[i] == standard[i], (ours, i)
         assert len(mine[picked[0]]) == 4
         assert mine[picked[0]][0][0].count("\nAnswer:") == shots + 1
+
+
+def test_missing_task_dependency_fails_in_preflight(tiny_model_dir, tmp_path):
+    """A general benchmark whose lm-eval task cannot be built (nltk missing: TruthfulQA's hooks
+    import rouge_score, which needs it) stops `preflight`, before any generation, naming the
+    benchmark; the same run without that benchmark passes. A fresh interpreter, because lm-eval
+    keeps the hook modules it imported."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['nltk'] = None\n"
+        "from s3ft.config import S3FTConfig\n"
+        "from s3ft.pipeline import Session, preflight\n"
+        "for benches in (['arc_easy'], ['arc_easy', 'truthfulqa_mc2']):\n"
+        f"    cfg = S3FTConfig(model={str(tiny_model_dir)!r}, output_dir={str(tmp_path / 'run')!r}, train_size=2, eval_size=2,\n"
+        "                     general_benchmarks=benches, general_limit=2)\n"
+        "    preflight(Session(cfg))\n"
+        "    print('passed', benches, flush=True)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert "passed ['arc_easy']\n" in p.stdout, p.stderr[-3000:]
+    assert p.returncode != 0 and "passed ['arc_easy', 'truthfulqa_mc2']" not in p.stdout
+    assert "RuntimeError: general benchmark truthfulqa_mc2: lm-eval cannot build its task" in p.stderr
+    assert "nltk" in p.stderr.splitlines()[-1]
+    assert not (tmp_path / "run" / "own.jsonl").exists()

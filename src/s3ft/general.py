@@ -289,6 +289,28 @@ def task_manager(workdir: Path):
     return TaskManager(include_path=str(workdir / "tasks"), include_defaults=False)
 
 
+def check_ready(benchmarks: list[str]) -> None:
+    """Build the benchmarks' lm-eval tasks over a few rows, without a model (~2 s), so that a
+    missing dependency of a task's `!function` hooks (e.g. nltk for TruthfulQA, absent from images
+    that installed lm-eval without its dependencies) fails before hours of generation and training,
+    not when the first general evaluation starts."""
+    from lm_eval.tasks import get_task_dict
+
+    names = check_benchmarks(benchmarks)
+    with tempfile.TemporaryDirectory(prefix="s3ft-general-check-") as tmp:
+        prepare_tasks(names, 4, 0, Path(tmp))
+        tm = task_manager(Path(tmp))
+        for name in names:
+            try:
+                get_task_dict([BENCHMARKS[name].task], tm)
+            except ImportError as e:
+                raise RuntimeError(
+                    f"general benchmark {name}: lm-eval cannot build its task: {type(e).__name__}: {e}. "
+                    "Install the missing package (`pip install lm_eval==0.4.13` brings every one it needs), "
+                    "or leave the benchmark out of general_benchmarks"
+                ) from e
+
+
 # ---------------------------------------------------------------------------------------------
 # evaluation
 

@@ -518,6 +518,10 @@ def preflight(s: Session, stages: tuple[str, ...] = STAGES) -> None:
     n_eval = len(s.eval_examples()) if "eval" in stages else 0
     if s.judge_name != "llm":  # the llm judge loads the model; it is built when first needed
         s.judge()
+    if "eval" in stages and s.cfg.general_benchmarks:  # lm-eval's task hooks import their deps here
+        from s3ft.general import check_ready
+
+        check_ready(list(s.cfg.general_benchmarks))
     skipped = {split: rows for split, rows in s.task.invalid.items() if rows}
     if skipped:
         for split, rows in skipped.items():

@@ -293,6 +293,7 @@ def stage_paraphrase(s: Session) -> Path:
     filtered for talk about the reference and for worked answers cut to their last line
     (paraphrase.filter_reason), then judged like an own answer."""
     scope = s.cfg.effective_paraphrase_scope()
+    ratio = _length_ratio(s)
     out = s.run / "paraphrase.jsonl"
     exs = s.train_examples()
     own: dict[str, dict[str, Any]] = {}
@@ -303,7 +304,7 @@ def stage_paraphrase(s: Session) -> Path:
         upstream = file_fingerprint(src)
     fp = fingerprint("paraphrase", s.model_id(), _examples_fp(exs), scope, upstream, _gen_fp(s),
                      s.cfg.paraphrase_max_new_tokens, _judge_fp(s), s.task.paraphrase_kind,
-                     *([_length_ratio(s)] if _length_ratio(s) else []))
+                     *([ratio] if ratio else []))
     if "paraphrase" not in s.force and s.run.is_done("paraphrase", fp, [out]):
         log(f"paraphrase: up to date ({out})", once=True)
         return out
@@ -314,7 +315,6 @@ def stage_paraphrase(s: Session) -> Path:
 
         def rows_for(batch: list[tuple[Example, str]]) -> list[dict[str, Any]]:
             """Filter first (a leaking paraphrase is never judged), then judge the rest."""
-            ratio = _length_ratio(s)
             whys = {e.id: filter_reason(t, e.gold, ratio) for e, t in batch}
             keep = [(e, t) for e, t in batch if whys[e.id] is None]
             judged = _by_id(_judge_rows(s, [e for e, _ in keep], [t for _, t in keep])) if keep else {}

@@ -77,6 +77,16 @@ def cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
     out.append(("model", "model folder without config", ["run", recipe("emptymodel", f"task: squad\nmodel: {tmp}\n")]))
     out.append(("model", "gguf file missing", ["run", recipe("nogguf", f"task: squad\nmodel: {tmp / 'x.gguf'}\n")]))
     out.append(("judge", "code judge without opt-in", ["run", recipe("code", base + "task: mbpp\n")]))
+    judge_py = tmp / "my_judge.py"
+    judge_py.write_text("def judge(example, response):\n    return example.meta['answer'] in response\n"
+                        "def two_args(response):\n    return True\n")
+    out.append(("judge", "own judge: file missing", ["run", recipe("judge_nofile", base + f"judge: {tmp / 'nope.py'}:judge\n")]))
+    out.append(("judge", "own judge: misspelled function", ["run", recipe("judge_nofunc", base + f"judge: {judge_py}:jugde\n")]))
+    out.append(("judge", "own judge: wrong signature", ["run", recipe("judge_sig", base + f"judge: {judge_py}:two_args\n")]))
+    trivia = ROOT / "examples" / "trivia_train.jsonl"
+    out.append(("judge", "own judge raises on a gold answer (preflight)",
+                ["run", recipe("judge_raises", base + "task: jsonl\nid_field: id\nprompt_field: question\nresponse_field: answer\n"
+                               f"data_files: {{train: {trivia}, test: {trivia}}}\njudge: {judge_py}:judge\n")]))
     # user data files
     bad_cases, write = _data_cases()
     for name, lines, options, *_ in bad_cases:

@@ -2,7 +2,7 @@
 
     s3ft run RECIPE.yaml [--key value ...] [--force STAGE]   every stage, into output_dir
     s3ft generate|judge|paraphrase|build|train|eval RECIPE.yaml [--key value ...]
-    s3ft judge --task TASK --predictions PRED.jsonl --output OUT.jsonl [--judge NAME]
+    s3ft judge --task TASK --predictions PRED.jsonl --output OUT.jsonl [--judge NAME|FILE.py:FUNCTION]
     s3ft compare RECIPE.yaml [--methods base,sft,ssr,sdft,s3ft] [--seeds 1,2,3] [--general_benchmarks mmlu,...]
     s3ft demo [--key value ...]                               S3FT on the embedded model + squad
     s3ft fields                                               every recipe key with its help
@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("recipe", help="recipe YAML file")
     jp = sub.add_parser("judge", help="judge own answers (stage) or a predictions file",
                         description="s3ft judge RECIPE  (the judge stage of a run), or\n"
-                        "s3ft judge --task TASK --predictions PRED.jsonl --output OUT.jsonl [--judge NAME]",
+                        "s3ft judge --task TASK --predictions PRED.jsonl --output OUT.jsonl [--judge NAME|FILE.py:FUNCTION]",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     jp.add_argument("recipe", nargs="?", help="recipe YAML file")
     sub.add_parser("demo", help="S3FT on the embedded model and bundled squad (~10 min on 2 cores)")
@@ -194,7 +194,7 @@ def _judge_file_parser() -> argparse.ArgumentParser:
     jp.add_argument("--predictions", required=True, help="JSONL with rows {id, response}")
     jp.add_argument("--output", required=True, help="JSONL to write (rows + correct, reason, extracted)")
     jp.add_argument("--task", help="task the ids belong to")
-    jp.add_argument("--judge", help="judge name (default: the task's)")
+    jp.add_argument("--judge", help="judge name, or your own FILE.py:FUNCTION (default: the task's)")
     return jp
 
 

@@ -57,7 +57,8 @@ class S3FTConfig:
     system_prompt: str | None = _f(None, "Optional system message prepended to every prompt (training and inference alike).")
 
     # ---- judge ----
-    judge: str | None = _f(None, "Judge: qa, math, code, llm, exact (None: the task's default).")
+    judge: str | None = _f(None, "Judge: qa, math, code, llm, exact, or your own FILE.py:FUNCTION / module:FUNCTION "
+                           "(None: the task's default).")
     qa_policy: str = _f("contains_or_f1", "qa judge: em, contains, f1, contains_or_f1.")
     qa_f1_threshold: float = _f(0.5, "qa judge: token F1 at or above this counts as correct.")
     allow_code_execution: bool = _f(False, "code judge: run model-written programs in the sandbox (opt-in).")
@@ -383,8 +384,16 @@ def validate(cfg: S3FTConfig, where: dict[str, str] | None = None, default: str 
         fail("task", "task jsonl needs data_files, e.g. data_files: {train: train.jsonl, test: test.jsonl}")
     from s3ft.judges import JUDGES
 
-    if cfg.judge is not None and cfg.judge not in JUDGES:
-        fail("judge", f"unknown judge {cfg.judge!r}{suggest_in(cfg.judge, JUDGES)}; judges: {', '.join(JUDGES)}")
+    from s3ft.judges.custom import JudgeError, is_custom, load_function
+
+    if is_custom(cfg.judge):
+        try:
+            load_function(cfg.judge)
+        except JudgeError as e:
+            fail("judge", str(e))
+    elif cfg.judge is not None and cfg.judge not in JUDGES:
+        fail("judge", f"unknown judge {cfg.judge!r}{suggest_in(cfg.judge, JUDGES)}; judges: {', '.join(JUDGES)}, "
+                      "or your own FILE.py:FUNCTION")
     for name in ("learning_rate", "num_train_epochs"):
         if getattr(cfg, name) <= 0:
             fail(name, f"{name} must be > 0, got {getattr(cfg, name)}")

@@ -174,8 +174,11 @@ def judge_options(cfg: S3FTConfig, name: str, session: Session | None = None) ->
 
 
 def _judge_fp(s: Session) -> list[Any]:
+    from s3ft.judges.custom import is_custom, source_fingerprint
+
     c = s.cfg
-    return [s.judge_name, c.qa_policy, c.qa_f1_threshold] + ([s.model_id()] if s.judge_name == "llm" else []) + _libs_fp("math-verify")
+    extra = [s.model_id()] if s.judge_name == "llm" else [source_fingerprint(s.judge_name)] if is_custom(s.judge_name) else []
+    return [s.judge_name, c.qa_policy, c.qa_f1_threshold] + extra + _libs_fp("math-verify")
 
 
 def _libs_fp(*extra: str) -> list[str]:
@@ -278,7 +281,8 @@ def stage_judge(s: Session) -> Path:
         info["rows"] = len(rows)
         info["correct"] = sum(r["correct"] is True for r in rows)
         info["cannot_judge"] = sum(r["correct"] is None for r in rows)
-        log(f"judge: {info['correct']}/{len(rows)} own answers correct")
+        log(f"judge: {info['correct']}/{len(rows)} own answers correct"
+            + (f", {info['cannot_judge']} cannot judge" if info["cannot_judge"] else ""))
     return out
 
 
@@ -518,6 +522,13 @@ def preflight(s: Session, stages: tuple[str, ...] = STAGES) -> None:
     n_eval = len(s.eval_examples()) if "eval" in stages else 0
     if s.judge_name != "llm":  # the llm judge loads the model; it is built when first needed
         s.judge()
+    from s3ft.judges.custom import check_on_gold, is_custom
+
+    if is_custom(s.judge_name):  # your judge on a few gold answers: it must run, and should accept them
+        ok, n = check_on_gold(s.judge_name, s.train_examples()[:8])
+        if ok < n:
+            log(f"warning: judge {s.judge_name} accepts {ok} of the first {n} gold training answers; "
+                "it is meant to accept a correct answer")
     if "eval" in stages and s.cfg.general_benchmarks:  # lm-eval's task hooks import their deps here
         from s3ft.general import check_ready
 

@@ -4,7 +4,8 @@ The interface, for every judge: a callable `judge(examples, responses) -> list[V
 (batch-level, so the code judge can run programs in parallel and the LLM judge can batch its
 generation). Per-example judges are small pure functions `fn(example, response) -> Verdict`
 that never raise on a model's output: they return `Verdict(None, reason)` when they cannot
-judge. `get_judge(name, **options)` builds the batch callable."""
+judge. `get_judge(name, **options)` builds the batch callable; a name `FILE.py:FUNCTION` or
+`package.module:FUNCTION` is the user's own per-example judge (`s3ft.judges.custom`)."""
 from __future__ import annotations
 
 from typing import Any, Callable, Sequence
@@ -34,6 +35,10 @@ def per_example(fn: Callable[..., Verdict], **options: Any) -> Judge:
 
 def get_judge(name: str, **options: Any) -> Judge:
     """Build the judge called `name` with its options (see each module for the options)."""
+    from s3ft.judges.custom import is_custom, make_custom_judge
+
+    if is_custom(name):
+        return make_custom_judge(name)
     if name == "qa":
         from s3ft.judges.qa import judge_qa
 
@@ -54,4 +59,4 @@ def get_judge(name: str, **options: Any) -> Judge:
         from s3ft.judges.llm import make_llm_judge
 
         return make_llm_judge(**options)
-    raise ValueError(f"unknown judge {name!r}; available: {', '.join(JUDGES)}")
+    raise ValueError(f"unknown judge {name!r}; available: {', '.join(JUDGES)}, or FILE.py:FUNCTION")

@@ -1,0 +1,162 @@
+"""Your own judge: a Python function named in the recipe as `judge: FILE.py:FUNCTION` (a path,
+relative to the working directory like `data_files`) or `judge: package.module:FUNCTION` (an
+importable module).
+
+The function is a per-example judge, like the built-in ones:
+
+    def judge(example, response):      # example: s3ft.types.Example (id, prompt, gold, meta)
+        return ...                     # True / False, None (cannot judge), a Verdict,
+                                       # or a tuple (correct, reason[, extracted])
+
+`example.meta` holds every extra field of a JSONL row. Unlike the built-in judges, whose every
+exception becomes "cannot judge", an exception or a return value of another type stops the
+stage with the example's id: a judge that fails on every row would otherwise turn a whole run
+into silent "cannot judge" verdicts (every target falls back to the gold). The rows judged
+before it are kept; fix the judge and run again to resume.
+
+The stages that judge (own answers, paraphrases, evaluation) fingerprint the judge's source file,
+so editing it re-judges; a helper module it imports is not covered (`--force judge` then)."""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from s3ft.types import Example, Verdict
+
+RETURNS = "True / False, None (cannot judge), a Verdict, or a tuple (correct, reason[, extracted])"
+
+
+class JudgeError(ValueError):
+    """A user-written judge cannot be loaded, or misbehaved on an example."""
+
+
+def is_custom(name: str | None) -> bool:
+    """A judge name that points at a function rather than a built-in judge."""
+    return bool(name) and ":" in name
+
+
+def _split(spec: str) -> tuple[str, str]:
+    where, _, func = spec.rpartition(":")
+    if not where or not func.isidentifier():
+        raise JudgeError(f"judge {spec!r}: expected FILE.py:FUNCTION or package.module:FUNCTION")
+    return where, func
+
+
+def _is_file(where: str) -> bool:
+    return where.endswith(".py") or "/" in where or "\\" in where
+
+
+def _load_module(spec: str) -> Any:
+    where, _ = _split(spec)
+    if _is_file(where):
+        path = Path(where)
+        if not path.is_file():
+            what = "is a folder" if path.is_dir() else f"file not found (resolved to {path.resolve()})"
+            raise JudgeError(f"judge {spec!r}: {where}: {what}")
+        resolved = path.resolve()
+        # keyed by path and content: an edited file is loaded afresh, as its fingerprint changes
+        key = f"{resolved}\0{hashlib.sha256(resolved.read_bytes()).hexdigest()}"
+        name = "s3ft_user_judge_" + hashlib.sha256(key.encode()).hexdigest()[:16]
+        if name in sys.modules:
+            return sys.modules[name]
+        mspec = importlib.util.spec_from_file_location(name, resolved)
+        module = importlib.util.module_from_spec(mspec)  # type: ignore[arg-type]
+        sys.modules[name] = module  # dataclasses and pickling look a module up by name
+        try:
+            mspec.loader.exec_module(module)  # type: ignore[union-attr]
+        except Exception as e:
+            del sys.modules[name]
+            raise JudgeError(f"judge {spec!r}: importing {where} failed: {type(e).__name__}: {e}") from e
+        return module
+    try:
+        return importlib.import_module(where)
+    except Exception as e:
+        raise JudgeError(f"judge {spec!r}: cannot import module {where!r} ({type(e).__name__}: {e}); "
+                         "a module must be importable (installed, or on PYTHONPATH) - or give a file path, "
+                         "e.g. judges/my_judge.py:FUNCTION") from e
+
+
+def load_function(spec: str) -> Callable[..., Any]:
+    """The judge function `spec` names, checked to be callable with (example, response)."""
+    module = _load_module(spec)
+    where, func = _split(spec)
+    fn = getattr(module, func, None)
+    if fn is None:
+        names = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
+                 and getattr(v, "__module__", None) == module.__name__]
+        close = difflib.get_close_matches(func, names, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else (f"; functions there: {', '.join(names)}" if names else "")
+        raise JudgeError(f"judge {spec!r}: {where} has no function {func!r}{hint}")
+    if not callable(fn):
+        raise JudgeError(f"judge {spec!r}: {func} is a {type(fn).__name__}, not a function")
+    try:
+        inspect.signature(fn).bind(None, None)
+    except TypeError:
+        raise JudgeError(f"judge {spec!r}: {func}{inspect.signature(fn)} cannot be called as "
+                         f"{func}(example, response)") from None
+    except ValueError:  # builtins without a signature: let the first call tell
+        pass
+    return fn
+
+
+def source_fingerprint(spec: str) -> str:
+    """sha256 of the judge's source file (what its stages' fingerprints record)."""
+    module = _load_module(spec)
+    try:
+        source = inspect.getsourcefile(module) or getattr(module, "__file__", None)
+    except TypeError:
+        source = None
+    if not source or not Path(source).is_file():
+        return f"module {module.__name__} {getattr(module, '__version__', '')}"
+    return hashlib.sha256(Path(source).read_bytes()).hexdigest()
+
+
+def to_verdict(value: Any, spec: str, example: Example) -> Verdict:
+    """Normalise what a user's judge returned into a Verdict."""
+    if isinstance(value, Verdict):
+        return value
+    if value is None:
+        return Verdict(None, "cannot judge")
+    if type(value).__name__ in ("bool", "bool_"):  # Python or NumPy bool
+        return Verdict(bool(value), "")
+    if isinstance(value, tuple) and 2 <= len(value) <= 3:
+        correct, reason, *extracted = value
+        if correct is None or type(correct).__name__ in ("bool", "bool_"):
+            return Verdict(None if correct is None else bool(correct), str(reason),
+                           None if not extracted or extracted[0] is None else str(extracted[0]))
+    raise JudgeError(f"judge {spec!r} returned {value!r} ({type(value).__name__}) for example {example.id!r}; "
+                     f"a judge returns {RETURNS}")
+
+
+def make_custom_judge(spec: str) -> Callable[[Sequence[Example], Sequence[str]], list[Verdict]]:
+    """The batch judge over the user's per-example function."""
+    fn = load_function(spec)
+
+    def judge(examples: Sequence[Example], responses: Sequence[str]) -> list[Verdict]:
+        out = []
+        for ex, resp in zip(examples, responses, strict=True):
+            try:
+                value = fn(ex, resp)
+            except Exception as e:
+                raise JudgeError(f"judge {spec!r} raised on example {ex.id!r} (response {resp[:80]!r}): "
+                                 f"{type(e).__name__}: {e}") from e
+            out.append(to_verdict(value, spec, ex))
+        return out
+
+    return judge
+
+
+def check_on_gold(spec: str, examples: Sequence[Example]) -> tuple[int, int]:
+    """Run the judge on the gold answers of `examples` (a preflight: it must not raise or return
+    something else than a verdict). Returns (gold answers judged correct, examples checked)."""
+    try:
+        verdicts = make_custom_judge(spec)(examples, [e.gold for e in examples])
+    except JudgeError as e:
+        raise JudgeError(f"before any work, on the gold answers of the first {len(examples)} training examples: {e}") from e
+    return sum(v.correct is True for v in verdicts), len(verdicts)

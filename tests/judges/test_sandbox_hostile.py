@@ -223,3 +223,12 @@ def test_bwrap_required_but_missing(monkeypatch):
     monkeypatch.setattr(sandbox_mod, "_WARNED", False)
     with pytest.warns(RuntimeWarning, match="bwrap not found on PATH"):
         assert Sandbox(isolation="auto").isolation == "none"
+
+
+def test_cpu_limit_is_a_backstop_beyond_the_wall_clock_timeout():
+    """A busy loop must be reported as the timeout it is: with the CPU limit equal to the timeout,
+    a parent whose timer woke late (a loaded machine) saw SIGXCPU first - a flaky 'crashed'."""
+    for timeout in (0.5, 3.0, 3.2):
+        sb = Sandbox.__new__(Sandbox)
+        sb.timeout, sb.nproc, sb.memory_mb, sb.file_size_mb = timeout, 8, 512, 16
+        assert sb._limits()["cpu"] >= timeout + 1

@@ -88,7 +88,7 @@ def make_code_judge(
     """Build the batch code judge `judge(examples, responses) -> list[Verdict]`.
 
     Raises ValueError unless allow_code_execution is True. workers: programs run in parallel
-    (0 = os.cpu_count()); timeout: wall-clock seconds per program (also the CPU limit);
+    (0 = os.cpu_count()); timeout: wall-clock seconds per program (the CPU limit is one second more);
     memory_mb / file_size_mb / nproc: resource limits; isolation: auto | bwrap | none (see
     `Sandbox`); guard: audit-hook guard; include_challenge_tests: also run MBPP's
     challenge_test_list."""

@@ -280,7 +280,7 @@ def _user_process_count() -> int:
 class Sandbox:
     """Runs (program, setup, tests) jobs; see the module docstring.
 
-    timeout: wall-clock seconds per program (the CPU limit is the same, rounded up);
+    timeout: wall-clock seconds per program (the CPU limit is one second more, rounded up);
     memory_mb: RLIMIT_AS; file_size_mb: RLIMIT_FSIZE and the size of the private tmpfs;
     nproc: processes/threads the program may add (RLIMIT_NPROC; ignored by Linux for root);
     isolation: "auto" (bwrap when it works, else none with a warning), "bwrap" (required),
@@ -384,7 +384,10 @@ class Sandbox:
             # RLIMIT_NPROC counts all processes of the user: leave room for the ones already running
             nproc = _user_process_count() + self.nproc
         return {
-            "cpu": max(1, math.ceil(self.timeout)),
+            # a backstop beyond the wall-clock timeout: equal to it, a busy-looping program could
+            # hit it first when the parent's timer wakes late (seen on a loaded 2-core machine),
+            # and report "CPU time limit" where "timeout" is the truth
+            "cpu": math.ceil(self.timeout) + 1,
             "as": self.memory_mb << 20,
             "fsize": self.file_size_mb << 20,
             "nproc": nproc,

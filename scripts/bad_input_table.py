@@ -35,6 +35,19 @@ def run_cli(argv: list[str]) -> tuple[int, str]:
     return code, err.getvalue().strip()
 
 
+def _base_model(folder: Path) -> Path:
+    """A model folder whose tokenizer has no chat template (a word-level one, built here)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["<unk>", "<eos>", "capital", "of", "france", "paris"])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<eos>").save_pretrained(folder)
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    return folder
+
+
 def cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
     """(kind, description, argv) for every malformed input."""
     model = tmp / "model"
@@ -76,6 +89,12 @@ def cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
     out.append(("model", "model path missing", ["run", recipe("nomodel", f"task: squad\nmodel: {tmp / 'missing-model'}\n")]))
     out.append(("model", "model folder without config", ["run", recipe("emptymodel", f"task: squad\nmodel: {tmp}\n")]))
     out.append(("model", "gguf file missing", ["run", recipe("nogguf", f"task: squad\nmodel: {tmp / 'x.gguf'}\n")]))
+    data = tmp / "ok.jsonl"
+    data.write_text(json.dumps({"prompt": "Capital of France?", "response": "Paris"}) + "\n")
+    jsonl = f"task: jsonl\ndata_files: {{train: {data}, test: {data}}}\noutput_dir: {tmp / 'run'}\n"
+    out.append(("model", "model folder without a tokenizer", ["run", recipe("notok", jsonl + f"model: {model}\n")]))
+    out.append(("model", "tokenizer without a chat template (a base model)",
+                ["run", recipe("notemplate", jsonl + f"model: {_base_model(tmp / 'base-model')}\n")]))
     out.append(("judge", "code judge without opt-in", ["run", recipe("code", base + "task: mbpp\n")]))
     judge_py = tmp / "my_judge.py"
     judge_py.write_text("def judge(example, response):\n    return example.meta['answer'] in response\n"

@@ -101,3 +101,44 @@ def test_adapter_runs_in_float32_under_auto_on_a_bf16_cpu(tmp_path, tiny_model_d
         got16 = load_model(adapter, dtype="bfloat16", device="cpu")(input_ids=ids).logits.float()
         base16 = load_model(str(tiny_model_dir), dtype="bfloat16", device="cpu")(input_ids=ids).logits.float()
         assert ((got16 - base16) - (want - base32)).norm() > 0.5 * delta
+
+
+def test_model_without_chat_template_or_tokenizer_is_refused_before_any_work(tmp_path, tiny_model_dir, capsys):
+    """s3ft prompts the model as a chat: a tokenizer without a template (a base model) or a folder
+    without a tokenizer fails in the preflight - here the folders have no weights at all, so
+    getting as far as loading the model would fail differently - and a template file fixes it."""
+    import json
+    import shutil
+
+    from s3ft.cli import main
+
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"prompt": "Capital of France?", "response": "Paris"}) + "\n")
+    no_template = tmp_path / "base-model"
+    no_template.mkdir()
+    for f in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(tiny_model_dir / f, no_template / f)
+    assert not (no_template / "chat_template.jinja").exists()
+    cfg = json.loads((no_template / "tokenizer_config.json").read_text())
+    cfg.pop("chat_template", None)
+    (no_template / "tokenizer_config.json").write_text(json.dumps(cfg))
+    no_tokenizer = tmp_path / "no-tokenizer"
+    no_tokenizer.mkdir()
+    shutil.copy(tiny_model_dir / "config.json", no_tokenizer / "config.json")
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"task: jsonl\ndata_files: {{train: {data}, test: {data}}}\noutput_dir: {tmp_path / 'run'}\n")
+
+    def run(model):
+        return main(["generate", str(recipe), "--model", str(model)])
+
+    assert run(no_template) == 2
+    err = capsys.readouterr().err
+    assert "its tokenizer has no chat template" in err and "chat_template.jinja" in err
+    assert run(no_tokenizer) == 2
+    assert "has no tokenizer (tokenizer.json" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "own.jsonl").exists()
+    shutil.copy(tiny_model_dir / "chat_template.jinja", no_template / "chat_template.jinja")
+    from s3ft.models import check_chat_template
+
+    check_chat_template(str(no_template))  # the fix the message names

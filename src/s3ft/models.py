@@ -137,6 +137,29 @@ def load_tokenizer(name: str):
     return tok
 
 
+def check_chat_template(name: str) -> None:
+    """s3ft talks to the model as a chat (prompts, paraphrases and training targets all go through
+    the tokenizer's chat template, as S3FT starts from an instruction-tuned model): a tokenizer
+    without one fails here, before the model's weights are loaded, with what to do about it."""
+    path = Path(resolve_model(name))
+    files = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+    if path.is_dir() and _adapter_base(str(path)) is None and not any((path / f).exists() for f in files):
+        raise ModelError(f"model folder {path} has no tokenizer ({', '.join(files)}): save the model's "
+                         "tokenizer into it (tokenizer.save_pretrained(folder))")
+    try:
+        tok = load_tokenizer(name)
+    except ModelError:
+        raise
+    except Exception as e:  # no tokenizer files, a broken tokenizer.json, ...
+        raise ModelError(f"model {name!r}: cannot load its tokenizer ({type(e).__name__}: {str(e).strip()[:300]})") from e
+    if not getattr(tok, "chat_template", None):
+        raise ModelError(
+            f"model {name!r}: its tokenizer has no chat template, and s3ft prompts the model as a chat "
+            "(S3FT starts from an instruction-tuned model). Use an instruct/chat model, or put the template "
+            "you want into the model folder as chat_template.jinja"
+        )
+
+
 def _adapter_base(path: str) -> str | None:
     cfg = Path(path) / "adapter_config.json"
     if cfg.exists():

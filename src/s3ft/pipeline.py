@@ -533,6 +533,10 @@ def preflight(s: Session, stages: tuple[str, ...] = STAGES) -> None:
         from s3ft.general import check_ready
 
         check_ready(list(s.cfg.general_benchmarks))
+    if s.cfg.backend != "openai":  # (a server applies its own template)
+        from s3ft.models import check_chat_template
+
+        check_chat_template(s.cfg.model)
     skipped = {split: rows for split, rows in s.task.invalid.items() if rows}
     if skipped:
         for split, rows in skipped.items():

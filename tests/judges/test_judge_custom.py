@@ -126,14 +126,14 @@ class EchoGenerator:
             yield j, f"thing {i}" if i % 2 == 0 else "nothing"
 
 
-def test_pipeline_judges_with_the_users_function_and_rejudges_when_it_changes(tmp_path, monkeypatch, capsys):
+def test_pipeline_judges_with_the_users_function_and_rejudges_when_it_changes(tmp_path, monkeypatch, capsys, tiny_model_dir):
     data = trivia(tmp_path)
     path = tmp_path / "alias_judge.py"
     path.write_text("def judge(example, response):\n"
                     "    return response in example.meta['answers'], 'alias list'\n")
     cfg = load_config(None, {"task": "jsonl", "data_files": {"train": str(data)}, "id_field": "id",
                              "prompt_field": "question", "response_field": "answer",
-                             "judge": f"{path}:judge", "output_dir": str(tmp_path / "run"), "model": "org/unused"})
+                             "judge": f"{path}:judge", "output_dir": str(tmp_path / "run"), "model": str(tiny_model_dir)})
     s = pipeline.Session(cfg)
     monkeypatch.setattr(pipeline.Session, "generator", lambda self, model=None, dtype=None: EchoGenerator())
     monkeypatch.setattr(pipeline.Session, "model_id", lambda self: "echo")

@@ -8,20 +8,19 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from s3ft.backends_openai import OpenAIBackendError, OpenAIGenerator
 from s3ft.config import S3FTConfig
+from stub_server import Stub
+from stub_server import completion as _completion
 
 PROMPTS = [
     [{"role": "user", "content": c}]
@@ -117,59 +116,6 @@ def test_make_generator_openai_from_config(served, sharp_model_dir, monkeypatch)
 
 
 # ------------------------------------------------------------------------ stub servers
-def _completion(text: str) -> bytes:
-    return json.dumps({"id": "x", "object": "chat.completion",
-                       "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}]}).encode()
-
-
-class Stub:
-    """A loopback HTTP server whose POST handler is `respond(stub, body) -> (status, bytes)`."""
-
-    def __init__(self, respond, delay: float = 0.0):
-        self.respond = respond
-        self.delay = delay
-        self.bodies: list[dict] = []
-        self.headers: list[dict] = []
-        self.times: list[float] = []
-        self.in_flight = self.max_in_flight = 0
-        self.lock = threading.Lock()
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with stub.lock:
-                    stub.bodies.append(body)
-                    stub.headers.append(dict(self.headers))
-                    stub.times.append(time.monotonic())
-                    stub.in_flight += 1
-                    stub.max_in_flight = max(stub.max_in_flight, stub.in_flight)
-                    status, payload = stub.respond(stub, body)
-                time.sleep(stub.delay)
-                with stub.lock:
-                    stub.in_flight -= 1
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *a):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_retries_503_with_exponential_backoff():
     def respond(stub, body):
         if len(stub.bodies) <= 2:

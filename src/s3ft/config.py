@@ -63,6 +63,12 @@ class S3FTConfig:
     qa_f1_threshold: float = _f(0.5, "qa judge: token F1 at or above this counts as correct.")
     allow_code_execution: bool = _f(False, "code judge: run model-written programs in the sandbox (opt-in).")
     judge_workers: int = _f(0, "Parallel workers for the code judge (0: one per CPU core).")
+    judge_model: str | None = _f(None, "llm judge: the model that judges (None: the base model, as in the paper) - a "
+                                 "model folder, .gguf or hub name run on the generation backend, or with "
+                                 "judge_base_url the name a server serves it as.")
+    judge_base_url: str | None = _f(None, "llm judge: an OpenAI-compatible server for the judge alone (e.g. "
+                                    "http://127.0.0.1:8000/v1; needs judge_model); generation keeps its backend. "
+                                    "API key: openai_api_key_env.")
 
     # ---- generation ----
     backend: str = _f("hf", "Generation backend: hf (transformers), vllm (GPU, optional extra), openai (a server).",
@@ -394,6 +400,14 @@ def validate(cfg: S3FTConfig, where: dict[str, str] | None = None, default: str 
     elif cfg.judge is not None and cfg.judge not in JUDGES:
         fail("judge", f"unknown judge {cfg.judge!r}{suggest_in(cfg.judge, JUDGES)}; judges: {', '.join(JUDGES)}, "
                       "or your own FILE.py:FUNCTION")
+    for name in ("judge_model", "judge_base_url"):
+        if getattr(cfg, name) and cfg.judge != "llm":
+            fail(name, f"{name} is for the llm judge; set judge: llm (the judge is {cfg.judge or 'the task default'})")
+    if cfg.judge_base_url and not cfg.judge_model:
+        fail("judge_base_url", "judge_base_url needs judge_model: the name the server serves the judge as")
+    if cfg.judge_model and not cfg.judge_base_url and cfg.backend == "vllm":
+        fail("judge_model", "with backend vllm the engine serves the base model and its adapters only; run the judge "
+                            "model on a server (e.g. `vllm serve JUDGE`) and set judge_base_url")
     for name in ("learning_rate", "num_train_epochs"):
         if getattr(cfg, name) <= 0:
             fail(name, f"{name} must be > 0, got {getattr(cfg, name)}")

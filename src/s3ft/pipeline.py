@@ -109,6 +109,39 @@ class Session:
             if shutdown_engines():
                 log("vllm: engine stopped to free its memory for this stage")
 
+    def judge_generator(self):
+        """The llm judge's model: the base model (the paper's choice), judge_model on the
+        generation backend, or judge_model on its own OpenAI-compatible server (judge_base_url)."""
+        c = self.cfg
+        if not c.judge_base_url:
+            return self.generator(c.judge_model or c.model)
+        key = f"judge:{c.judge_base_url}:{c.judge_model}"
+        if key not in self._generators:
+            import os
+
+            from s3ft.backends_openai import OpenAIGenerator
+
+            log(f"llm judge: {c.judge_model} at {c.judge_base_url}")
+            api_key = os.environ.get(c.openai_api_key_env) if c.openai_api_key_env else None
+            self._generators[key] = OpenAIGenerator(c.judge_base_url, c.judge_model, api_key=api_key,
+                                                    max_concurrency=c.max_concurrency, request_timeout=c.request_timeout,
+                                                    max_retries=c.max_retries)
+        return self._generators[key]
+
+    def judge_model_id(self) -> str:
+        """What the llm judge's verdicts depend on: its model's identity (weights), or its server
+        and served name."""
+        from s3ft.models import model_identity
+
+        c = self.cfg
+        if c.judge_base_url:
+            return f"{c.judge_model}@{c.judge_base_url}"
+        if not c.judge_model:
+            return self.model_id()
+        if c.backend == "openai":
+            return f"{c.judge_model}@{c.openai_base_url}"
+        return model_identity(c.judge_model)
+
     def hf_generator(self, model: str | None = None):
         """A transformers model + tokenizer for `model` (stages that need the model itself: log-prob
         scoring) - the generator when the backend is hf, else a model loaded for this."""
@@ -169,7 +202,9 @@ def judge_options(cfg: S3FTConfig, name: str, session: Session | None = None) ->
     if name == "llm":
         if session is None:
             raise ValueError("the llm judge needs a model session")
-        return {"generator": session.generator(cfg.model), "cache_path": str(session.run / "llm_judge_cache.jsonl")}
+        # one cache per judge model: the same prompt to another judge is another verdict
+        judge_id = fingerprint(session.judge_model_id())[:12]
+        return {"generator": session.judge_generator(), "cache_path": str(session.run / f"llm_judge_cache.{judge_id}.jsonl")}
     return {}
 
 
@@ -177,7 +212,7 @@ def _judge_fp(s: Session) -> list[Any]:
     from s3ft.judges.custom import is_custom, source_fingerprint
 
     c = s.cfg
-    extra = [s.model_id()] if s.judge_name == "llm" else [source_fingerprint(s.judge_name)] if is_custom(s.judge_name) else []
+    extra = [s.judge_model_id()] if s.judge_name == "llm" else [source_fingerprint(s.judge_name)] if is_custom(s.judge_name) else []
     return [s.judge_name, c.qa_policy, c.qa_f1_threshold] + extra + _libs_fp("math-verify")
 
 
@@ -537,6 +572,8 @@ def preflight(s: Session, stages: tuple[str, ...] = STAGES) -> None:
         from s3ft.models import check_chat_template
 
         check_chat_template(s.cfg.model)
+        if s.judge_name == "llm" and s.cfg.judge_model and not s.cfg.judge_base_url:
+            check_chat_template(s.cfg.judge_model)  # the judge model is found and can be prompted
     skipped = {split: rows for split, rows in s.task.invalid.items() if rows}
     if skipped:
         for split, rows in skipped.items():

@@ -152,3 +152,74 @@ def test_never_raises_and_response_stays_inside_delimiters(text):
     assert OPEN not in section and CLOSE not in section
     v = make_llm_judge(FakeJudge())([nq(["Shakespeare"])], [text])[0]
     assert v.correct in (True, False, None)
+
+
+# ------------------------------------------------------------------ judge_model / judge_base_url
+def _llm_session(tmp_path, model, **extra):
+    from s3ft.config import load_config
+    from s3ft.pipeline import Session
+
+    data = tmp_path / "nq.jsonl"
+    data.write_text(json.dumps({"id": "n0", "prompt": "who wrote hamlet", "response": "Shakespeare"}) + "\n")
+    cfg = load_config(None, {"task": "jsonl", "data_files": {"train": str(data), "test": str(data)}, "judge": "llm",
+                             "model": str(model), "output_dir": str(tmp_path / "run"), **extra})
+    return Session(cfg)
+
+
+def test_judge_model_settings_are_checked(tmp_path):
+    from s3ft.config import ConfigError, load_config
+
+    recipe = tmp_path / "r.yaml"
+    for text, needle in [
+        ("task: squad\njudge_model: big\n", "line 2: judge_model is for the llm judge; set judge: llm"),
+        ("task: squad\njudge: llm\njudge_base_url: http://127.0.0.1:1/v1\n", "line 3: judge_base_url needs judge_model"),
+        ("task: squad\njudge: llm\nbackend: vllm\njudge_model: big\n", "line 4: with backend vllm the engine serves"),
+    ]:
+        recipe.write_text(text)
+        with pytest.raises(ConfigError, match=needle):
+            load_config(recipe)
+
+
+def test_judge_model_runs_on_the_generation_backend(tmp_path, monkeypatch, tiny_model_dir, sharp_model_dir):
+    """judge_model replaces the base model as the judge (only for judging), and the judge stages'
+    fingerprints and the verdict cache follow it."""
+    import s3ft.generation
+    from s3ft.pipeline import _judge_fp
+
+    made = []
+
+    def make_generator(cfg, name=None):
+        made.append(name)
+        return FakeJudge()
+
+    monkeypatch.setattr(s3ft.generation, "make_generator", make_generator)
+    exs, resps = [nq(["Shakespeare"])] * 2, ["William Shakespeare", "Marlowe"]
+    base = _llm_session(tmp_path, tiny_model_dir)
+    other = _llm_session(tmp_path, tiny_model_dir, judge_model=str(sharp_model_dir))
+    assert [v.correct for v in other.judge()(exs, resps)] == [True, False]
+    assert made == [str(sharp_model_dir)]  # the judge model was loaded, the base model was not
+    base.judge()(exs, resps)
+    assert made == [str(sharp_model_dir), str(tiny_model_dir)]
+    assert _judge_fp(base) != _judge_fp(other)
+    caches = sorted(p.name for p in (tmp_path / "run").glob("llm_judge_cache.*.jsonl"))
+    assert len(caches) == 2  # one per judge model: a verdict of one is never served for the other
+
+
+def test_judge_on_its_own_server(tmp_path, monkeypatch, tiny_model_dir):
+    """judge_base_url: the judge's prompts go to that server under judge_model; nothing is loaded
+    locally for judging."""
+    import s3ft.generation
+    from stub_server import Stub, completion
+
+    monkeypatch.setattr(s3ft.generation, "make_generator", lambda *a, **k: pytest.fail("no local model for the judge"))
+
+    def respond(stub, body):
+        resp = response_section(body["messages"])
+        return 200, completion("CORRECT" if "Shakespeare" in resp else "INCORRECT")
+
+    with Stub(respond) as server:
+        s = _llm_session(tmp_path, tiny_model_dir, judge_model="big-judge", judge_base_url=server.url)
+        verdicts = s.judge()([nq(["Shakespeare"])] * 2, ["Shakespeare did", "Marlowe"])
+        assert [v.correct for v in verdicts] == [True, False]
+        assert {b["model"] for b in server.bodies} == {"big-judge"} and len(server.bodies) == 2
+    assert s.judge_model_id() == f"big-judge@{server.url}"

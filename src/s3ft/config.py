@@ -46,7 +46,8 @@ class S3FTConfig:
     eval_split: str = _f("test", "Split in-domain accuracy is measured on.")
     train_size: int | None = _f(None, "Use a seeded subset of this many training examples (None: all).")
     eval_size: int | None = _f(None, "Use a seeded subset of this many evaluation examples (None: all).")
-    data_files: dict[str, str] = _f({}, "jsonl task: split name -> JSONL path, e.g. {train: a.jsonl, test: b.jsonl}.")
+    data_files: dict[str, str] = _f({}, "jsonl task: split name -> data file, e.g. {train: a.jsonl, test: b.jsonl} "
+                                      "(.jsonl[.gz], .parquet, .csv, .json; or a URL fsspec opens, e.g. hf://datasets/ORG/NAME/FILE.parquet).")
     prompt_field: str = _f("prompt", "jsonl task: field holding the input text.")
     response_field: str = _f("response", "jsonl task: field holding the gold response.")
     messages_field: str | None = _f(None, "jsonl task: field holding chat messages (last assistant turn is the gold); "

@@ -268,3 +268,99 @@ def test_on_invalid_skip_with_nothing_valid(tmp_path):
     p.write_text('{"x": 1}\n{"y": 2}\n')
     with pytest.raises(DataError, match="no valid examples"):
         get_task("jsonl", data_files={"train": str(p)}, on_invalid="skip").load("train")
+
+
+# ------------------------------------------------------------------ other formats and URLs
+ROWS = [
+    {"id": "a", "prompt": "What is the capital of France?", "response": "Paris", "answers": ["Paris", "paris"]},
+    {"id": "b", "prompt": "2+2?", "response": "4", "answers": ["4", "four"]},
+]
+
+
+def _parquet(path: Path, rows: list[dict]) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+def _examples(path, **opts):
+    task = get_task("jsonl", data_files={"train": str(path)}, id_field="id", **opts)
+    return task, task.load("train")
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "json", "json-lines-in-.json", "jsonl.gz"])
+def test_other_formats_give_the_same_examples(tmp_path, fmt):
+    _, want = _examples(write(tmp_path / "rows.jsonl", ROWS))
+    if fmt == "parquet":
+        path = _parquet(tmp_path / "rows.parquet", ROWS)
+    elif fmt == "json":
+        path = tmp_path / "rows.json"
+        path.write_text(json.dumps(ROWS, indent=2))
+    elif fmt == "json-lines-in-.json":
+        path = write(tmp_path / "rows.json", ROWS)
+    else:
+        path = write(tmp_path / "rows.jsonl.gz", ROWS)
+    _, got = _examples(path)
+    assert [e.to_dict() for e in got] == [e.to_dict() for e in want]
+
+
+def test_csv_rows_are_strings_and_positions_are_lines(tmp_path):
+    path = tmp_path / "rows.csv"
+    path.write_text('id,prompt,response\na,"Capital of France?",Paris\n\nb,"A poem,\nplease",Roses\n3,Q?,7\n')
+    _, exs = _examples(path)
+    assert [(e.id, e.prompt[0]["content"], e.gold) for e in exs] == [
+        ("a", "Capital of France?", "Paris"), ("b", "A poem,\nplease", "Roses"), ("3", "Q?", "7")]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,prompt,response\na,q,r\nb,q2\nc,,r3\n")
+    with pytest.raises(DataError, match=r"bad.csv line 3: 2 values for 3 columns \(id, prompt, response\)"):
+        _examples(bad)
+    task, exs = _examples(bad, on_invalid="skip")
+    assert [e.id for e in exs] == ["a"]
+    assert sorted(b["line"] for b in task.invalid["train"]) == [3, 4]
+    assert "bad.csv line 4, field 'prompt': expected a non-empty string" in task.invalid["train"][-1]["error"]
+
+
+def test_errors_name_the_row_or_item(tmp_path):
+    rows = [ROWS[0], {"id": "x", "prompt": "Q?", "response": None}, dict(ROWS[1], id="a")]
+    with pytest.raises(DataError, match=r"rows.parquet row 2, field 'response': expected a non-empty string, got null"):
+        _examples(_parquet(tmp_path / "rows.parquet", rows))
+    items = tmp_path / "items.json"
+    items.write_text(json.dumps([ROWS[0], 5]))
+    with pytest.raises(DataError, match=r"items.json item 2: expected an object, got int"):
+        _examples(items)
+    dup = tmp_path / "dup.json"
+    dup.write_text(json.dumps([ROWS[0], ROWS[1], dict(ROWS[1], id="a")]))
+    with pytest.raises(DataError, match=r"dup.json item 3, field 'id': duplicate id 'a' \(also on item 1\)"):
+        _examples(dup)
+    obj = tmp_path / "obj.json"
+    obj.write_text(json.dumps({"rows": ROWS}))
+    with pytest.raises(DataError, match="expected a JSON array of objects"):
+        _examples(obj)
+    junk = tmp_path / "junk.parquet"
+    junk.write_bytes(b"not parquet at all")
+    with pytest.raises(DataError, match="junk.parquet: cannot read it as Parquet"):
+        _examples(junk)
+
+
+def test_urls_are_read_through_fsspec(tmp_path):
+    """A URL (here fsspec's in-memory filesystem; online: hf://datasets/ORG/NAME/FILE.parquet) is
+    read like a local file - checked when the task is made, positions named in errors."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    with fs.open("/s3ft-test/train.parquet", "wb") as f:
+        f.write(_parquet(tmp_path / "t.parquet", ROWS).read_bytes())
+    with fs.open("/s3ft-test/test.jsonl", "wb") as f:
+        f.write(b'{"id": "t", "prompt": "Q?"}\n')
+    try:
+        task = get_task("jsonl", data_files={"train": "memory://s3ft-test/train.parquet", "test": "memory://s3ft-test/test.jsonl"},
+                        id_field="id")
+        assert [e.gold for e in task.load("train")] == ["Paris", "4"]
+        with pytest.raises(DataError, match=r"memory://s3ft-test/test.jsonl line 1, field 'response': missing"):
+            task.load("test")
+        with pytest.raises(DataError, match=r"memory://s3ft-test/nope.parquet: no such file \(data_files\['train'\]\)"):
+            get_task("jsonl", data_files={"train": "memory://s3ft-test/nope.parquet"})
+    finally:
+        fs.rm("/s3ft-test", recursive=True)

@@ -24,6 +24,12 @@ they match what an editor shows. Plain `.jsonl` and gzip'd `.jsonl.gz` are both 
 every problem raises `DataError` naming the file, the line and the field (a missing file is
 reported at once, when the task is made).
 
+Other formats, by file name: `.parquet` (positions are "row N", 1-based), `.csv` (a header row,
+then one example per record; every value is a string; positions are the line a record starts
+on) and `.json` (an array of objects, "item N"; a `.json` file holding JSON lines is read as
+JSON lines). A path may also be a URL that fsspec opens - `hf://datasets/ORG/NAME/FILE.parquet`
+for a file of a Hugging Face Hub dataset (online), `s3://...`, `https://...`.
+
 This module also holds `bundled_rows`, the reader of the data files shipped inside the package
 (`s3ft/data/...`), used by the built-in tasks.
 """
@@ -75,36 +81,176 @@ def _type_name(value: Any) -> str:
     )
 
 
-def _read_lines(path: Path) -> list[tuple[int, bytes]]:
+Source = Path | str  # a local path, or a URL string (a Path would fold its "//")
+
+
+def is_url(path: str | Path) -> bool:
+    return isinstance(path, str) and "://" in path
+
+
+def as_source(path: str | Path) -> Source:
+    return path if is_url(path) else Path(path)
+
+
+def _format(path: Source) -> str:
+    """jsonl, parquet, csv or json, from the file name (a trailing .gz is looked through)."""
+    name = str(path).lower().split("?")[0]
+    if name.endswith(".gz"):
+        name = name[:-3]
+    for fmt in ("parquet", "csv", "json"):
+        if name.endswith("." + fmt):
+            return fmt
+    return "jsonl"
+
+
+def check_source(path: Source) -> None:
+    """Fail at once for a file that is not there (a URL: asked of its filesystem)."""
+    if is_url(path):
+        try:
+            import fsspec
+
+            fs, inner = fsspec.core.url_to_fs(path)
+            found = fs.isfile(inner)
+        except Exception as e:
+            raise DataError(f"{path}: cannot reach it ({type(e).__name__}: {e})") from e
+        if not found:
+            raise DataError(f"{path}: no such file")
+        return
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else f"file not found (resolved to {path.resolve()})"
+        raise DataError(f"{path}: {what}")
+
+
+def _read_bytes(path: Source) -> bytes:
+    """The file's bytes, gunzipped when they are gzip (recognised by the magic bytes)."""
+    if is_url(path):
+        try:
+            import fsspec
+
+            with fsspec.open(path, "rb") as f:
+                data = f.read()
+        except Exception as e:
+            raise DataError(f"{path}: cannot read it ({type(e).__name__}: {e})") from e
+    else:
+        if not path.exists():
+            raise DataError(f"{path}: file not found (resolved to {path.resolve()})")
+        if path.is_dir():
+            raise DataError(f"{path}: is a folder, expected a data file (.jsonl, .jsonl.gz, .parquet, .csv, .json)")
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise DataError(f"{path}: cannot read the file ({e})") from e
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+            raise DataError(f"{path}: cannot read the file ({e})") from e
+    return data
+
+
+def _read_lines(path: Source) -> list[tuple[int, bytes]]:
     """(line number, raw bytes) of every line of a .jsonl or .jsonl.gz file."""
-    if not path.exists():
-        raise DataError(f"{path}: file not found (resolved to {path.resolve()})")
-    if path.is_dir():
-        raise DataError(f"{path}: is a folder, expected a .jsonl or .jsonl.gz file")
+    return list(enumerate(_read_bytes(path).splitlines(), start=1))
+
+
+UNITS = {"jsonl": "line", "csv": "line", "parquet": "row", "json": "item"}
+
+
+def iter_rows(path: Source, skip_bad_lines: list | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(position, row) for every row of a data file in any of the accepted formats; the position
+    is a line, row or item number (`UNITS[_format(path)]`)."""
+    fmt = _format(path)
+    if fmt == "jsonl":
+        yield from iter_jsonl_rows(path, skip_bad_lines)
+        return
+    data = _read_bytes(path)
+    if fmt == "json":
+        text = _decode(path, data)
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as e:
+            if e.msg == "Extra data":  # JSON lines in a .json file
+                yield from _iter_lines(path, list(enumerate(data.splitlines(), start=1)), skip_bad_lines)
+                return
+            raise DataError(f"{path} line {e.lineno}: invalid JSON: {e.msg} at column {e.colno}") from e
+        if not isinstance(rows, list):
+            raise DataError(f"{path}: expected a JSON array of objects (or one JSON object per line), got {_type_name(rows)}")
+        items = list(enumerate(rows, start=1))
+    elif fmt == "csv":
+        import csv
+        import io
+
+        reader = csv.reader(io.StringIO(_decode(path, data), newline=""))
+        try:
+            header = next(reader)
+        except StopIteration:
+            header = []
+        except csv.Error as e:
+            raise DataError(f"{path} line 1: invalid CSV header ({e})") from e
+        items = []
+        start = reader.line_num + 1
+        while True:
+            try:
+                record = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as e:
+                raise DataError(f"{path} line {start}: invalid CSV ({e})") from e
+            if record:
+                if len(record) != len(header):
+                    err = DataError(f"{path} line {start}: {len(record)} values for {len(header)} columns ({', '.join(header)})")
+                    if skip_bad_lines is None:
+                        raise err
+                    skip_bad_lines.append({"line": start, "error": str(err)})
+                else:
+                    items.append((start, dict(zip(header, record))))
+            start = reader.line_num + 1
+    else:  # parquet
+        import io
+
+        import pyarrow.parquet as pq
+
+        try:
+            rows = pq.read_table(io.BytesIO(data)).to_pylist()
+        except Exception as e:
+            raise DataError(f"{path}: cannot read it as Parquet ({type(e).__name__}: {e})") from e
+        items = list(enumerate(rows, start=1))
+    n = 0
+    for pos, row in items:
+        if not isinstance(row, dict):
+            err = DataError(f"{path} {UNITS[fmt]} {pos}: expected an object, got {_type_name(row)}")
+            if skip_bad_lines is None:
+                raise err
+            skip_bad_lines.append({"line": pos, "error": str(err)})
+            continue
+        n += 1
+        yield pos, row
+    if not n:
+        raise DataError(f"{path}: no examples (no {'records' if fmt == 'csv' else 'rows'})")
+
+
+def _decode(path: Source, data: bytes) -> str:
     try:
-        with path.open("rb") as f:
-            head = f.read(2)
-        opener = gzip.open if head == b"\x1f\x8b" else open
-        with opener(path, "rb") as f:
-            data = f.read()
-    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
-        raise DataError(f"{path}: cannot read the file ({e})") from e
-    return list(enumerate(data.splitlines(), start=1))
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise DataError(f"{path} line {line}: not valid UTF-8 (byte 0x{data[e.start]:02x}); save the file as UTF-8") from e
 
 
 class _RowReader:
     """Turns the rows of one file into Examples, raising DataError with file/line/field."""
 
-    def __init__(self, path: Path, split: str, prompt_field: str, response_field: str,
+    def __init__(self, path: Source, split: str, prompt_field: str, response_field: str,
                  messages_field: str | None, id_field: str | None, on_invalid: str = "error"):
         self.path, self.split = path, split
+        self.unit = UNITS[_format(path)]  # line / row / item
         self.on_invalid = on_invalid
         self.skipped: list[dict[str, Any]] = []  # with on_invalid="skip": {line, error} per bad row
         self.prompt_field, self.response_field = prompt_field, response_field
         self.messages_field, self.id_field = messages_field, id_field
 
     def error(self, line: int, msg: str, field: str | None = None) -> DataError:
-        where = f"{self.path} line {line}"
+        where = f"{self.path} {self.unit} {line}"
         if field is not None:
             where += f", field {field!r}"
         return DataError(f"{where}: {msg}")
@@ -173,7 +319,7 @@ class _RowReader:
         """One row -> Example, or DataError naming file, line and field."""
         ex_id = self.example_id(row, line)
         if ex_id in seen:
-            raise self.error(line, f"duplicate id {ex_id!r} (also on line {seen[ex_id]})", self.id_field)
+            raise self.error(line, f"duplicate id {ex_id!r} (also on {self.unit} {seen[ex_id]})", self.id_field)
         if self.messages_field is not None:
             prompt, gold = self.messages(row, line)
             question = next(m["content"] for m in reversed(prompt) if m["role"] == "user")
@@ -193,7 +339,7 @@ class _RowReader:
         examples: list[Example] = []
         seen: dict[str, int] = {}
         self.skipped = []
-        rows = iter_jsonl_rows(self.path, skip_bad_lines=self.skipped if self.on_invalid == "skip" else None)
+        rows = iter_rows(self.path, skip_bad_lines=self.skipped if self.on_invalid == "skip" else None)
         for line, row in rows:
             try:
                 examples.append(self.example(row, line, seen))
@@ -211,8 +357,11 @@ def iter_jsonl_rows(path: str | Path, skip_bad_lines: list | None = None) -> Ite
     DataError naming the file and line for bytes that are not UTF-8, invalid JSON, a line that
     is not an object, and a file without rows. With `skip_bad_lines` (a list), bad lines are
     appended to it as {line, error} and skipped instead."""
-    path = Path(path)
-    lines = _read_lines(path)
+    path = as_source(path)
+    yield from _iter_lines(path, _read_lines(path), skip_bad_lines)
+
+
+def _iter_lines(path: Source, lines: list[tuple[int, bytes]], skip_bad_lines: list | None) -> Iterator[tuple[int, dict[str, Any]]]:
     n = 0
     for line, raw in lines:
         try:
@@ -231,7 +380,7 @@ def iter_jsonl_rows(path: str | Path, skip_bad_lines: list | None = None) -> Ite
         raise DataError(f"{path}: no examples ({what})")
 
 
-def _parse_line(path: Path, line: int, raw: bytes) -> dict[str, Any] | None:
+def _parse_line(path: Source, line: int, raw: bytes) -> dict[str, Any] | None:
     """One raw line -> a row dict, None for a blank line, or DataError."""
     where = f"{path} line {line}"
     try:
@@ -281,7 +430,7 @@ def task(
         raise DataError(f"on_invalid must be 'error' or 'skip', got {on_invalid!r}")
     invalid: dict[str, list[dict[str, Any]]] = {}
 
-    def loader(split: str, path: Path) -> Callable[[], list[Example]]:
+    def loader(split: str, path: Source) -> Callable[[], list[Example]]:
         reader = _RowReader(path, split, prompt_field, response_field, messages_field, id_field, on_invalid)
 
         def read() -> list[Example]:
@@ -295,10 +444,11 @@ def task(
     for split, path in data_files.items():
         if not isinstance(path, (str, Path)) or not str(path):
             raise DataError(f"data_files[{split!r}] must be a file path, got {path!r}")
-        path = Path(path)
-        if not path.is_file():  # fail at once, not after hours of generation on another split
-            what = "is a folder" if path.is_dir() else f"file not found (resolved to {path.resolve()})"
-            raise DataError(f"{path}: {what} (data_files[{split!r}])")
+        path = as_source(str(path))
+        try:  # fail at once, not after hours of generation on another split
+            check_source(path)
+        except DataError as e:
+            raise DataError(f"{e} (data_files[{split!r}])") from None
         splits[str(split)] = loader(str(split), path)
     return Task(name="jsonl", judge=judge, max_new_tokens=max_new_tokens,
                 paraphrase_kind=paraphrase_kind, splits=splits, invalid=invalid)

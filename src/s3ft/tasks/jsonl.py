@@ -114,7 +114,11 @@ def check_source(path: Source) -> None:
         except Exception as e:
             raise DataError(f"{path}: cannot reach it ({type(e).__name__}: {e})") from e
         if not found:
-            raise DataError(f"{path}: no such file")
+            import os
+
+            offline = path.startswith("hf://") and os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+            raise DataError(f"{path}: no such file" + (" - or not reachable: HF_HUB_OFFLINE is set, so the Hub is not asked"
+                                                       if offline else ""))
         return
     if not path.is_file():
         what = "is a folder" if path.is_dir() else f"file not found (resolved to {path.resolve()})"

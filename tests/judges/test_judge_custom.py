@@ -40,6 +40,16 @@ JUDGE = textwrap.dedent('''
         return True
 
     NOT_A_FUNCTION = 3
+
+    def scored(examples, responses):
+        return [response == example.gold or None for example, response in zip(examples, responses)]
+
+    scored.batched = True
+
+    def short(examples, responses):
+        return [True]
+
+    short.batched = True
 ''')
 
 
@@ -182,3 +192,11 @@ def test_cli_reports_a_raising_judge_cleanly(tmp_path, capsys):
                  "--predictions", str(preds), "--output", str(tmp_path / "o.jsonl")])
     assert code == 2
     assert "raised on example 't1' (response 'x'): KeyError: 'answer'" in capsys.readouterr().err
+
+
+def test_a_batched_judge_sees_the_whole_batch(judge_file):
+    exs = [ex(0, "x"), ex(1, "x"), ex(2, "x")]
+    assert get_judge(f"{judge_file}:scored")(exs, ["Paris", "Lyon", "Paris"]) == [
+        Verdict(True, ""), Verdict(None, "cannot judge"), Verdict(True, "")]
+    with pytest.raises(JudgeError, match=r"\(batched\) returned a list of 1 for 3 responses"):
+        get_judge(f"{judge_file}:short")(exs, ["a", "b", "c"])

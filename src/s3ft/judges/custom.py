@@ -8,6 +8,10 @@ The function is a per-example judge, like the built-in ones:
         return ...                     # True / False, None (cannot judge), a Verdict,
                                        # or a tuple (correct, reason[, extracted])
 
+A function with the attribute `batched = True` is called once per batch instead, as
+`judge(examples, responses)`, and returns a list with one such value per response (for a judge
+that calls a reward model or a remote service).
+
 `example.meta` holds every extra field of a JSONL row. Unlike the built-in judges, whose every
 exception becomes "cannot judge", an exception or a return value of another type stops the
 stage with the example's id: a judge that fails on every row would otherwise turn a whole run
@@ -135,10 +139,21 @@ def to_verdict(value: Any, spec: str, example: Example) -> Verdict:
 
 
 def make_custom_judge(spec: str) -> Callable[[Sequence[Example], Sequence[str]], list[Verdict]]:
-    """The batch judge over the user's per-example function."""
+    """The batch judge over the user's function (per example, or per batch when `fn.batched`)."""
     fn = load_function(spec)
 
     def judge(examples: Sequence[Example], responses: Sequence[str]) -> list[Verdict]:
+        if getattr(fn, "batched", False) is True:
+            try:
+                values = fn(list(examples), list(responses))
+            except Exception as e:
+                raise JudgeError(f"judge {spec!r} raised on a batch of {len(examples)} starting with example "
+                                 f"{examples[0].id!r}: {type(e).__name__}: {e}") from e
+            if not isinstance(values, (list, tuple)) or len(values) != len(examples):
+                got = f"a list of {len(values)}" if isinstance(values, (list, tuple)) else repr(values)[:80]
+                raise JudgeError(f"judge {spec!r} (batched) returned {got} for {len(examples)} responses; "
+                                 "a batched judge returns a list with one value per response")
+            return [to_verdict(v, spec, ex) for v, ex in zip(values, examples)]
         out = []
         for ex, resp in zip(examples, responses, strict=True):
             try:

@@ -102,12 +102,29 @@ class Session:
     def free_engines(self) -> None:
         """Before a stage loads a model outside the generation backend (training, lm-evaluation-
         harness, log-prob scoring): stop the vLLM engine, which holds most of the device's memory.
-        Its generators start it again when next asked to generate."""
+        Its generators start it again when next asked to generate. On a GPU the hf backend's loaded
+        models (the base model, an llm judge's model) are let go too, so that training does not
+        share the device with them; they are loaded again when next needed (seconds, against the
+        training's minutes). On a CPU they stay: RAM is rarely the limit there."""
         if self.cfg.backend == "vllm":
             from s3ft.backends_vllm import shutdown_engines
 
             if shutdown_engines():
                 log("vllm: engine stopped to free its memory for this stage")
+            return
+        from s3ft.models import on_gpu
+
+        if self.cfg.backend == "hf" and self._generators and on_gpu(self.cfg.device):
+            import gc
+
+            import torch
+
+            names = ", ".join(k.removeprefix("hf:") for k in self._generators)
+            self._generators.clear()
+            self._judge = None  # an llm judge holds its model; it is built again when next needed
+            gc.collect()
+            torch.cuda.empty_cache()
+            log(f"released {names} from the GPU for this stage (loaded again when next needed)")
 
     def judge_generator(self):
         """The llm judge's model: the base model (the paper's choice), judge_model on the

@@ -120,8 +120,7 @@ class Session:
             import torch
 
             names = ", ".join(k.removeprefix("hf:") for k in self._generators)
-            self._generators.clear()
-            self._judge = None  # an llm judge holds its model; it is built again when next needed
+            self._generators.clear()  # (an llm judge fetches its model from here at each call)
             gc.collect()
             torch.cuda.empty_cache()
             log(f"released {names} from the GPU for this stage (loaded again when next needed)")
@@ -221,8 +220,20 @@ def judge_options(cfg: S3FTConfig, name: str, session: Session | None = None) ->
             raise ValueError("the llm judge needs a model session")
         # one cache per judge model: the same prompt to another judge is another verdict
         judge_id = fingerprint(session.judge_model_id())[:12]
-        return {"generator": session.judge_generator(), "cache_path": str(session.run / f"llm_judge_cache.{judge_id}.jsonl")}
+        return {"generator": _SessionJudgeModel(session), "cache_path": str(session.run / f"llm_judge_cache.{judge_id}.jsonl")}
     return {}
+
+
+class _SessionJudgeModel:
+    """The llm judge's generator, fetched from the session at each call rather than held: the
+    judge lives as long as the session, and must not keep a model the session has let go of
+    (Session.free_engines) - nor load one before it is first asked to judge."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def generate(self, prompts, max_new_tokens: int, **kwargs):
+        return self.session.judge_generator().generate(prompts, max_new_tokens, **kwargs)
 
 
 def _judge_fp(s: Session) -> list[Any]:
@@ -572,8 +583,7 @@ def preflight(s: Session, stages: tuple[str, ...] = STAGES) -> None:
         _import_vllm()
     n_train = len(s.train_examples())
     n_eval = len(s.eval_examples()) if "eval" in stages else 0
-    if s.judge_name != "llm":  # the llm judge loads the model; it is built when first needed
-        s.judge()
+    s.judge()  # (an llm judge loads its model only when first asked to judge)
     from s3ft.judges.custom import check_on_gold, is_custom
 
     if is_custom(s.judge_name):  # your judge on a few gold answers: it must run, and should accept them

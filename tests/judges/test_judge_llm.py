@@ -196,10 +196,15 @@ def test_judge_model_runs_on_the_generation_backend(tmp_path, monkeypatch, tiny_
     exs, resps = [nq(["Shakespeare"])] * 2, ["William Shakespeare", "Marlowe"]
     base = _llm_session(tmp_path, tiny_model_dir)
     other = _llm_session(tmp_path, tiny_model_dir, judge_model=str(sharp_model_dir))
-    assert [v.correct for v in other.judge()(exs, resps)] == [True, False]
+    judge = other.judge()
+    assert made == []  # nothing is loaded before the judge is first asked
+    assert [v.correct for v in judge(exs, resps)] == [True, False]
     assert made == [str(sharp_model_dir)]  # the judge model was loaded, the base model was not
+    other._generators.clear()  # what Session.free_engines does on a GPU before training
+    judge([nq(["Hamlet"])], ["Hamlet"])  # (a prompt not in the verdict cache)
+    assert made == [str(sharp_model_dir)] * 2  # the judge did not hold on to the model: loaded again
     base.judge()(exs, resps)
-    assert made == [str(sharp_model_dir), str(tiny_model_dir)]
+    assert made == [str(sharp_model_dir)] * 2 + [str(tiny_model_dir)]
     assert _judge_fp(base) != _judge_fp(other)
     caches = sorted(p.name for p in (tmp_path / "run").glob("llm_judge_cache.*.jsonl"))
     assert len(caches) == 2  # one per judge model: a verdict of one is never served for the other

@@ -237,10 +237,11 @@ class _SessionJudgeModel:
 
 
 def _judge_fp(s: Session) -> list[Any]:
-    from s3ft.judges.custom import is_custom, source_fingerprint
+    from s3ft.judges.custom import is_custom
 
     c = s.cfg
-    extra = [s.judge_model_id()] if s.judge_name == "llm" else [source_fingerprint(s.judge_name)] if is_custom(s.judge_name) else []
+    # your own judge: the hash of the code this session's judge runs (not of the file now on disk)
+    extra = [s.judge_model_id()] if s.judge_name == "llm" else [s.judge().source_hash] if is_custom(s.judge_name) else []
     return [s.judge_name, c.qa_policy, c.qa_f1_threshold] + extra + _libs_fp("math-verify")
 
 
@@ -587,7 +588,7 @@ def preflight(s: Session, stages: tuple[str, ...] = STAGES) -> None:
     from s3ft.judges.custom import check_on_gold, is_custom
 
     if is_custom(s.judge_name):  # your judge on a few gold answers: it must run, and should accept them
-        ok, n = check_on_gold(s.judge_name, s.train_examples()[:8])
+        ok, n = check_on_gold(s.judge(), s.train_examples()[:8])
         if ok < n:
             log(f"warning: judge {s.judge_name} accepts {ok} of the first {n} gold training answers; "
                 "it is meant to accept a correct answer")

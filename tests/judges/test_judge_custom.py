@@ -11,7 +11,7 @@ from s3ft import pipeline
 from s3ft.cli import main
 from s3ft.config import ConfigError, load_config
 from s3ft.judges import get_judge
-from s3ft.judges.custom import JudgeError, load_function, source_fingerprint
+from s3ft.judges.custom import JudgeError, load_function
 from s3ft.runs import read_jsonl
 from s3ft.types import Example, Verdict
 
@@ -112,11 +112,20 @@ def test_bad_judges_fail_at_config_time_naming_recipe_line(tmp_path, judge_file)
 
 def test_editing_the_file_reloads_it_and_changes_the_fingerprint(judge_file):
     spec = f"{judge_file}:by_kind"
-    before = source_fingerprint(spec)
-    assert get_judge(spec)([ex(0, "bool")], ["Paris"])[0].correct is True
+    old = get_judge(spec)
+    assert old([ex(0, "bool")], ["Paris"])[0].correct is True
     judge_file.write_text(JUDGE.replace("return response == example.gold\n", "return response != example.gold\n", 1))
-    assert source_fingerprint(spec) != before
-    assert get_judge(spec)([ex(0, "bool")], ["Paris"])[0].correct is False
+    new = get_judge(spec)
+    assert new.source_hash != old.source_hash
+    assert new([ex(0, "bool")], ["Paris"])[0].correct is False
+    assert old([ex(0, "bool")], ["Paris"])[0].correct is True  # a judge already built keeps its code
+
+
+def test_a_judge_file_imports_its_helpers_from_its_folder(tmp_path):
+    (tmp_path / "judge_helpers_s3ft_test.py").write_text("def norm(t):\n    return t.strip().lower()\n")
+    (tmp_path / "j.py").write_text("from judge_helpers_s3ft_test import norm\n\n"
+                                   "def judge(example, response):\n    return norm(response) == norm(example.gold)\n")
+    assert get_judge(f"{tmp_path}/j.py:judge")([ex(0, "x")], [" PARIS "]) == [Verdict(True, "")]
 
 
 def trivia(tmp_path, n=6):
@@ -161,6 +170,26 @@ def test_pipeline_judges_with_the_users_function_and_rejudges_when_it_changes(tm
     # and the preflight warns that it accepts none of the gold answers
     pipeline.preflight(pipeline.Session(cfg), ("generate", "judge"))
     assert "accepts 0 of the first 6 gold training answers" in capsys.readouterr().out
+
+
+def test_a_judge_edited_during_a_run_is_recorded_as_the_code_that_ran(tmp_path, monkeypatch, tiny_model_dir):
+    """The session loads the judge at preflight; the file is edited while it generates. The judge
+    stage runs the code it loaded and must record that code's hash, so the next run (which loads
+    the edited file) finds the stage stale and re-judges."""
+    data = trivia(tmp_path)
+    path = tmp_path / "edited_judge.py"
+    path.write_text("def judge(example, response):\n    return True\n")
+    cfg = load_config(None, {"task": "jsonl", "data_files": {"train": str(data)}, "id_field": "id",
+                             "prompt_field": "question", "response_field": "answer",
+                             "judge": f"{path}:judge", "output_dir": str(tmp_path / "run"), "model": str(tiny_model_dir)})
+    monkeypatch.setattr(pipeline.Session, "generator", lambda self, model=None, dtype=None: EchoGenerator())
+    monkeypatch.setattr(pipeline.Session, "model_id", lambda self: "echo")
+    s1 = pipeline.Session(cfg)
+    s1.run.path.mkdir(parents=True)
+    pipeline.preflight(s1, ("generate", "judge"))
+    path.write_text("def judge(example, response):\n    return False\n")  # edited mid-run
+    assert all(r["correct"] is True for r in read_jsonl(pipeline.stage_judge(s1)))  # the code it loaded
+    assert all(r["correct"] is False for r in read_jsonl(pipeline.stage_judge(pipeline.Session(cfg))))
 
 
 def test_s3ft_judge_command_with_the_bundled_example_judge(tmp_path, capsys):

@@ -18,8 +18,10 @@ stage with the example's id: a judge that fails on every row would otherwise tur
 into silent "cannot judge" verdicts (every target falls back to the gold). The rows judged
 before it are kept; fix the judge and run again to resume.
 
-The stages that judge (own answers, paraphrases, evaluation) fingerprint the judge's source file,
-so editing it re-judges; a helper module it imports is not covered (`--force judge` then)."""
+The stages that judge (own answers, paraphrases, evaluation) fingerprint the code the judge
+runs - the file as it was read when the run loaded it - so editing it re-judges in the next run;
+a helper module it imports (the file's folder is on the import path, as for a script) is not
+covered (`--force judge` then). A judge named by module path is imported once per process."""
 from __future__ import annotations
 
 import difflib
@@ -28,6 +30,7 @@ import importlib
 import importlib.util
 import inspect
 import sys
+import types
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -56,7 +59,13 @@ def _is_file(where: str) -> bool:
     return where.endswith(".py") or "/" in where or "\\" in where
 
 
-def _load_module(spec: str) -> Any:
+_MODULE_HASHES: dict[str, str] = {}  # module name -> hash of its source when first loaded here
+
+
+def _load_module(spec: str) -> tuple[Any, str]:
+    """(module, hash of the source it runs). A file is read once and that text is what runs and
+    what is hashed; an edited file is a new module. A module named by import path is imported
+    once per process (not reloaded); its source file is hashed when first loaded here."""
     where, _ = _split(spec)
     if _is_file(where):
         path = Path(where)
@@ -64,31 +73,43 @@ def _load_module(spec: str) -> Any:
             what = "is a folder" if path.is_dir() else f"file not found (resolved to {path.resolve()})"
             raise JudgeError(f"judge {spec!r}: {where}: {what}")
         resolved = path.resolve()
-        # keyed by path and content: an edited file is loaded afresh, as its fingerprint changes
-        key = f"{resolved}\0{hashlib.sha256(resolved.read_bytes()).hexdigest()}"
-        name = "s3ft_user_judge_" + hashlib.sha256(key.encode()).hexdigest()[:16]
+        source = resolved.read_bytes()
+        digest = hashlib.sha256(source).hexdigest()
+        name = "s3ft_user_judge_" + hashlib.sha256(f"{resolved}\0{digest}".encode()).hexdigest()[:16]
         if name in sys.modules:
-            return sys.modules[name]
-        mspec = importlib.util.spec_from_file_location(name, resolved)
-        module = importlib.util.module_from_spec(mspec)  # type: ignore[arg-type]
+            return sys.modules[name], digest
+        if str(resolved.parent) not in sys.path:  # its helper modules import as in a script
+            sys.path.append(str(resolved.parent))
+        module = types.ModuleType(name)
+        module.__file__ = str(resolved)
         sys.modules[name] = module  # dataclasses and pickling look a module up by name
         try:
-            mspec.loader.exec_module(module)  # type: ignore[union-attr]
+            exec(compile(source, str(resolved), "exec"), module.__dict__)
         except Exception as e:
             del sys.modules[name]
             raise JudgeError(f"judge {spec!r}: importing {where} failed: {type(e).__name__}: {e}") from e
-        return module
+        return module, digest
     try:
-        return importlib.import_module(where)
+        module = importlib.import_module(where)
     except Exception as e:
         raise JudgeError(f"judge {spec!r}: cannot import module {where!r} ({type(e).__name__}: {e}); "
                          "a module must be importable (installed, or on PYTHONPATH) - or give a file path, "
                          "e.g. judges/my_judge.py:FUNCTION") from e
+    if module.__name__ not in _MODULE_HASHES:
+        try:
+            source = inspect.getsourcefile(module)
+        except TypeError:
+            source = None
+        _MODULE_HASHES[module.__name__] = (hashlib.sha256(Path(source).read_bytes()).hexdigest()
+                                           if source and Path(source).is_file()
+                                           else f"module {module.__name__} {getattr(module, '__version__', '')}")
+    return module, _MODULE_HASHES[module.__name__]
 
 
-def load_function(spec: str) -> Callable[..., Any]:
-    """The judge function `spec` names, checked to be callable with (example, response)."""
-    module = _load_module(spec)
+def load_function(spec: str) -> tuple[Callable[..., Any], str]:
+    """(the judge function `spec` names, checked to be callable with (example, response); the hash
+    of the source it comes from)."""
+    module, digest = _load_module(spec)
     where, func = _split(spec)
     fn = getattr(module, func, None)
     if fn is None:
@@ -106,19 +127,7 @@ def load_function(spec: str) -> Callable[..., Any]:
                          f"{func}(example, response)") from None
     except ValueError:  # builtins without a signature: let the first call tell
         pass
-    return fn
-
-
-def source_fingerprint(spec: str) -> str:
-    """sha256 of the judge's source file (what its stages' fingerprints record)."""
-    module = _load_module(spec)
-    try:
-        source = inspect.getsourcefile(module) or getattr(module, "__file__", None)
-    except TypeError:
-        source = None
-    if not source or not Path(source).is_file():
-        return f"module {module.__name__} {getattr(module, '__version__', '')}"
-    return hashlib.sha256(Path(source).read_bytes()).hexdigest()
+    return fn, digest
 
 
 def to_verdict(value: Any, spec: str, example: Example) -> Verdict:
@@ -139,8 +148,9 @@ def to_verdict(value: Any, spec: str, example: Example) -> Verdict:
 
 
 def make_custom_judge(spec: str) -> Callable[[Sequence[Example], Sequence[str]], list[Verdict]]:
-    """The batch judge over the user's function (per example, or per batch when `fn.batched`)."""
-    fn = load_function(spec)
+    """The batch judge over the user's function (per example, or per batch when `fn.batched`).
+    Its `source_hash` is the hash of the code it runs (what the judging stages fingerprint)."""
+    fn, digest = load_function(spec)
 
     def judge(examples: Sequence[Example], responses: Sequence[str]) -> list[Verdict]:
         if getattr(fn, "batched", False) is True:
@@ -164,14 +174,16 @@ def make_custom_judge(spec: str) -> Callable[[Sequence[Example], Sequence[str]],
             out.append(to_verdict(value, spec, ex))
         return out
 
+    judge.source_hash = digest  # type: ignore[attr-defined]
     return judge
 
 
-def check_on_gold(spec: str, examples: Sequence[Example]) -> tuple[int, int]:
-    """Run the judge on the gold answers of `examples` (a preflight: it must not raise or return
-    something else than a verdict). Returns (gold answers judged correct, examples checked)."""
+def check_on_gold(judge: Callable[[Sequence[Example], Sequence[str]], list[Verdict]],
+                  examples: Sequence[Example]) -> tuple[int, int]:
+    """Run a custom judge on the gold answers of `examples` (a preflight: it must not raise or
+    return something else than a verdict). Returns (gold answers judged correct, examples checked)."""
     try:
-        verdicts = make_custom_judge(spec)(examples, [e.gold for e in examples])
+        verdicts = judge(examples, [e.gold for e in examples])
     except JudgeError as e:
         raise JudgeError(f"before any work, on the gold answers of the first {len(examples)} training examples: {e}") from e
     return sum(v.correct is True for v in verdicts), len(verdicts)

@@ -231,3 +231,25 @@ def test_models_leave_the_gpu_before_training_but_stay_on_a_cpu(session, monkeyp
     assert s._generators == {}
     rows = read_jsonl(pipeline.stage_judge(s))  # what was let go is built again on demand
     assert len(rows) == N
+
+
+def test_a_changed_gold_or_meta_rejudges(tmp_path, monkeypatch):
+    """Verdicts depend on each example's gold and extras (here the qa judge's `answers`): editing
+    them in the data file makes the judge stage stale, though the own answers are unchanged."""
+    rows = [{"id": f"q{i}", "prompt": f"What is item {i}?", "response": f"answer {i}", "answers": [f"answer {i}"]}
+            for i in range(N)]
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = load_config(None, {"task": "jsonl", "data_files": {"train": str(data)}, "judge": "qa", "id_field": "id",
+                             "output_dir": str(tmp_path / "run"), "model": "org/unused"})
+    gen = ScriptedGenerator()
+    monkeypatch.setattr(pipeline.Session, "generator", lambda self, model=None, dtype=None: gen)
+    monkeypatch.setattr(pipeline.Session, "model_id", lambda self: "scripted")
+    (tmp_path / "run").mkdir()
+    before = read_jsonl(pipeline.stage_judge(pipeline.Session(cfg)))
+    assert sum(r["correct"] for r in before) == 4  # "answer i" for i % 3 == 0, "no idea" otherwise
+    rows[1]["answers"].append("no idea")  # an alias that accepts q1's own answer
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    after = {r["id"]: r["correct"] for r in read_jsonl(pipeline.stage_judge(pipeline.Session(cfg)))}
+    assert after["q1"] is True and sum(after.values()) == 5
+    assert len(gen.calls) == 1  # the own answers were not generated again

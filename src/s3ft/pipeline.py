@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from s3ft import selection
 from s3ft.config import S3FTConfig
@@ -236,13 +236,16 @@ class _SessionJudgeModel:
         return self.session.judge_generator().generate(prompts, max_new_tokens, **kwargs)
 
 
-def _judge_fp(s: Session) -> list[Any]:
+def _judge_fp(s: Session, exs: Iterable[Example]) -> list[Any]:
+    """What a judge's verdicts on `exs` depend on: the judge and its settings, and each example's
+    gold and extras (meta: the qa judge's aliases, the code judge's tests, your own judge's fields)."""
     from s3ft.judges.custom import is_custom
 
     c = s.cfg
     # your own judge: the hash of the code this session's judge runs (not of the file now on disk)
     extra = [s.judge_model_id()] if s.judge_name == "llm" else [s.judge().source_hash] if is_custom(s.judge_name) else []
-    return [s.judge_name, c.qa_policy, c.qa_f1_threshold] + extra + _libs_fp("math-verify")
+    golds = fingerprint([(e.id, e.gold, e.meta) for e in exs])
+    return [s.judge_name, c.qa_policy, c.qa_f1_threshold] + extra + _libs_fp("math-verify") + [golds]
 
 
 def _libs_fp(*extra: str) -> list[str]:
@@ -325,7 +328,7 @@ def stage_judge(s: Session) -> Path:
     src = stage_generate(s)
     exs = {e.id: e for e in s.train_examples()}
     out = s.run / "own_judged.jsonl"
-    fp = fingerprint("judge", file_fingerprint(src), _judge_fp(s))
+    fp = fingerprint("judge", file_fingerprint(src), _judge_fp(s, exs.values()))
     if "judge" not in s.force and s.run.is_done("judge", fp, [out]):
         log(f"judge: up to date ({out})", once=True)
         return out
@@ -371,7 +374,7 @@ def stage_paraphrase(s: Session) -> Path:
         own = _by_id(read_jsonl(src))
         upstream = file_fingerprint(src)
     fp = fingerprint("paraphrase", s.model_id(), _examples_fp(exs), scope, upstream, _gen_fp(s),
-                     s.cfg.paraphrase_max_new_tokens, _judge_fp(s), s.task.paraphrase_kind,
+                     s.cfg.paraphrase_max_new_tokens, _judge_fp(s, exs), s.task.paraphrase_kind,
                      *([ratio] if ratio else []))
     if "paraphrase" not in s.force and s.run.is_done("paraphrase", fp, [out]):
         log(f"paraphrase: up to date ({out})", once=True)
@@ -465,7 +468,7 @@ def _eval_model(s: Session, name: str, model: str, model_fp: str, run: RunDir | 
     exs = s.eval_examples()
     out = run / "eval" / f"{name}.jsonl"
     stage = f"eval.{name}"
-    fp = fingerprint(stage, model_fp, _examples_fp(exs), _gen_fp(s), _judge_fp(s))
+    fp = fingerprint(stage, model_fp, _examples_fp(exs), _gen_fp(s), _judge_fp(s, exs))
     if stage not in s.force and "eval" not in s.force and run.is_done(stage, fp, [out]):
         log(f"eval {name}: up to date ({out})", once=True)
         return run.stage_record(stage)["accuracy"]

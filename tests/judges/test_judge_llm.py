@@ -205,7 +205,7 @@ def test_judge_model_runs_on_the_generation_backend(tmp_path, monkeypatch, tiny_
     assert made == [str(sharp_model_dir)] * 2  # the judge did not hold on to the model: loaded again
     base.judge()(exs, resps)
     assert made == [str(sharp_model_dir)] * 2 + [str(tiny_model_dir)]
-    assert _judge_fp(base) != _judge_fp(other)
+    assert _judge_fp(base, []) != _judge_fp(other, [])
     caches = sorted(p.name for p in (tmp_path / "run").glob("llm_judge_cache.*.jsonl"))
     assert len(caches) == 2  # one per judge model: a verdict of one is never served for the other
 

@@ -136,9 +136,24 @@ def test_model_without_chat_template_or_tokenizer_is_refused_before_any_work(tmp
     err = capsys.readouterr().err
     assert "its tokenizer has no chat template" in err and "chat_template.jinja" in err
     assert run(no_tokenizer) == 2
-    assert "has no tokenizer (tokenizer.json" in capsys.readouterr().err
+    assert "has no tokenizer files (tokenizer.json" in capsys.readouterr().err
     assert not (tmp_path / "run" / "own.jsonl").exists()
     shutil.copy(tiny_model_dir / "chat_template.jinja", no_template / "chat_template.jinja")
     from s3ft.models import check_chat_template
 
     check_chat_template(str(no_template))  # the fix the message names
+
+
+def test_model_identity_follows_the_chat_template(tmp_path, tiny_model_dir):
+    """Prompts are rendered by the template file: editing it must make the model a new one for
+    the stages' fingerprints."""
+    import shutil
+
+    from s3ft.models import model_identity
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, folder)
+    before = model_identity(str(folder))
+    template = folder / "chat_template.jinja"
+    template.write_text(template.read_text() + "{# edited #}\n")
+    assert model_identity(str(folder)) != before

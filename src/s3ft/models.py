@@ -120,7 +120,7 @@ def model_identity(name: str) -> str:
         return name
     parts = []
     for f in sorted(path.glob("*")):
-        if f.is_file() and f.suffix in (".safetensors", ".bin", ".json", ".model"):
+        if f.is_file() and f.suffix in (".safetensors", ".bin", ".json", ".model", ".jinja", ".txt", ".tiktoken"):
             st = f.stat()
             parts.append(f"{f.name}:{st.st_size}:{int(st.st_mtime)}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
@@ -142,10 +142,11 @@ def check_chat_template(name: str) -> None:
     the tokenizer's chat template, as S3FT starts from an instruction-tuned model): a tokenizer
     without one fails here, before the model's weights are loaded, with what to do about it."""
     path = Path(resolve_model(name))
-    files = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
-    if path.is_dir() and _adapter_base(str(path)) is None and not any((path / f).exists() for f in files):
-        raise ModelError(f"model folder {path} has no tokenizer ({', '.join(files)}): save the model's "
-                         "tokenizer into it (tokenizer.save_pretrained(folder))")
+    if path.is_dir() and _adapter_base(str(path)) is None and not any(
+            f.name.startswith(("tokenizer", "vocab", "spiece")) or f.suffix in (".model", ".tiktoken")
+            for f in path.iterdir()):
+        raise ModelError(f"model folder {path} has no tokenizer files (tokenizer.json, tokenizer_config.json, "
+                         "vocab.*, *.model, ...): save the model's tokenizer into it (tokenizer.save_pretrained(folder))")
     try:
         tok = load_tokenizer(name)
     except ModelError:

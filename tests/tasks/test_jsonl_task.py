@@ -306,6 +306,21 @@ def test_other_formats_give_the_same_examples(tmp_path, fmt):
     assert [e.to_dict() for e in got] == [e.to_dict() for e in want]
 
 
+def test_csv_long_cells_duplicate_columns_and_tsv(tmp_path):
+    long = tmp_path / "long.csv"
+    long.write_text('id,prompt,response\na,"' + "x" * 200_000 + '",r\n')
+    _, exs = _examples(long)
+    assert len(exs[0].prompt[0]["content"]) == 200_000  # the csv module's default limit is 128 KiB
+    dup = tmp_path / "dup.csv"
+    dup.write_text("id,prompt,response,prompt\na,q,r,q2\n")
+    with pytest.raises(DataError, match=r"dup.csv line 1: duplicate column name 'prompt'"):
+        _examples(dup)
+    tsv = tmp_path / "rows.tsv"
+    tsv.write_text("id\tprompt\tresponse\na\tCapital of France, please?\tParis\n")
+    _, exs = _examples(tsv)
+    assert (exs[0].prompt[0]["content"], exs[0].gold) == ("Capital of France, please?", "Paris")
+
+
 def test_csv_rows_are_strings_and_positions_are_lines(tmp_path):
     path = tmp_path / "rows.csv"
     path.write_text('id,prompt,response\na,"Capital of France?",Paris\n\nb,"A poem,\nplease",Roses\n3,Q?,7\n')
@@ -335,9 +350,21 @@ def test_errors_name_the_row_or_item(tmp_path):
     with pytest.raises(DataError, match=r"dup.json item 3, field 'id': duplicate id 'a' \(also on item 1\)"):
         _examples(dup)
     obj = tmp_path / "obj.json"
-    obj.write_text(json.dumps({"rows": ROWS}))
-    with pytest.raises(DataError, match="expected a JSON array of objects"):
+    obj.write_text(json.dumps({"rows": ROWS}, indent=2))
+    with pytest.raises(DataError, match=r"obj.json: expected a JSON array of objects.*got one object over several lines \(keys 'rows'\)"):
         _examples(obj)
+    obj.write_text(json.dumps({"rows": ROWS}))  # on one line: a JSON-lines file of one row
+    with pytest.raises(DataError, match=r"obj.json line 1, field 'id': missing \(the row has fields: 'rows'\)"):
+        _examples(obj)
+    lines = write(tmp_path / "lines.json", [ROWS[0], {"id": "z", "prompt": "Q?"}])  # JSON lines named .json
+    with pytest.raises(DataError, match=r"lines.json line 2, field 'response': missing"):
+        _examples(lines)
+    task, exs = _examples(lines, on_invalid="skip")
+    assert [e.id for e in exs] == ["a"] and task.invalid["train"][0]["line"] == 2
+    every_bad = tmp_path / "bad_items.json"
+    every_bad.write_text(json.dumps([1, 2]))
+    with pytest.raises(DataError, match=r"bad_items.json: no examples \(all 2 invalid\)"):
+        _examples(every_bad, on_invalid="skip")
     junk = tmp_path / "junk.parquet"
     junk.write_bytes(b"not parquet at all")
     with pytest.raises(DataError, match="junk.parquet: cannot read it as Parquet"):

@@ -24,10 +24,10 @@ they match what an editor shows. Plain `.jsonl` and gzip'd `.jsonl.gz` are both 
 every problem raises `DataError` naming the file, the line and the field (a missing file is
 reported at once, when the task is made).
 
-Other formats, by file name: `.parquet` (positions are "row N", 1-based), `.csv` (a header row,
-then one example per record; every value is a string; positions are the line a record starts
-on) and `.json` (an array of objects, "item N"; a `.json` file holding JSON lines is read as
-JSON lines). A path may also be a URL that fsspec opens - `hf://datasets/ORG/NAME/FILE.parquet`
+Other formats, by file name: `.parquet` (positions are "row N", 1-based), `.csv` / `.tsv` (a
+header row, then one example per record; every value is a string; positions are the line a
+record starts on) and `.json` (an array of objects, "item N"; a `.json` file holding JSON lines
+is read as JSON lines, "line N"). A path may also be a URL that fsspec opens - `hf://datasets/ORG/NAME/FILE.parquet`
 for a file of a Hugging Face Hub dataset (online), `s3://...`, `https://...`.
 
 This module also holds `bundled_rows`, the reader of the data files shipped inside the package
@@ -40,7 +40,7 @@ import json
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from s3ft.tasks import Task
 from s3ft.types import Example
@@ -93,11 +93,11 @@ def as_source(path: str | Path) -> Source:
 
 
 def _format(path: Source) -> str:
-    """jsonl, parquet, csv or json, from the file name (a trailing .gz is looked through)."""
+    """jsonl, parquet, csv, tsv or json, from the file name (a trailing .gz is looked through)."""
     name = str(path).lower().split("?")[0]
     if name.endswith(".gz"):
         name = name[:-3]
-    for fmt in ("parquet", "csv", "json"):
+    for fmt in ("parquet", "csv", "tsv", "json"):
         if name.endswith("." + fmt):
             return fmt
     return "jsonl"
@@ -157,58 +157,34 @@ def _read_lines(path: Source) -> list[tuple[int, bytes]]:
     return list(enumerate(_read_bytes(path).splitlines(), start=1))
 
 
-UNITS = {"jsonl": "line", "csv": "line", "parquet": "row", "json": "item"}
-
-
-def iter_rows(path: Source, skip_bad_lines: list | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(position, row) for every row of a data file in any of the accepted formats; the position
-    is a line, row or item number (`UNITS[_format(path)]`)."""
+def read_rows(path: Source, skip_bad_lines: list | None = None) -> tuple[str, Iterable[tuple[int, dict[str, Any]]]]:
+    """The rows of a data file in any of the accepted formats, as (unit, (position, row)s): the
+    unit says what a position counts - "line" (JSON lines, CSV: the line a record starts on),
+    "row" (Parquet) or "item" (a JSON array). Bad rows raise DataError naming the position, or
+    with `skip_bad_lines` (a list) are appended to it as {line, error} and left out."""
     fmt = _format(path)
     if fmt == "jsonl":
-        yield from iter_jsonl_rows(path, skip_bad_lines)
-        return
+        return "line", iter_jsonl_rows(path, skip_bad_lines)  # lazy: problems surface in file order
     data = _read_bytes(path)
+    unit = {"json": "item", "parquet": "row"}.get(fmt, "line")
     if fmt == "json":
         text = _decode(path, data)
         try:
             rows = json.loads(text)
         except json.JSONDecodeError as e:
-            if e.msg == "Extra data":  # JSON lines in a .json file
-                yield from _iter_lines(path, list(enumerate(data.splitlines(), start=1)), skip_bad_lines)
-                return
-            raise DataError(f"{path} line {e.lineno}: invalid JSON: {e.msg} at column {e.colno}") from e
-        if not isinstance(rows, list):
-            raise DataError(f"{path}: expected a JSON array of objects (or one JSON object per line), got {_type_name(rows)}")
+            if e.msg != "Extra data":
+                raise DataError(f"{path} line {e.lineno}: invalid JSON: {e.msg} at column {e.colno}") from e
+            rows = None
+        lines = list(enumerate(data.splitlines(), start=1))
+        if isinstance(rows, dict) and sum(1 for _, raw in lines if raw.strip()) > 1:
+            keys = ", ".join(map(repr, list(rows)[:5]))
+            raise DataError(f"{path}: expected a JSON array of objects, or one JSON object per line; got one object "
+                            f"over several lines (keys {keys}) - put the rows themselves in the file")
+        if not isinstance(rows, list):  # JSON lines in a .json file (one line holds one object)
+            return "line", _iter_lines(path, lines, skip_bad_lines)
         items = list(enumerate(rows, start=1))
-    elif fmt == "csv":
-        import csv
-        import io
-
-        reader = csv.reader(io.StringIO(_decode(path, data), newline=""))
-        try:
-            header = next(reader)
-        except StopIteration:
-            header = []
-        except csv.Error as e:
-            raise DataError(f"{path} line 1: invalid CSV header ({e})") from e
-        items = []
-        start = reader.line_num + 1
-        while True:
-            try:
-                record = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as e:
-                raise DataError(f"{path} line {start}: invalid CSV ({e})") from e
-            if record:
-                if len(record) != len(header):
-                    err = DataError(f"{path} line {start}: {len(record)} values for {len(header)} columns ({', '.join(header)})")
-                    if skip_bad_lines is None:
-                        raise err
-                    skip_bad_lines.append({"line": start, "error": str(err)})
-                else:
-                    items.append((start, dict(zip(header, record))))
-            start = reader.line_num + 1
+    elif fmt in ("csv", "tsv"):
+        items = _csv_items(path, _decode(path, data), "\t" if fmt == "tsv" else ",", skip_bad_lines)
     else:  # parquet
         import io
 
@@ -219,18 +195,54 @@ def iter_rows(path: Source, skip_bad_lines: list | None = None) -> Iterator[tupl
         except Exception as e:
             raise DataError(f"{path}: cannot read it as Parquet ({type(e).__name__}: {e})") from e
         items = list(enumerate(rows, start=1))
-    n = 0
+    out = []
     for pos, row in items:
         if not isinstance(row, dict):
-            err = DataError(f"{path} {UNITS[fmt]} {pos}: expected an object, got {_type_name(row)}")
+            err = DataError(f"{path} {unit} {pos}: expected an object, got {_type_name(row)}")
             if skip_bad_lines is None:
                 raise err
             skip_bad_lines.append({"line": pos, "error": str(err)})
             continue
-        n += 1
-        yield pos, row
-    if not n:
-        raise DataError(f"{path}: no examples (no {'records' if fmt == 'csv' else 'rows'})")
+        out.append((pos, row))
+    if not out:
+        what = f"all {len(skip_bad_lines)} invalid" if skip_bad_lines else "none in the file"
+        raise DataError(f"{path}: no examples ({what})")
+    return unit, out
+
+
+def _csv_items(path: Source, text: str, delimiter: str, skip_bad_lines: list | None) -> list[tuple[int, dict[str, Any]]]:
+    """(line a record starts on, {column: value}) for a CSV / TSV text with a header row."""
+    import csv
+    import io
+
+    csv.field_size_limit(2**31 - 1)  # long documents or programs in one cell (the default stops at 128 KiB)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = next(reader, [])
+    except csv.Error as e:
+        raise DataError(f"{path} line 1: invalid header ({e})") from e
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:
+        raise DataError(f"{path} line 1: duplicate column name {', '.join(map(repr, dupes))}")
+    items = []
+    start = reader.line_num + 1
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as e:
+            raise DataError(f"{path} line {start}: invalid record ({e})") from e
+        if record:
+            if len(record) != len(header):
+                err = DataError(f"{path} line {start}: {len(record)} values for {len(header)} columns ({', '.join(header)})")
+                if skip_bad_lines is None:
+                    raise err
+                skip_bad_lines.append({"line": start, "error": str(err)})
+            else:
+                items.append((start, dict(zip(header, record))))
+        start = reader.line_num + 1
+    return items
 
 
 def _decode(path: Source, data: bytes) -> str:
@@ -247,7 +259,7 @@ class _RowReader:
     def __init__(self, path: Source, split: str, prompt_field: str, response_field: str,
                  messages_field: str | None, id_field: str | None, on_invalid: str = "error"):
         self.path, self.split = path, split
-        self.unit = UNITS[_format(path)]  # line / row / item
+        self.unit = "line"  # what positions count: line / row / item (set by read())
         self.on_invalid = on_invalid
         self.skipped: list[dict[str, Any]] = []  # with on_invalid="skip": {line, error} per bad row
         self.prompt_field, self.response_field = prompt_field, response_field
@@ -343,7 +355,7 @@ class _RowReader:
         examples: list[Example] = []
         seen: dict[str, int] = {}
         self.skipped = []
-        rows = iter_rows(self.path, skip_bad_lines=self.skipped if self.on_invalid == "skip" else None)
+        self.unit, rows = read_rows(self.path, skip_bad_lines=self.skipped if self.on_invalid == "skip" else None)
         for line, row in rows:
             try:
                 examples.append(self.example(row, line, seen))
@@ -399,7 +411,7 @@ def _parse_line(path: Source, line: int, raw: bytes) -> dict[str, Any] | None:
     except json.JSONDecodeError as e:
         hint = ""
         if line == 1 and text.lstrip().startswith("["):
-            hint = " - this looks like a JSON array; the file needs one JSON object per line"
+            hint = " - this looks like a JSON array: name the file .json, or write one JSON object per line"
         raise DataError(f"{where}: invalid JSON: {e.msg} at column {e.colno}{hint}") from e
     if not isinstance(row, dict):
         raise DataError(f"{where}: expected a JSON object, got {_type_name(row)}")

@@ -155,7 +155,9 @@ class Session:
         if not c.judge_model:
             return self.model_id()
         if c.backend == "openai":
-            return f"{c.judge_model}@{c.openai_base_url}"
+            import os
+
+            return f"{c.judge_model}@{c.openai_base_url or os.environ.get('OPENAI_BASE_URL')}"
         return model_identity(c.judge_model)
 
     def hf_generator(self, model: str | None = None):
@@ -605,6 +607,14 @@ def preflight(s: Session, stages: tuple[str, ...] = STAGES) -> None:
         check_chat_template(s.cfg.model)
         if s.judge_name == "llm" and s.cfg.judge_model and not s.cfg.judge_base_url:
             check_chat_template(s.cfg.judge_model)  # the judge model is found and can be prompted
+    if s.judge_name == "llm" and s.cfg.judge_base_url:
+        # one short request: a judge server that is down or serves another name would otherwise turn
+        # every verdict into "cannot judge" (and S3FT into SFT on the gold) without stopping the run
+        try:
+            s.judge_generator().generate([[{"role": "user", "content": "Reply with the word OK."}]], 2, progress=False)
+        except Exception as e:
+            raise ValueError(f"judge_base_url {s.cfg.judge_base_url}: the judge model {s.cfg.judge_model!r} "
+                             f"did not answer a test request ({type(e).__name__}: {e})") from e
     skipped = {split: rows for split, rows in s.task.invalid.items() if rows}
     if skipped:
         for split, rows in skipped.items():

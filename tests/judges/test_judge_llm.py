@@ -228,3 +228,24 @@ def test_judge_on_its_own_server(tmp_path, monkeypatch, tiny_model_dir):
         assert [v.correct for v in verdicts] == [True, False]
         assert {b["model"] for b in server.bodies} == {"big-judge"} and len(server.bodies) == 2
     assert s.judge_model_id() == f"big-judge@{server.url}"
+
+
+def test_preflight_refuses_a_judge_server_that_does_not_answer(tmp_path, tiny_model_dir):
+    """A judge server that is down or does not serve judge_model would turn every verdict into
+    'cannot judge' (S3FT quietly becomes SFT on the gold): the preflight asks it once."""
+    from s3ft.pipeline import preflight
+    from stub_server import Stub, completion
+
+    def respond(stub, body):
+        if body["model"] != "big-judge":
+            return 404, json.dumps({"error": {"message": f"model {body['model']} not found"}}).encode()
+        return 200, completion("OK")
+
+    with Stub(respond) as server:
+        preflight(_llm_session(tmp_path, tiny_model_dir, judge_model="big-judge", judge_base_url=server.url),
+                  ("generate", "judge"))
+        assert len(server.bodies) == 1
+        with pytest.raises(ValueError, match=rf"judge_base_url {server.url}: the judge model 'small-judge' did not answer"
+                                             r".*HTTP 404.*model small-judge not found"):
+            preflight(_llm_session(tmp_path, tiny_model_dir, judge_model="small-judge", judge_base_url=server.url),
+                      ("generate", "judge"))

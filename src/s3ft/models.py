@@ -119,7 +119,7 @@ def model_identity(name: str) -> str:
     if not path.exists():
         return name
     parts = []
-    for f in sorted(path.glob("*")):
+    for f in sorted([*path.glob("*"), *path.glob("additional_chat_templates/*")]):
         if f.is_file() and f.suffix in (".safetensors", ".bin", ".json", ".model", ".jinja", ".txt", ".tiktoken"):
             st = f.stat()
             parts.append(f"{f.name}:{st.st_size}:{int(st.st_mtime)}")

@@ -114,16 +114,18 @@ class Session:
             return
         from s3ft.models import on_gpu
 
-        if self.cfg.backend == "hf" and self._generators and on_gpu(self.cfg.device):
+        local = [k for k in self._generators if not k.startswith("judge:")]  # (judge: a judge server's client)
+        if self.cfg.backend == "hf" and local and on_gpu(self.cfg.device):
             import gc
 
             import torch
 
-            names = ", ".join(k.removeprefix("hf:") for k in self._generators)
-            self._generators.clear()  # (an llm judge fetches its model from here at each call)
+            for k in local:  # (an llm judge fetches its model from here at each call)
+                del self._generators[k]
             gc.collect()
             torch.cuda.empty_cache()
-            log(f"released {names} from the GPU for this stage (loaded again when next needed)")
+            log(f"released {', '.join(k.removeprefix('hf:') for k in local)} from the GPU for this stage "
+                "(loaded again when next needed)")
 
     def judge_generator(self):
         """The llm judge's model: the base model (the paper's choice), judge_model on the
@@ -235,7 +237,14 @@ class _SessionJudgeModel:
         self.session = session
 
     def generate(self, prompts, max_new_tokens: int, **kwargs):
-        return self.session.judge_generator().generate(prompts, max_new_tokens, **kwargs)
+        from s3ft.judges.llm import JudgeModelError
+
+        try:
+            generator = self.session.judge_generator()
+        except Exception as e:  # not a failed generation ("cannot judge"): there is no judge
+            raise JudgeModelError(f"the llm judge's model {self.session.cfg.judge_model or self.session.cfg.model!r} "
+                                  f"could not be loaded: {type(e).__name__}: {e}") from e
+        return generator.generate(prompts, max_new_tokens, **kwargs)
 
 
 def _judge_fp(s: Session, exs: Iterable[Example]) -> list[Any]:
@@ -607,7 +616,7 @@ def preflight(s: Session, stages: tuple[str, ...] = STAGES) -> None:
         check_chat_template(s.cfg.model)
         if s.judge_name == "llm" and s.cfg.judge_model and not s.cfg.judge_base_url:
             check_chat_template(s.cfg.judge_model)  # the judge model is found and can be prompted
-    if s.judge_name == "llm" and s.cfg.judge_base_url:
+    if s.judge_name == "llm" and s.cfg.judge_base_url and {"judge", "paraphrase", "eval"} & set(stages):
         # one short request: a judge server that is down or serves another name would otherwise turn
         # every verdict into "cannot judge" (and S3FT into SFT on the gold) without stopping the run
         try:

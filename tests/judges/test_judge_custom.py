@@ -39,6 +39,9 @@ JUDGE = textwrap.dedent('''
     def one_argument(example):
         return True
 
+    def annotated(example, response: int):
+        return True
+
     NOT_A_FUNCTION = 3
 
     def scored(examples, responses):
@@ -229,3 +232,10 @@ def test_a_batched_judge_sees_the_whole_batch(judge_file):
         Verdict(True, ""), Verdict(None, "cannot judge"), Verdict(True, "")]
     with pytest.raises(JudgeError, match=r"\(batched\) returned a list of 1 for 3 responses"):
         get_judge(f"{judge_file}:short")(exs, ["a", "b", "c"])
+
+
+def test_the_judge_file_is_compiled_as_its_own_module(judge_file):
+    """Not with s3ft's `from __future__ import annotations`: annotations stay objects, as when
+    Python imports the file."""
+    fn, _ = load_function(f"{judge_file}:annotated")
+    assert fn.__annotations__ == {"response": int}

@@ -249,3 +249,18 @@ def test_preflight_refuses_a_judge_server_that_does_not_answer(tmp_path, tiny_mo
                                              r".*HTTP 404.*model small-judge not found"):
             preflight(_llm_session(tmp_path, tiny_model_dir, judge_model="small-judge", judge_base_url=server.url),
                       ("generate", "judge"))
+
+
+def test_a_judge_model_that_cannot_load_stops_the_run(tmp_path, tiny_model_dir):
+    """A failed generation is 'cannot judge'; a judge model that cannot be loaded at all (broken
+    weights, out of memory on reload) is no judge, and must not turn every verdict into None."""
+    import shutil
+
+    from s3ft.judges.llm import JudgeModelError
+
+    broken = tmp_path / "broken-judge"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "model.safetensors").write_bytes(b"not safetensors")
+    s = _llm_session(tmp_path, tiny_model_dir, judge_model=str(broken))
+    with pytest.raises(JudgeModelError, match=r"the llm judge's model '.*broken-judge' could not be loaded"):
+        s.judge()([nq(["Shakespeare"])], ["Shakespeare"])

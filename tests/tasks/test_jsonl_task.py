@@ -316,9 +316,18 @@ def test_csv_long_cells_duplicate_columns_and_tsv(tmp_path):
     with pytest.raises(DataError, match=r"dup.csv line 1: duplicate column name 'prompt'"):
         _examples(dup)
     tsv = tmp_path / "rows.tsv"
-    tsv.write_text("id\tprompt\tresponse\na\tCapital of France, please?\tParis\n")
+    tsv.write_text('id\tprompt\tresponse\na\tCapital of France, please?\tParis\nb\t"Hamlet" is by whom?\tShakespeare\n')
     _, exs = _examples(tsv)
-    assert (exs[0].prompt[0]["content"], exs[0].gold) == ("Capital of France, please?", "Paris")
+    assert [(e.prompt[0]["content"], e.gold) for e in exs] == [
+        ("Capital of France, please?", "Paris"), ('"Hamlet" is by whom?', "Shakespeare")]  # quotes are text in TSV
+    padded = tmp_path / "padded.csv"  # a spreadsheet export with empty columns on the right
+    padded.write_text("id,prompt,response,,\na,q,r,,\n")
+    _, exs = _examples(padded)
+    assert exs[0].meta == {"id": "a", "question": "q"}  # no '' column
+    broken = tmp_path / "broken.csv"
+    broken.write_text('id,prompt,response\na,"unclosed "quote" here,r\n')
+    with pytest.raises(DataError, match=r"broken.csv line 2: invalid record"):
+        _examples(broken)
 
 
 def test_csv_rows_are_strings_and_positions_are_lines(tmp_path):
@@ -350,11 +359,12 @@ def test_errors_name_the_row_or_item(tmp_path):
     with pytest.raises(DataError, match=r"dup.json item 3, field 'id': duplicate id 'a' \(also on item 1\)"):
         _examples(dup)
     obj = tmp_path / "obj.json"
-    obj.write_text(json.dumps({"rows": ROWS}, indent=2))
-    with pytest.raises(DataError, match=r"obj.json: expected a JSON array of objects.*got one object over several lines \(keys 'rows'\)"):
-        _examples(obj)
-    obj.write_text(json.dumps({"rows": ROWS}))  # on one line: a JSON-lines file of one row
-    with pytest.raises(DataError, match=r"obj.json line 1, field 'id': missing \(the row has fields: 'rows'\)"):
+    for indent in (2, None):  # a wrapper object, pretty-printed or on one line (json.dump's default)
+        obj.write_text(json.dumps({"rows": ROWS}, indent=indent))
+        with pytest.raises(DataError, match=r"obj.json: expected a JSON array of objects.*got one object wrapping the rows \(keys 'rows'\)"):
+            _examples(obj)
+    obj.write_text(json.dumps({"prompt": "Q?"}))  # one line, one object: a JSON-lines file of one row
+    with pytest.raises(DataError, match=r"obj.json line 1, field 'id': missing \(the row has fields: 'prompt'\)"):
         _examples(obj)
     lines = write(tmp_path / "lines.json", [ROWS[0], {"id": "z", "prompt": "Q?"}])  # JSON lines named .json
     with pytest.raises(DataError, match=r"lines.json line 2, field 'response': missing"):

@@ -20,8 +20,9 @@ before it are kept; fix the judge and run again to resume.
 
 The stages that judge (own answers, paraphrases, evaluation) fingerprint the code the judge
 runs - the file as it was read when the run loaded it - so editing it re-judges in the next run;
-a helper module it imports (the file's folder is on the import path, as for a script) is not
-covered (`--force judge` then). A judge named by module path is imported once per process."""
+a helper module it imports (the file's folder is on the import path, after installed packages) is not
+covered (then `--force judge --force paraphrase --force eval`). A judge named by module path is
+imported once per process."""
 from __future__ import annotations
 
 import difflib
@@ -83,7 +84,7 @@ def _load_module(spec: str) -> tuple[Any, str]:
         module.__file__ = str(resolved)
         sys.modules[name] = module  # dataclasses and pickling look a module up by name
         try:
-            exec(compile(source, str(resolved), "exec"), module.__dict__)
+            exec(compile(source, str(resolved), "exec", dont_inherit=True), module.__dict__)  # (not this file's __future__)
         except Exception as e:
             del sys.modules[name]
             raise JudgeError(f"judge {spec!r}: importing {where} failed: {type(e).__name__}: {e}") from e

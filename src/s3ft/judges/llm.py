@@ -24,6 +24,11 @@ from s3ft.types import Example, Messages, Verdict
 
 log = logging.getLogger("s3ft.judges.llm")
 
+
+class JudgeModelError(ValueError):
+    """The judge's model cannot be had at all (not found, fails to load, out of memory): raised
+    by a generator and let through, where a failed generation becomes "cannot judge"."""
+
 OPEN = "<<<RESPONSE>>>"
 CLOSE = "<<<END RESPONSE>>>"
 
@@ -175,6 +180,8 @@ def make_llm_judge(
                 texts = list(generator.generate([m for _, _, m in chunk], max_new_tokens))
                 if len(texts) != len(chunk):
                     raise RuntimeError(f"generator returned {len(texts)} outputs for {len(chunk)} prompts")
+            except JudgeModelError:
+                raise
             except Exception as e:
                 log.warning("LLM judge generation failed: %s", e)
                 for i, _, _ in chunk:

@@ -176,10 +176,12 @@ def read_rows(path: Source, skip_bad_lines: list | None = None) -> tuple[str, It
                 raise DataError(f"{path} line {e.lineno}: invalid JSON: {e.msg} at column {e.colno}") from e
             rows = None
         lines = list(enumerate(data.splitlines(), start=1))
-        if isinstance(rows, dict) and sum(1 for _, raw in lines if raw.strip()) > 1:
+        wrapper = isinstance(rows, dict) and (sum(1 for _, raw in lines if raw.strip()) > 1 or any(
+            isinstance(v, list) and v and all(isinstance(x, dict) for x in v) for v in rows.values()))
+        if wrapper:  # e.g. {"data": [...]}: not one row
             keys = ", ".join(map(repr, list(rows)[:5]))
             raise DataError(f"{path}: expected a JSON array of objects, or one JSON object per line; got one object "
-                            f"over several lines (keys {keys}) - put the rows themselves in the file")
+                            f"wrapping the rows (keys {keys}) - put the rows themselves in the file")
         if not isinstance(rows, list):  # JSON lines in a .json file (one line holds one object)
             return "line", _iter_lines(path, lines, skip_bad_lines)
         items = list(enumerate(rows, start=1))
@@ -216,12 +218,14 @@ def _csv_items(path: Source, text: str, delimiter: str, skip_bad_lines: list | N
     import io
 
     csv.field_size_limit(2**31 - 1)  # long documents or programs in one cell (the default stops at 128 KiB)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    # CSV: quoted cells, malformed quoting is an error; TSV: no quoting at all (a quote is text)
+    quoting = {"quoting": csv.QUOTE_NONE} if delimiter == "\t" else {"strict": True}
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, **quoting)
     try:
         header = next(reader, [])
     except csv.Error as e:
         raise DataError(f"{path} line 1: invalid header ({e})") from e
-    dupes = sorted({h for h in header if header.count(h) > 1})
+    dupes = sorted({h for h in header if h and header.count(h) > 1})  # (unnamed columns: spreadsheet padding)
     if dupes:
         raise DataError(f"{path} line 1: duplicate column name {', '.join(map(repr, dupes))}")
     items = []
@@ -240,7 +244,7 @@ def _csv_items(path: Source, text: str, delimiter: str, skip_bad_lines: list | N
                     raise err
                 skip_bad_lines.append({"line": start, "error": str(err)})
             else:
-                items.append((start, dict(zip(header, record))))
+                items.append((start, {h: v for h, v in zip(header, record) if h}))
         start = reader.line_num + 1
     return items
 
@@ -410,7 +414,7 @@ def _parse_line(path: Source, line: int, raw: bytes) -> dict[str, Any] | None:
         row = json.loads(text)
     except json.JSONDecodeError as e:
         hint = ""
-        if line == 1 and text.lstrip().startswith("["):
+        if line == 1 and text.lstrip().startswith("[") and _format(path) != "json":
             hint = " - this looks like a JSON array: name the file .json, or write one JSON object per line"
         raise DataError(f"{where}: invalid JSON: {e.msg} at column {e.colno}{hint}") from e
     if not isinstance(row, dict):

@@ -121,7 +121,8 @@ def check_source(path: Source) -> None:
                                                        if offline else ""))
         return
     if not path.is_file():
-        what = "is a folder" if path.is_dir() else f"file not found (resolved to {path.resolve()})"
+        what = ("is a folder, expected a data file (.jsonl, .jsonl.gz, .parquet, .csv, .json)" if path.is_dir()
+                else f"file not found (resolved to {path.resolve()})")
         raise DataError(f"{path}: {what}")
 
 
@@ -136,10 +137,7 @@ def _read_bytes(path: Source) -> bytes:
         except Exception as e:
             raise DataError(f"{path}: cannot read it ({type(e).__name__}: {e})") from e
     else:
-        if not path.exists():
-            raise DataError(f"{path}: file not found (resolved to {path.resolve()})")
-        if path.is_dir():
-            raise DataError(f"{path}: is a folder, expected a data file (.jsonl, .jsonl.gz, .parquet, .csv, .json)")
+        check_source(path)
         try:
             data = path.read_bytes()
         except OSError as e:
@@ -152,9 +150,16 @@ def _read_bytes(path: Source) -> bytes:
     return data
 
 
-def _read_lines(path: Source) -> list[tuple[int, bytes]]:
-    """(line number, raw bytes) of every line of a .jsonl or .jsonl.gz file."""
-    return list(enumerate(_read_bytes(path).splitlines(), start=1))
+def _numbered_lines(data: bytes) -> list[tuple[int, bytes]]:
+    """(line number, raw bytes) of every line."""
+    return list(enumerate(data.splitlines(), start=1))
+
+
+def _skip_or_raise(err: DataError, pos: int, skip_bad_lines: list | None) -> None:
+    """A bad row: raise, or (on_invalid: skip, `skip_bad_lines` a list) record it and go on."""
+    if skip_bad_lines is None:
+        raise err
+    skip_bad_lines.append({"line": pos, "error": str(err)})
 
 
 def read_rows(path: Source, skip_bad_lines: list | None = None) -> tuple[str, Iterable[tuple[int, dict[str, Any]]]]:
@@ -175,14 +180,13 @@ def read_rows(path: Source, skip_bad_lines: list | None = None) -> tuple[str, It
             if e.msg != "Extra data":
                 raise DataError(f"{path} line {e.lineno}: invalid JSON: {e.msg} at column {e.colno}") from e
             rows = None
-        lines = list(enumerate(data.splitlines(), start=1))
-        wrapper = isinstance(rows, dict) and (sum(1 for _, raw in lines if raw.strip()) > 1 or any(
-            isinstance(v, list) and v and all(isinstance(x, dict) for x in v) for v in rows.values()))
-        if wrapper:  # e.g. {"data": [...]}: not one row
-            keys = ", ".join(map(repr, list(rows)[:5]))
-            raise DataError(f"{path}: expected a JSON array of objects, or one JSON object per line; got one object "
-                            f"wrapping the rows (keys {keys}) - put the rows themselves in the file")
-        if not isinstance(rows, list):  # JSON lines in a .json file (one line holds one object)
+        if not isinstance(rows, list):  # JSON lines in a .json file (one line holds one object)...
+            lines = _numbered_lines(data)
+            if isinstance(rows, dict) and (sum(1 for _, raw in lines if raw.strip()) > 1 or any(
+                    isinstance(v, list) and v and all(isinstance(x, dict) for x in v) for v in rows.values())):
+                keys = ", ".join(map(repr, list(rows)[:5]))  # ...but not an object wrapping the rows, {"data": [...]}
+                raise DataError(f"{path}: expected a JSON array of objects, or one JSON object per line; got one object "
+                                f"wrapping the rows (keys {keys}) - put the rows themselves in the file")
             return "line", _iter_lines(path, lines, skip_bad_lines)
         items = list(enumerate(rows, start=1))
     elif fmt in ("csv", "tsv"):
@@ -200,10 +204,7 @@ def read_rows(path: Source, skip_bad_lines: list | None = None) -> tuple[str, It
     out = []
     for pos, row in items:
         if not isinstance(row, dict):
-            err = DataError(f"{path} {unit} {pos}: expected an object, got {_type_name(row)}")
-            if skip_bad_lines is None:
-                raise err
-            skip_bad_lines.append({"line": pos, "error": str(err)})
+            _skip_or_raise(DataError(f"{path} {unit} {pos}: expected an object, got {_type_name(row)}"), pos, skip_bad_lines)
             continue
         out.append((pos, row))
     if not out:
@@ -239,10 +240,8 @@ def _csv_items(path: Source, text: str, delimiter: str, skip_bad_lines: list | N
             raise DataError(f"{path} line {start}: invalid record ({e})") from e
         if record:
             if len(record) != len(header):
-                err = DataError(f"{path} line {start}: {len(record)} values for {len(header)} columns ({', '.join(header)})")
-                if skip_bad_lines is None:
-                    raise err
-                skip_bad_lines.append({"line": start, "error": str(err)})
+                _skip_or_raise(DataError(f"{path} line {start}: {len(record)} values for {len(header)} columns "
+                                         f"({', '.join(header)})"), start, skip_bad_lines)
             else:
                 items.append((start, {h: v for h, v in zip(header, record) if h}))
         start = reader.line_num + 1
@@ -378,7 +377,7 @@ def iter_jsonl_rows(path: str | Path, skip_bad_lines: list | None = None) -> Ite
     is not an object, and a file without rows. With `skip_bad_lines` (a list), bad lines are
     appended to it as {line, error} and skipped instead."""
     path = as_source(path)
-    yield from _iter_lines(path, _read_lines(path), skip_bad_lines)
+    yield from _iter_lines(path, _numbered_lines(_read_bytes(path)), skip_bad_lines)
 
 
 def _iter_lines(path: Source, lines: list[tuple[int, bytes]], skip_bad_lines: list | None) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -387,9 +386,7 @@ def _iter_lines(path: Source, lines: list[tuple[int, bytes]], skip_bad_lines: li
         try:
             row = _parse_line(path, line, raw)
         except DataError as e:
-            if skip_bad_lines is None:
-                raise
-            skip_bad_lines.append({"line": line, "error": str(e)})
+            _skip_or_raise(e, line, skip_bad_lines)
             continue
         if row is None:
             continue

@@ -40,6 +40,11 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
+def server_url(cfg) -> str | None:
+    """The server a config's openai backend talks to: openai_base_url, else OPENAI_BASE_URL."""
+    return cfg.openai_base_url or os.environ.get("OPENAI_BASE_URL")
+
+
 class OpenAIGenerator(StreamingGenerator):
     """Chat completions against an OpenAI-compatible server.
 
@@ -77,7 +82,7 @@ class OpenAIGenerator(StreamingGenerator):
         `cfg.model`) for the base model; any other `model_name` (a fine-tuned model's folder, when
         the pipeline evaluates it) is sent as given: serve the adapter under that name (vLLM:
         `--enable-lora --lora-modules NAME=PATH`)."""
-        base_url = cfg.openai_base_url or os.environ.get("OPENAI_BASE_URL")
+        base_url = server_url(cfg)
         if not base_url:
             raise ValueError("backend openai needs a server URL: set openai_base_url in the recipe "
                              "(e.g. http://127.0.0.1:8000/v1) or the OPENAI_BASE_URL environment variable")

@@ -114,8 +114,10 @@ class Session:
             return
         from s3ft.models import on_gpu
 
+        if self.cfg.backend != "hf" or not on_gpu(self.cfg.device):
+            return
         local = [k for k in self._generators if not k.startswith("judge:")]  # (judge: a judge server's client)
-        if self.cfg.backend == "hf" and local and on_gpu(self.cfg.device):
+        if local:
             import gc
 
             import torch
@@ -135,15 +137,14 @@ class Session:
             return self.generator(c.judge_model or c.model)
         key = f"judge:{c.judge_base_url}:{c.judge_model}"
         if key not in self._generators:
-            import os
+            import dataclasses
 
             from s3ft.backends_openai import OpenAIGenerator
 
             log(f"llm judge: {c.judge_model} at {c.judge_base_url}")
-            api_key = os.environ.get(c.openai_api_key_env) if c.openai_api_key_env else None
-            self._generators[key] = OpenAIGenerator(c.judge_base_url, c.judge_model, api_key=api_key,
-                                                    max_concurrency=c.max_concurrency, request_timeout=c.request_timeout,
-                                                    max_retries=c.max_retries)
+            # the openai backend's client, pointed at the judge's server and name (same key, limits, retries)
+            served = dataclasses.replace(c, openai_base_url=c.judge_base_url, openai_model=c.judge_model)
+            self._generators[key] = OpenAIGenerator.from_config(served, c.judge_model)
         return self._generators[key]
 
     def judge_model_id(self) -> str:
@@ -157,9 +158,9 @@ class Session:
         if not c.judge_model:
             return self.model_id()
         if c.backend == "openai":
-            import os
+            from s3ft.backends_openai import server_url
 
-            return f"{c.judge_model}@{c.openai_base_url or os.environ.get('OPENAI_BASE_URL')}"
+            return f"{c.judge_model}@{server_url(c)}"
         return model_identity(c.judge_model)
 
     def hf_generator(self, model: str | None = None):

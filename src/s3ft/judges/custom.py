@@ -130,17 +130,21 @@ def load_function(spec: str) -> tuple[Callable[..., Any], str]:
     return fn, digest
 
 
+def _is_bool(value: Any) -> bool:
+    return type(value).__name__ in ("bool", "bool_")  # Python or NumPy bool
+
+
 def to_verdict(value: Any, spec: str, example: Example) -> Verdict:
     """Normalise what a user's judge returned into a Verdict."""
     if isinstance(value, Verdict):
         return value
     if value is None:
         return Verdict(None, "cannot judge")
-    if type(value).__name__ in ("bool", "bool_"):  # Python or NumPy bool
+    if _is_bool(value):
         return Verdict(bool(value), "")
     if isinstance(value, tuple) and 2 <= len(value) <= 3:
         correct, reason, *extracted = value
-        if correct is None or type(correct).__name__ in ("bool", "bool_"):
+        if correct is None or _is_bool(correct):
             return Verdict(None if correct is None else bool(correct), str(reason),
                            None if not extracted or extracted[0] is None else str(extracted[0]))
     raise JudgeError(f"judge {spec!r} returned {value!r} ({type(value).__name__}) for example {example.id!r}; "

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 def rows(n: int, start: int = 0) -> list[dict]:
     from s3ft.config import S3FTConfig
-    from s3ft.pipeline import Session
+    from s3ft.session import Session
 
     s = Session(S3FTConfig(model="smollm2-135m-instruct", task="squad", train_size=None))
     exs = s.train_examples()[start : start + n]

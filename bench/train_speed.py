@@ -36,7 +36,7 @@ HP = dict(per_device_train_batch_size=8, learning_rate=2e-4, num_train_epochs=1,
 
 
 def rows(n: int) -> list[dict]:
-    from s3ft.pipeline import Session
+    from s3ft.session import Session
     from s3ft.config import S3FTConfig
 
     s = Session(S3FTConfig(model="smollm2-135m-instruct", task="squad", train_size=None))

@@ -89,7 +89,7 @@ def pipeline_pair(work: Path, a) -> dict:
 def adapter_on_vllm(work: Path, a) -> dict:
     """The hf run's adapter, served by the vllm backend as a LoRARequest, on the evaluation prompts."""
     from s3ft.config import S3FTConfig
-    from s3ft.pipeline import Session
+    from s3ft.session import Session
 
     cfg = S3FTConfig(model=MODEL, task="squad", backend="vllm", output_dir=str(work / "adapter-check"),
                      eval_size=a.eval_size, device="cpu" if a.cpu else "auto", vllm_kv_cache_gib=a.kv_cache_gib)
@@ -97,7 +97,7 @@ def adapter_on_vllm(work: Path, a) -> dict:
     exs = s.eval_examples()
     adapter = work / "hf" / "s3ft" / "model"
     t0 = time.perf_counter()
-    got = dict(zip([e.id for e in exs], s.generator(str(adapter)).generate([e.prompt for e in exs], s.max_new_tokens)))
+    got = dict(zip([e.id for e in exs], s.generator(str(adapter)).generate([e.prompt for e in exs], s.decoding().max_new_tokens)))
     secs = time.perf_counter() - t0
     want = _responses(work / "hf" / "eval" / "s3ft.jsonl")
     base = _responses(work / "hf" / "eval" / "base.jsonl")
@@ -107,9 +107,10 @@ def adapter_on_vllm(work: Path, a) -> dict:
 
 def decode_speed(work: Path, a) -> list[dict]:
     """GSM8K own answers (decode-bound) on each backend; engine / model load timed apart."""
-    from s3ft.backends_vllm import shutdown_engines
+    from s3ft.backends.vllm import shutdown_engines
     from s3ft.config import S3FTConfig
-    from s3ft.pipeline import Session, stage_generate
+    from s3ft.pipeline import own_answers
+    from s3ft.session import Session
 
     out, answers = [], {}
     for backend in ("hf", "vllm"):
@@ -118,15 +119,15 @@ def decode_speed(work: Path, a) -> list[dict]:
         s = Session(cfg)
         shutdown_engines()
         t0 = time.perf_counter()
-        s.generator()
+        s.models.load(cfg.model)
         load = time.perf_counter() - t0
         t0 = time.perf_counter()
-        path = stage_generate(s)
+        path = own_answers(s)
         gen = time.perf_counter() - t0
         answers[backend] = _responses(path)
-        tok = s.generator().tokenizer
+        tok = s.models.load(cfg.model).tokenizer
         new_tokens = sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in answers[backend].values())
-        out.append({"backend": backend, "prompts": a.gsm8k, "max_new_tokens": s.max_new_tokens,
+        out.append({"backend": backend, "prompts": a.gsm8k, "max_new_tokens": s.decoding().max_new_tokens,
                     "load_seconds": round(load, 1), "generate_seconds": round(gen, 1),
                     "generated_tokens": new_tokens, "gen_tok_per_s": round(new_tokens / gen, 1)})
         print(json.dumps(out[-1]), flush=True)
@@ -141,10 +142,10 @@ def served(a) -> dict:
     import subprocess
     import urllib.request
 
+    from s3ft.backends import make_generator
     from s3ft.config import S3FTConfig
-    from s3ft.generation import make_generator
     from s3ft.models import resolve_dtype, resolve_model
-    from s3ft.pipeline import Session
+    from s3ft.session import Session
 
     path = resolve_model(MODEL)
     with socket.socket() as sock:
@@ -174,7 +175,7 @@ def served(a) -> dict:
         for task, n in (("squad", a.serve), ("gsm8k", a.serve // 2)):
             cfg = S3FTConfig(model=MODEL, task=task, train_size=n, device="cpu" if a.cpu else "auto")
             s = Session(cfg)
-            prompts, max_new = [e.prompt for e in s.train_examples()], s.max_new_tokens
+            prompts, max_new = [e.prompt for e in s.train_examples()], s.decoding().max_new_tokens
             t0 = time.perf_counter()
             want = make_generator(cfg).generate(prompts, max_new, progress=False)
             t_hf = time.perf_counter() - t0

@@ -1,5 +1,5 @@
 """A loopback OpenAI-compatible stub server for tests (no model): each POST is answered by a
-function of the request body. Shared by tests/test_backends.py and the llm judge's tests."""
+function of the request body. Shared by tests/backends/test_openai.py and the llm judge's tests."""
 from __future__ import annotations
 
 import json
@@ -14,7 +14,9 @@ def completion(text: str) -> bytes:
 
 
 class Stub:
-    """A loopback HTTP server whose POST handler is `respond(stub, body) -> (status, bytes)`."""
+    """A loopback HTTP server whose POST handler is `respond(stub, body) -> (status, bytes)` or
+    `(status, bytes, extra response headers)`. `headers` records each request's headers with
+    lower-case names (HTTP header names are case-insensitive; clients differ in case)."""
 
     def __init__(self, respond, delay: float = 0.0):
         self.respond = respond
@@ -31,17 +33,19 @@ class Stub:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with stub.lock:
                     stub.bodies.append(body)
-                    stub.headers.append(dict(self.headers))
+                    stub.headers.append({k.lower(): v for k, v in self.headers.items()})
                     stub.times.append(time.monotonic())
                     stub.in_flight += 1
                     stub.max_in_flight = max(stub.max_in_flight, stub.in_flight)
-                    status, payload = stub.respond(stub, body)
+                    status, payload, *extra = stub.respond(stub, body)
                 time.sleep(stub.delay)
                 with stub.lock:
                     stub.in_flight -= 1
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
+                for name, value in (extra[0] if extra else {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(payload)
 

@@ -46,13 +46,22 @@ def test_compare_end_to_end(tmp_path, tiny_model_dir):
     # rerun: nothing to do, same results
     r2 = subprocess.run([sys.executable, "-m", "s3ft.cli", "compare", str(recipe)], capture_output=True, text=True, timeout=900)
     assert r2.returncode == 0, r2.stderr[-4000:]
-    assert "train: up to date" in r2.stdout and "general base: up to date" in r2.stdout
+    assert "train.sft: up to date" in r2.stdout and "general.base: up to date" in r2.stdout
     res2 = json.loads((out / "compare.json").read_text())
     assert res2["per_seed"] == res["per_seed"]
+    # --force reaches compare's stages: the evaluations run again (every one, once), nothing is trained
+    r3 = subprocess.run([sys.executable, "-m", "s3ft.cli", "compare", str(recipe), "--force", "eval"],
+                        capture_output=True, text=True, timeout=900)
+    assert r3.returncode == 0, r3.stderr[-4000:]
+    assert r3.stdout.count("eval base: 4 squad test examples to answer (0 already done)") == 1
+    assert r3.stdout.count("eval s3ft: 4 squad test examples to answer (0 already done)") == 2  # one per seed
+    assert "eval gsm8k.base: 2 gsm8k test examples to answer" in r3.stdout
+    assert "train (" not in r3.stdout and "general.base: up to date" in r3.stdout
+    assert json.loads((out / "compare.json").read_text())["per_seed"] == res["per_seed"]
 
 
 def _fake_trials(monkeypatch, scores):
-    """stage_train / _eval_model replaced: the validation accuracy of a candidate is scores[(lr, epochs)]."""
+    """trained_model / in_domain replaced: the validation accuracy of a candidate is scores[(lr, epochs)]."""
     from s3ft import compare, pipeline
 
     calls = []
@@ -66,8 +75,8 @@ def _fake_trials(monkeypatch, scores):
         acc = scores[(ts.cfg.learning_rate, ts.cfg.num_train_epochs)]
         return {"k": acc, "n": 100, "accuracy": float(acc), "ci95": [acc - 5.0, acc + 5.0]}
 
-    monkeypatch.setattr(pipeline, "stage_train", fake_train)
-    monkeypatch.setattr(pipeline, "_eval_model", fake_eval)
+    monkeypatch.setattr(pipeline, "trained_model", fake_train)
+    monkeypatch.setattr(pipeline, "in_domain", fake_eval)
     monkeypatch.setattr(compare, "file_fingerprint", lambda p: str(p))
     return calls
 
@@ -75,11 +84,11 @@ def _fake_trials(monkeypatch, scores):
 def test_tune_coordinate_search_and_ties(monkeypatch, tmp_path):
     from s3ft.compare import tune
     from s3ft.config import S3FTConfig
-    from s3ft.pipeline import Session
+    from s3ft.session import Session
 
     scores = {(1e-4, 1.0): 40, (3e-4, 1.0): 47, (1e-3, 1.0): 47, (3e-4, 2.0): 50, (3e-4, 3.0): 50}
     calls = _fake_trials(monkeypatch, scores)
-    cfg = S3FTConfig(output_dir=str(tmp_path), tune_learning_rates=["1e-4", "3e-4", "1e-3"], tune_epochs=["1", "2", "3"])
+    cfg = S3FTConfig(output_dir=str(tmp_path), tune_learning_rates=[1e-4, 3e-4, 1e-3], tune_epochs=[1.0, 2.0, 3.0])
     out = tune(Session(cfg), seed=7)
     # learning rates at the first epoch count, then epochs at the best rate; ties -> earlier candidate
     assert [(c[0], c[1]) for c in calls] == [(1e-4, 1.0), (3e-4, 1.0), (1e-3, 1.0), (3e-4, 2.0), (3e-4, 3.0)]
@@ -92,14 +101,16 @@ def test_tune_refuses_the_test_split_and_bad_values(tmp_path):
     import pytest
 
     from s3ft.compare import tune
-    from s3ft.config import ConfigError, S3FTConfig
-    from s3ft.pipeline import Session
+    from s3ft.config import ConfigError, S3FTConfig, load_config
+    from s3ft.session import Session
 
     assert tune(Session(S3FTConfig(output_dir=str(tmp_path))), seed=1) is None  # nothing asked
     with pytest.raises(ConfigError, match="tune_split"):
-        tune(Session(S3FTConfig(output_dir=str(tmp_path), tune_learning_rates=["1e-4"], tune_split="test")), seed=1)
-    with pytest.raises(ConfigError, match="tune_epochs"):
-        tune(Session(S3FTConfig(output_dir=str(tmp_path), tune_epochs=["one"])), seed=1)
+        tune(Session(S3FTConfig(output_dir=str(tmp_path), tune_learning_rates=[1e-4], tune_split="test")), seed=1)
+    with pytest.raises(ConfigError, match="field 'tune_epochs' expects list"):  # typed when the recipe loads
+        load_config(None, {"tune_epochs": ["one"]})
+    with pytest.raises(ConfigError, match="tune_learning_rates must be positive"):
+        load_config(None, {"tune_learning_rates": [1e-4, 0]})
 
 
 def test_compare_with_tuning_applies_the_choice(tmp_path, tiny_model_dir):
@@ -177,7 +188,7 @@ def test_parallel_seeds_match_a_sequential_run(tmp_path, tiny_model_dir):
     r2 = subprocess.run([sys.executable, "-m", "s3ft.cli", "compare", str(recipe)], capture_output=True, text=True, timeout=900)
     assert r2.returncode == 0, r2.stderr[-4000:]
     assert "rows, LoRA" not in r2.stdout and "examples to answer" not in r2.stdout, r2.stdout[-3000:]
-    assert "train: up to date" in r2.stdout and "eval s3ft: up to date" in r2.stdout
+    assert "train.sft: up to date" in r2.stdout and "eval.s3ft: up to date" in r2.stdout
     assert json.loads((out / "compare.json").read_text())["per_seed"] == res["per_seed"]
     # the parallel script again over the finished study: its logs append, so it must wait for this
     # run's own marker, and it redoes nothing

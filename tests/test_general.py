@@ -195,7 +195,7 @@ def test_missing_task_dependency_fails_in_preflight(tiny_model_dir, tmp_path):
     code = (
         "import sys; sys.modules['nltk'] = None\n"
         "from s3ft.config import S3FTConfig\n"
-        "from s3ft.pipeline import Session, preflight\n"
+        "from s3ft.pipeline import preflight\nfrom s3ft.session import Session\n"
         "for benches in (['arc_easy'], ['arc_easy', 'truthfulqa_mc2']):\n"
         f"    cfg = S3FTConfig(model={str(tiny_model_dir)!r}, output_dir={str(tmp_path / 'run')!r}, train_size=2, eval_size=2,\n"
         "                     general_benchmarks=benches, general_limit=2)\n"

@@ -2,8 +2,8 @@ import math
 
 import torch
 
+from s3ft.backends.base import render_prompt
 from s3ft.evaluation import accuracy, paired
-from s3ft.generation import render_prompt
 from s3ft.logprob import sequence_logprobs
 from s3ft.models import load_model, load_tokenizer
 

@@ -9,6 +9,7 @@ import pytest
 from s3ft import pipeline
 from s3ft.config import load_config
 from s3ft.runs import read_jsonl
+from s3ft.session import Session
 
 N = 12
 
@@ -49,25 +50,25 @@ def session(tmp_path, monkeypatch):
     files = make_data(tmp_path)
     cfg = load_config(None, {"task": "jsonl", "data_files": files, "judge": "qa", "id_field": "id", "output_dir": str(tmp_path / "run"),
                              "method": "s3ft", "model": "org/unused"})
-    s = pipeline.Session(cfg)
+    s = Session(cfg)
     gen = ScriptedGenerator()
-    monkeypatch.setattr(pipeline.Session, "generator", lambda self, model=None, dtype=None: gen)
-    monkeypatch.setattr(pipeline.Session, "model_id", lambda self: "scripted")
+    monkeypatch.setattr(Session, "generator", lambda self, model=None, dtype=None: gen)
+    monkeypatch.setattr(Session, "model_id", lambda self: "scripted")
     s.run.path.mkdir(parents=True)
     return s, gen
 
 
 def test_stages_write_what_the_method_says(session):
     s, gen = session
-    own = read_jsonl(pipeline.stage_judge(s))
+    own = read_jsonl(pipeline.judged_answers(s))
     assert len(own) == N
     assert {r["id"] for r in own if r["correct"]} == {f"q{i}" for i in range(N) if i % 3 == 0}
-    para = read_jsonl(pipeline.stage_paraphrase(s))
+    para = read_jsonl(pipeline.paraphrases(s))
     # only failed own answers get a paraphrase under s3ft
     assert {r["id"] for r in para} == {f"q{i}" for i in range(N) if i % 3 != 0}
     assert {r["id"] for r in para if r["filtered"]} == {f"q{i}" for i in range(N) if i % 3 == 2}
     assert all(r["correct"] is True for r in para if not r["filtered"])
-    rows = read_jsonl(pipeline.stage_build(s))
+    rows = read_jsonl(pipeline.training_set(s))
     by = {r["id"]: r for r in rows}
     assert [r["id"] for r in rows] == [f"q{i}" for i in range(N)]
     for i in range(N):
@@ -77,14 +78,14 @@ def test_stages_write_what_the_method_says(session):
     assert mix["counts"] == {"self": 4, "paraphrase": 4, "gold": 4}
     # second call: everything up to date, no generation
     n_calls = len(gen.calls)
-    pipeline.stage_build(s)
+    pipeline.training_set(s)
     assert len(gen.calls) == n_calls
 
 
 def test_sdft_paraphrases_everything_and_ignores_own(session):
     s, _ = session
     s.cfg.method = "sdft"
-    rows = read_jsonl(pipeline.stage_build(s))
+    rows = read_jsonl(pipeline.training_set(s))
     assert len(read_jsonl(s.run / "paraphrase.jsonl")) == N
     assert not (s.run / "own.jsonl").exists()  # sdft never needs own answers
     assert {r["source"] for r in rows} == {"paraphrase", "gold"}
@@ -93,13 +94,13 @@ def test_sdft_paraphrases_everything_and_ignores_own(session):
 
 def test_generate_resumes_without_duplicates(session):
     s, gen = session
-    out = pipeline.stage_generate(s)
+    out = pipeline.own_answers(s)
     full = read_jsonl(out)
     # simulate a crash: keep 5 rows plus half a line, stage still marked running
     lines = out.read_text().splitlines(keepends=True)
     out.write_text("".join(lines[:5]) + lines[5][:10])
     s.run.set_stage("generate", **{**s.run.stage_record("generate"), "status": "running"})
-    pipeline.stage_generate(s)
+    pipeline.own_answers(s)
     assert gen.calls[-1] == ("own answers", N - 5)
     again = read_jsonl(out)
     assert sorted(r["id"] for r in again) == sorted(r["id"] for r in full)
@@ -108,9 +109,9 @@ def test_generate_resumes_without_duplicates(session):
 
 def test_changed_generation_setting_reruns_generate(session):
     s, gen = session
-    pipeline.stage_generate(s)
+    pipeline.own_answers(s)
     s.cfg.max_new_tokens = 7
-    pipeline.stage_generate(s)
+    pipeline.own_answers(s)
     assert gen.calls[-1] == ("own answers", N)
     assert len(read_jsonl(s.run / "own.jsonl")) == N
 
@@ -142,7 +143,7 @@ def test_cli_run_end_to_end_on_tiny_model(tmp_path, tiny_model_dir):
     r2 = subprocess.run([sys.executable, "-m", "s3ft.cli", "run", str(recipe), "--seed", "3"],
                         capture_output=True, text=True, timeout=600)
     assert r2.returncode == 0, r2.stderr[-3000:]
-    assert "generate: up to date" in r2.stdout and "train: up to date" in r2.stdout
+    assert "generate: up to date" in r2.stdout and "train.s3ft: up to date" in r2.stdout
 
 
 def test_auto_on_a_bf16_cpu_generates_and_evaluates_in_float32(tmp_path, tiny_model_dir, monkeypatch):
@@ -155,12 +156,12 @@ def test_auto_on_a_bf16_cpu_generates_and_evaluates_in_float32(tmp_path, tiny_mo
     cfg = load_config(None, {"model": str(tiny_model_dir), "task": "squad", "output_dir": str(tmp_path / "run"),
                              "device": "cpu", "use_peft": True})
     assert cfg.resolved_dtype() == cfg.train_knobs()["dtype"] == "float32"
-    s = pipeline.Session(cfg)
-    gen = s.generator()
+    s = Session(cfg)
+    gen = s.models.load(cfg.model)
     assert next(gen.model.parameters()).dtype == torch.float32
-    assert s.generator(cfg.model) is gen and len(s._generators) == 1
-    s.release(cfg.model)
-    assert not s._generators
+    assert s.models.load(cfg.model) is gen and s.models.loaded() == [cfg.model]
+    s.models.release(cfg.model)
+    assert not s.models.loaded()
     full = load_config(None, {"model": str(tiny_model_dir), "device": "cpu", "use_peft": False})
     assert (full.train_knobs()["dtype"], full.resolved_dtype()) == ("bfloat16", "float32")
     explicit = load_config(None, {"model": str(tiny_model_dir), "device": "cpu", "dtype": "bfloat16"})
@@ -193,28 +194,26 @@ def test_paraphrase_that_drops_the_working_falls_back_to_gold(tmp_path, monkeypa
 
     cfg = load_config(None, {"task": "jsonl", "data_files": {"train": str(tmp_path / "train.jsonl")}, "judge": "qa",
                              "id_field": "id", "output_dir": str(tmp_path / "run"), "method": "sdft", "model": "org/unused"})
-    s = pipeline.Session(cfg)
+    s = Session(cfg)
     gen = Short()
-    monkeypatch.setattr(pipeline.Session, "generator", lambda self, model=None, dtype=None: gen)
-    monkeypatch.setattr(pipeline.Session, "model_id", lambda self: "scripted")
+    monkeypatch.setattr(Session, "generator", lambda self, model=None, dtype=None: gen)
+    monkeypatch.setattr(Session, "model_id", lambda self: "scripted")
     s.run.path.mkdir(parents=True)
-    built = read_jsonl(pipeline.stage_build(s))
+    built = read_jsonl(pipeline.training_set(s))
     para = read_jsonl(s.run / "paraphrase.jsonl")
     assert all(r["filtered"] and "working is gone" in r["filter_reason"] and r["correct"] is None for r in para)
     assert {r["source"] for r in built} == {"gold"}
     s.cfg.paraphrase_min_length_ratio = 0.0
-    pipeline.stage_build(s)
+    pipeline.training_set(s)
     para = read_jsonl(s.run / "paraphrase.jsonl")
     assert not any(r["filtered"] for r in para) and all(r["correct"] is not None for r in para)  # judged, not filtered
 
 
 def test_length_check_never_applies_to_code():
     """Code paraphrases are checked by the task's tests, so a shorter program is not rejected."""
-    from types import SimpleNamespace
-
     cfg = load_config(None, {})
     for kind, want in (("code", 0.0), ("math", 0.5), ("generic", 0.5)):
-        assert pipeline._length_ratio(SimpleNamespace(cfg=cfg, task=SimpleNamespace(paraphrase_kind=kind))) == want
+        assert pipeline.paraphrase_length_ratio(cfg, kind) == want
 
 
 def test_models_leave_the_gpu_before_training_but_stay_on_a_cpu(session, monkeypatch):
@@ -223,13 +222,14 @@ def test_models_leave_the_gpu_before_training_but_stay_on_a_cpu(session, monkeyp
     import s3ft.models
 
     s, _ = session
-    s._generators.update({"base": object(), "hf:judge-model": object()})
-    s.free_engines()  # CPU
-    assert set(s._generators) == {"base", "hf:judge-model"}
+    s.models.put("base", object())
+    s.models.put("judge-model", object())
+    s.models.free_for_training()  # CPU
+    assert s.models.loaded() == ["base", "judge-model"]
     monkeypatch.setattr(s3ft.models, "on_gpu", lambda device="auto": True)
-    s.free_engines()
-    assert s._generators == {}
-    rows = read_jsonl(pipeline.stage_judge(s))  # what was let go is built again on demand
+    s.models.free_for_training()
+    assert s.models.loaded() == []
+    rows = read_jsonl(pipeline.judged_answers(s))  # what was let go is built again on demand
     assert len(rows) == N
 
 
@@ -243,13 +243,13 @@ def test_a_changed_gold_or_meta_rejudges(tmp_path, monkeypatch):
     cfg = load_config(None, {"task": "jsonl", "data_files": {"train": str(data)}, "judge": "qa", "id_field": "id",
                              "output_dir": str(tmp_path / "run"), "model": "org/unused"})
     gen = ScriptedGenerator()
-    monkeypatch.setattr(pipeline.Session, "generator", lambda self, model=None, dtype=None: gen)
-    monkeypatch.setattr(pipeline.Session, "model_id", lambda self: "scripted")
+    monkeypatch.setattr(Session, "generator", lambda self, model=None, dtype=None: gen)
+    monkeypatch.setattr(Session, "model_id", lambda self: "scripted")
     (tmp_path / "run").mkdir()
-    before = read_jsonl(pipeline.stage_judge(pipeline.Session(cfg)))
+    before = read_jsonl(pipeline.judged_answers(Session(cfg)))
     assert sum(r["correct"] for r in before) == 4  # "answer i" for i % 3 == 0, "no idea" otherwise
     rows[1]["answers"].append("no idea")  # an alias that accepts q1's own answer
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    after = {r["id"]: r["correct"] for r in read_jsonl(pipeline.stage_judge(pipeline.Session(cfg)))}
+    after = {r["id"]: r["correct"] for r in read_jsonl(pipeline.judged_answers(Session(cfg)))}
     assert after["q1"] is True and sum(after.values()) == 5
     assert len(gen.calls) == 1  # the own answers were not generated again

@@ -3,7 +3,8 @@ import itertools
 
 import pytest
 
-from s3ft.selection import PREFERENCE, build_training_set, choose, mix, needs_paraphrase
+from s3ft.methods import METHODS
+from s3ft.selection import build_training_set, choose, mix, needs_paraphrase
 from s3ft.types import Example
 
 
@@ -27,7 +28,7 @@ PARA_STATES = {
 
 
 def expected(method, own_state, para_state):
-    for source in PREFERENCE[method]:
+    for source in METHODS[method].sources:
         if source == "self" and own_state == "own_ok":
             return "self", "own"
         if source == "paraphrase" and para_state == "para_ok":
@@ -36,7 +37,7 @@ def expected(method, own_state, para_state):
             return "gold", "gold0"
 
 
-@pytest.mark.parametrize("method,own_state,para_state", list(itertools.product(PREFERENCE, OWN_STATES, PARA_STATES)))
+@pytest.mark.parametrize("method,own_state,para_state", list(itertools.product(METHODS, OWN_STATES, PARA_STATES)))
 def test_choose_exhaustive(method, own_state, para_state):
     assert choose(method, ex(0), OWN_STATES[own_state], PARA_STATES[para_state]) == expected(method, own_state, para_state)
 
@@ -50,7 +51,7 @@ def test_paper_table():
             "e1": {"response": "p1", "correct": True, "filtered": False},
             "e2": {"response": "the reference answer says p2", "correct": None, "filtered": True},
             "e3": {"response": "p3", "correct": False, "filtered": False}}
-    got = {m: [(r["source"], r["completion"]) for r in build_training_set(m, exs, own, para)] for m in PREFERENCE}
+    got = {m: [(r["source"], r["completion"]) for r in build_training_set(m, exs, own, para)] for m in METHODS}
     assert got["sft"] == [("gold", "gold0"), ("gold", "gold1"), ("gold", "gold2"), ("gold", "gold3")]
     assert got["ssr"] == [("self", "o0"), ("gold", "gold1"), ("gold", "gold2"), ("gold", "gold3")]
     assert got["sdft"] == [("paraphrase", "p0"), ("paraphrase", "p1"), ("gold", "gold2"), ("gold", "gold3")]

@@ -28,12 +28,13 @@ def _common_env() -> None:
 
 def _split_force(rest: list[str]) -> tuple[list[str], set[str]]:
     from s3ft.config import ConfigError
+    from s3ft.stages.common import STAGE_GROUPS
 
     force, out, i = set(), [], 0
     while i < len(rest):
         if rest[i] == "--force":
             if i + 1 >= len(rest):
-                raise ConfigError("command line: --force needs a stage name (generate, judge, paraphrase, build, train, eval)")
+                raise ConfigError(f"command line: --force needs a stage name ({', '.join(STAGE_GROUPS)})")
             force.add(rest[i + 1])
             i += 2
         elif rest[i].startswith("--force="):
@@ -42,11 +43,10 @@ def _split_force(rest: list[str]) -> tuple[list[str], set[str]]:
         else:
             out.append(rest[i])
             i += 1
-    from s3ft.pipeline import STAGES
-
-    bad = force - set(STAGES)
+    bad = {f for f in force if f.split(".", 1)[0] not in STAGE_GROUPS}
     if bad:
-        raise ConfigError(f"command line: --force takes a stage name ({', '.join(STAGES)}), got {', '.join(sorted(bad))}")
+        raise ConfigError(f"command line: --force takes a stage name ({', '.join(STAGE_GROUPS)}, or one stage such as "
+                          f"eval.base), got {', '.join(sorted(bad))}")
     return out, force
 
 
@@ -96,16 +96,15 @@ def cmd_stage(args, rest: list[str]) -> int:
 def cmd_judge_file(args, rest: list[str]) -> int:
     """The stable judge contract: PRED rows {id, response} -> OUT rows + {correct, reason, extracted}."""
     from s3ft.config import load_config
-    from s3ft.judges import get_judge
-    from s3ft.pipeline import Session, judge_options
     from s3ft.runs import JsonlWriter
+    from s3ft.session import Session
     from s3ft.tasks.jsonl import iter_jsonl_rows
 
     overrides = ["--task", args.task] + (["--judge", args.judge] if args.judge else []) + rest
     cfg = load_config(getattr(args, "recipe", None), overrides)
     s = Session(cfg)
-    name = cfg.judge or s.task.judge
-    judge = get_judge(name, **judge_options(cfg, name, s))
+    name = s.judge_name
+    judge = s.judge().fn
     examples = {}
     for split in s.task.splits:
         for e in s.task.load(split):
@@ -141,7 +140,7 @@ def cmd_compare(args, rest: list[str]) -> int:
 
     rest, force = _split_force(rest)
     cfg = load_config(args.recipe, rest)
-    result = run_compare(cfg)
+    result = run_compare(cfg, force=force)
     seeds = result["per_seed"]
     print()
     for name in result["methods"]:

@@ -18,46 +18,34 @@ import time
 from pathlib import Path
 from typing import Any
 
-from s3ft import pipeline, selection
+from s3ft import pipeline
 from s3ft.config import ConfigError, S3FTConfig
 from s3ft.evaluation import paired, paired_scores
-from s3ft.pipeline import Session, log
-from s3ft.runs import file_fingerprint, fingerprint, read_jsonl, write_json
+from s3ft.methods import BASE, paraphrase_scope
+from s3ft.runs import RunDir, file_fingerprint, read_jsonl, write_json
+from s3ft.session import Session
+from s3ft.stages.common import log
+from s3ft.stages.logprob import logprob
 
 
-def _methods(cfg: S3FTConfig) -> list[str]:
-    bad = [m for m in cfg.methods if m != "base" and m not in selection.PREFERENCE]
-    if bad:
-        raise ConfigError(f"methods: unknown {', '.join(bad)}; choose from base, {', '.join(selection.PREFERENCE)}")
+def methods_of(cfg: S3FTConfig) -> list[str]:
+    """The recipe's methods in order, without repeats (names are checked when the recipe loads)."""
     return list(dict.fromkeys(cfg.methods))
 
 
-def _seeds(cfg: S3FTConfig) -> list[int]:
-    try:
-        return [int(s) for s in cfg.seeds] or [cfg.seed]
-    except ValueError:
-        raise ConfigError(f"seeds must be integers, got {cfg.seeds}") from None
-
-
-def _floats(cfg: S3FTConfig, name: str) -> list[float]:
-    try:
-        vals = [float(v) for v in getattr(cfg, name)]
-    except ValueError:
-        raise ConfigError(f"{name} must be numbers, got {getattr(cfg, name)}") from None
-    if any(v <= 0 for v in vals):
-        raise ConfigError(f"{name} must be positive, got {getattr(cfg, name)}")
-    return vals
+def seeds_of(cfg: S3FTConfig) -> list[int]:
+    return list(cfg.seeds) or [cfg.seed]
 
 
 def tune_seed(cfg: S3FTConfig) -> int:
     """The training seed of the tuning trials: tune_seed, else the first of the seeds."""
-    return int(cfg.tune_seed) if cfg.tune_seed is not None else _seeds(cfg)[0]
+    return cfg.tune_seed if cfg.tune_seed is not None else seeds_of(cfg)[0]
 
 
 def tuning_candidates(cfg: S3FTConfig) -> tuple[list[float], list[float]] | None:
     """(learning rates, epoch counts) to try, None when no tuning is asked for; a bad tuning
     setup fails here, before any work."""
-    lrs, eps = _floats(cfg, "tune_learning_rates"), _floats(cfg, "tune_epochs")
+    lrs, eps = list(cfg.tune_learning_rates), list(cfg.tune_epochs)
     if not lrs and not eps:
         return None
     if cfg.tune_split == cfg.eval_split:
@@ -83,13 +71,11 @@ def tune(s: Session, seed: int) -> dict[str, Any] | None:
     trials: list[dict[str, Any]] = []
 
     def trial(lr: float, ep: float) -> dict[str, Any]:
-        c = dataclasses.replace(cfg, learning_rate=lr, num_train_epochs=ep, seed=seed, eval_split=cfg.tune_split,
-                                eval_size=None)
-        ts = Session(c, force=s.force, seed_dir=str(s.run.path / "tune" / f"lr{lr:g}-epochs{ep:g}"))
-        ts._generators, ts._examples, ts._task = s._generators, s._examples, s._task
-        model_dir = pipeline.stage_train(ts, "sft")
-        acc = pipeline._eval_model(ts, "sft", str(model_dir), file_fingerprint(model_dir), ts.method_run)
-        ts.release(str(model_dir))
+        ts = s.derive(seed_dir=str(s.run.path / "tune" / f"lr{lr:g}-epochs{ep:g}"), learning_rate=lr,
+                      num_train_epochs=ep, seed=seed, eval_split=cfg.tune_split, eval_size=None)
+        model_dir = pipeline.trained_model(ts, "sft")
+        acc = pipeline.in_domain(ts, "sft", str(model_dir), file_fingerprint(model_dir), ts.method_run)
+        ts.models.release(str(model_dir))
         t = {"learning_rate": lr, "num_train_epochs": ep, "accuracy": acc}
         trials.append(t)
         log(f"tune: lr {lr:g}, {ep:g} epochs -> {cfg.tune_split} accuracy {acc['accuracy']}% ({acc['k']}/{acc['n']})")
@@ -109,13 +95,11 @@ def tune(s: Session, seed: int) -> dict[str, Any] | None:
     return out
 
 
-def _reuse_tuned_sft(s: Session, tuning: dict[str, Any], ss: Session) -> None:
+def reuse_tuned_sft(s: Session, tuning: dict[str, Any], ss: Session) -> None:
     """The chosen tuning trial is the SFT run of the tuning seed (same rows, hyperparameters and
     seed): copy it into that seed's directory instead of training it again. The copy carries the
-    trial's stage record, so `stage_train` accepts it only if its fingerprint matches."""
+    trial's stage record, so the train stage accepts it only if its fingerprint matches."""
     import shutil
-
-    from s3ft.runs import RunDir
 
     ch = tuning["chosen"]
     src = RunDir(s.run.path / "tune" / f"lr{ch['learning_rate']:g}-epochs{ch['num_train_epochs']:g}")
@@ -132,7 +116,7 @@ def _reuse_tuned_sft(s: Session, tuning: dict[str, Any], ss: Session) -> None:
     log(f"train (sft, seed {ss.cfg.seed}): the chosen tuning trial, copied from {src.path / 'sft'}")
 
 
-def _machine() -> str:
+def machine() -> str:
     import os
 
     import torch
@@ -157,127 +141,100 @@ def stage_seconds(root) -> dict[str, float]:
     return out
 
 
-def _cross_session(s: Session, task: str, seed_dir: str | None) -> Session:
-    c = dataclasses.replace(s.cfg, task=task, eval_split="test", eval_size=s.cfg.cross_task_size, judge=None,
-                            max_new_tokens=None, data_files={}, system_prompt=s.cfg.system_prompt)
-    sub = Session(c, force=s.force, seed_dir=seed_dir)
-    sub._generators = s._generators  # share loaded models
-    return sub
+def cross_session(s: Session, task: str) -> Session:
+    """The session that evaluates a model on another built-in task's test split (its own judge
+    and answer length)."""
+    return s.derive(seed_dir=s.seed_dir, task=task, eval_split="test", eval_size=s.cfg.cross_task_size, judge=None,
+                    max_new_tokens=None, data_files={})
 
 
-def evaluate_model(s: Session, name: str, model: str, model_fp: str, run) -> dict[str, Any]:
-    """In-domain, cross-task and general results of one model."""
-    out: dict[str, Any] = {"in_domain": pipeline._eval_model(s, name, model, model_fp, run)}
-    out["cross_task"] = {}
+def evaluate_model(s: Session, name: str, model: str, model_fp: str, run: RunDir) -> dict[str, Any]:
+    """In-domain, cross-task and general results of one model; the model is let go after them
+    (unless it is the base model)."""
+    out: dict[str, Any] = {"in_domain": pipeline.in_domain(s, name, model, model_fp, run), "cross_task": {}}
     for task in s.cfg.cross_tasks:
-        sub = _cross_session(s, task, s.seed_dir)
-        out["cross_task"][task] = pipeline._eval_model(sub, f"{task}.{name}", model, model_fp, run)
-    out["general"] = pipeline.stage_general(s, name, model, model_fp, run) if s.cfg.general_benchmarks else {}
+        out["cross_task"][task] = pipeline.in_domain(cross_session(s, task), f"{task}.{name}", model, model_fp, run)
+    out["general"] = pipeline.general_benchmarks(s, name, model, model_fp, run)
+    if model != s.cfg.model:
+        s.models.release(model)
     return out
 
 
 def logprob_analysis(s: Session) -> list[dict[str, Any]]:
-    """log p(y|x) under the base model for the gold answers, accepted paraphrases and accepted
-    own answers of the training set -> logprob.jsonl (one row per response)."""
-    from s3ft.logprob import sequence_logprobs
-
-    exs = s.train_examples()
-    own = {r["id"]: r for r in read_jsonl(s.run / "own_judged.jsonl")}
-    para = {r["id"]: r for r in read_jsonl(s.run / "paraphrase.jsonl")}
-    items = []
-    for e in exs:
-        items.append((e, "gold", e.gold))
-        if (t := selection.accepted_paraphrase(para.get(e.id))) is not None:
-            items.append((e, "paraphrase", t))
-        if (t := selection.accepted_own(own.get(e.id))) is not None:
-            items.append((e, "self", t))
-    out = s.run / "logprob.jsonl"
-    fp = fingerprint("logprob", s.model_id(), [(e.id, kind, t) for e, kind, t in items], s.cfg.resolved_dtype())
-    if s.run.is_done("logprob", fp, [out]):
-        return read_jsonl(out)
-    with s.run.stage("logprob", fp, [out], force=True) as info:
-        gen = s.hf_generator()  # the model itself, whatever the generation backend
-        vals = sequence_logprobs(gen.model, gen.tokenizer, [e.prompt for e, _, _ in items], [t for _, _, t in items],
-                                 batch_size=s.cfg.rows_per_call("logprob"))
-        if s.cfg.backend != "hf":
-            s.release(s.cfg.model)  # the model loaded for this; the backend's generator is made again when needed
-        rows = [{"id": e.id, "kind": kind, **v} for (e, kind, _), v in zip(items, vals)]
-        from s3ft.runs import JsonlWriter
-
-        with JsonlWriter(out) as w:
-            for r in rows:
-                w.write(r)
-        info["rows"] = len(rows)
+    """The logprob stage over the shared pass's judged own answers and paraphrases."""
+    c = s.cfg
+    judged, para = s.run / "own_judged.jsonl", s.run / "paraphrase.jsonl"
+    rows = logprob(s.stages(), s.train_examples(), judged if judged.exists() else None, para if para.exists() else None,
+                   lambda: s.models.scorer(c.model), s.model_id(), c.resolved_dtype(), c.rows_per_call("logprob"))
+    if c.backend != "hf":
+        s.models.release(c.model)  # the model loaded for this; the backend's generator is made again when needed
     return rows
 
 
-def run_compare(cfg: S3FTConfig) -> dict[str, Any]:
-    methods = _methods(cfg)
-    seeds = _seeds(cfg)
-    trained = [m for m in methods if m != "base"]
+def run_compare(cfg: S3FTConfig, force: set[str] | None = None) -> dict[str, Any]:
+    """Every method of the recipe from one shared data pass, trained and evaluated per seed;
+    compare.json and the report. `force`: stage names or groups to re-run (as for `s3ft run`)."""
+    methods = methods_of(cfg)
+    seeds = seeds_of(cfg)
+    trained = [m for m in methods if m != BASE]
     if cfg.paraphrase_scope == "auto":  # one paraphrase pass that serves every method asked for
-        scope = "all" if "sdft" in trained else ("failed" if "s3ft" in trained else "none")
-        cfg = dataclasses.replace(cfg, paraphrase_scope=scope)
+        cfg = dataclasses.replace(cfg, paraphrase_scope=paraphrase_scope(trained))
     t0 = time.time()
-    s = Session(cfg)
+    s = Session(cfg, force=set(force or ()))
     pipeline.preflight(s)
     if tuning_candidates(cfg):  # fail on a bad tuning setup before the shared pass; the split must load
         s.examples(cfg.tune_split, None)
     for task in cfg.cross_tasks:
-        _cross_session(s, task, None).eval_examples()  # fail early on a bad cross task
+        cross_session(s, task).eval_examples()  # fail early on a bad cross task
     root = s.run.path
     compare_path = root / "compare.json"
     with s.run.lock():
-        pipeline.write_manifest(s)
+        s.write_manifest()
         # 1. the shared pass: own answers, judgments, paraphrases, every method's training set
         mix = {}
         for m in trained:
-            pipeline.stage_build(s, m)
+            pipeline.training_set(s, m)
             mix[m] = s.run.stage_record(f"build.{m}")["mix"]
         # 2. learning rate and epochs, chosen once for SFT on the tuning split, then frozen for every method
         tuning = tune(s, tune_seed(cfg))
         if tuning:
             cfg = dataclasses.replace(cfg, **tuning["chosen"])
+            s = s.derive(**tuning["chosen"])
         # 3. the base model, evaluated once (greedy decoding does not depend on the seed)
-        base = evaluate_model(s, "base", cfg.model, s.model_id(), s.run) if "base" in methods else None
-        logprob = logprob_analysis(s) if cfg.logprob_analysis else []
+        base = evaluate_model(s, BASE, cfg.model, s.model_id(), s.run) if BASE in methods else None
+        lp = logprob_analysis(s) if cfg.logprob_analysis else []
         result: dict[str, Any] = {
             "task": cfg.task, "model": cfg.model, "judge": s.judge_name, "eval_split": cfg.eval_split,
             "methods": methods, "seeds": seeds, "general_limit": cfg.general_limit,
             "general_benchmarks": cfg.general_benchmarks, "cross_tasks": cfg.cross_tasks,
             "train_examples": len(s.train_examples()), "eval_examples": len(s.eval_examples()),
-            "machine": _machine(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "machine": machine(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "hyperparameters": {k: v for k, v in cfg.train_knobs().items() if k not in ("model", "seed")},
             "tuning": tuning,
             "per_seed": {},
-            "logprob": {k: [r for r in logprob if r["kind"] == k] for k in ("gold", "paraphrase", "self")} if logprob else {},
+            "logprob": {k: [r for r in lp if r["kind"] == k] for k in ("gold", "paraphrase", "self")} if lp else {},
         }
         if compare_path.exists():  # keep seeds finished by an earlier, interrupted run
             result["per_seed"] = {k: v for k, v in json.loads(compare_path.read_text()).get("per_seed", {}).items()
                                   if int(k) in seeds}
         # 4. every method, every seed: train, evaluate; record the seed as soon as it is done
         for seed in seeds:
-            seed_cfg = dataclasses.replace(cfg, seed=seed)
-            ss = Session(seed_cfg, seed_dir=str(root / f"seed-{seed}"))
-            ss._generators = s._generators
+            ss = s.derive(seed_dir=str(root / f"seed-{seed}"), seed=seed)
             if tuning and seed == tuning["seed"] and "sft" in trained:
-                _reuse_tuned_sft(s, tuning, ss)
+                reuse_tuned_sft(s, tuning, ss)
             log(f"seed {seed}: training and evaluating {', '.join(trained) or 'nothing'}")
             per: dict[str, Any] = {"mix": mix, "in_domain": {}, "cross_task": {}, "general": {}}
-            evals = {}
-            if base:
-                evals["base"] = base
+            evals = {BASE: base} if base else {}
             for m in trained:
-                model_dir = pipeline.stage_train(ss, m)
+                model_dir = pipeline.trained_model(ss, m)
                 evals[m] = evaluate_model(ss, m, str(model_dir), file_fingerprint(model_dir), ss.method_run)
-                ss.release(str(model_dir))
             for name, ev in evals.items():
                 per["in_domain"][name] = ev["in_domain"]
                 for task, acc in ev["cross_task"].items():
                     per["cross_task"].setdefault(task, {})[name] = acc
                 if ev["general"]:
                     per["general"][name] = ev["general"]
-            per["paired"] = _paired(s, ss, trained)
+            per["paired"] = paired_results(s.run.path, ss.method_run.path, trained)
             result["per_seed"][str(seed)] = per
             result["wall_seconds"] = round(time.time() - t0, 1)
             result["stage_seconds"] = stage_seconds(root)
@@ -293,11 +250,11 @@ def run_compare(cfg: S3FTConfig) -> dict[str, Any]:
         return result
 
 
-def general_scores(run_dir, name: str) -> dict[str, dict[Any, float]]:
+def general_scores(run_dir: str | Path, name: str) -> dict[str, dict[Any, float]]:
     """Per-question scores of one model's general benchmarks ({benchmark: {dataset row: score}}),
-    from the lm-evaluation-harness samples that stage_general keeps; {} when there are none."""
+    from the lm-evaluation-harness samples the general stage keeps; {} when there are none."""
     out: dict[str, dict[Any, float]] = {}
-    folder = Path(getattr(run_dir, "path", run_dir)) / "general" / name  # a RunDir or a path
+    folder = Path(run_dir) / "general" / name
     for f in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
         rows = read_jsonl(f)
         if rows and all(isinstance(r.get("score"), (int, float)) for r in rows):
@@ -305,24 +262,26 @@ def general_scores(run_dir, name: str) -> dict[str, dict[Any, float]]:
     return out
 
 
-def _paired(s: Session, ss: Session, trained: list[str]) -> dict[str, Any]:
+def paired_results(root: Path, seed_dir: Path, trained: list[str]) -> dict[str, Any]:
     """S3FT against each other method on the same questions: in-domain (2x2 table, McNemar) and,
     where general benchmarks ran, their average score (paired bootstrap over the questions).
     Each trained method against the base model on the general benchmarks too: its forgetting,
-    with an interval (`<method>_vs_base`)."""
+    with an interval (`<method>_vs_base`). `root`: the compare run (base model); `seed_dir`: one
+    seed's folder (trained models)."""
     out: dict[str, Any] = {}
-    general = {m: general_scores(ss.method_run, m) for m in trained} | {"base": general_scores(s.run, "base")}
+    general = {m: general_scores(seed_dir, m) for m in trained} | {BASE: general_scores(root, BASE)}
     if "s3ft" in trained:
-        a = read_jsonl(ss.method_run / "eval" / "s3ft.jsonl")
-        for other in [m for m in ("sft", "ssr", "sdft") if m in trained] + (["base"] if (s.run / "eval" / "base.jsonl").exists() else []):
-            run = s.run if other == "base" else ss.method_run
-            out[f"s3ft_vs_{other}"] = {"in_domain": paired(a, read_jsonl(run / "eval" / f"{other}.jsonl"))}
+        a = read_jsonl(seed_dir / "eval" / "s3ft.jsonl")
+        others = [m for m in trained if m != "s3ft"] + ([BASE] if (root / "eval" / "base.jsonl").exists() else [])
+        for other in others:
+            folder = root if other == BASE else seed_dir
+            out[f"s3ft_vs_{other}"] = {"in_domain": paired(a, read_jsonl(folder / "eval" / f"{other}.jsonl"))}
             if general["s3ft"] and general[other]:
                 out[f"s3ft_vs_{other}"]["general"] = paired_scores(general["s3ft"], general[other])
-    if general["base"]:
+    if general[BASE]:
         for m in trained:
             if m != "s3ft" and general[m]:
-                out[f"{m}_vs_base"] = {"general": paired_scores(general[m], general["base"])}
+                out[f"{m}_vs_base"] = {"general": paired_scores(general[m], general[BASE])}
     return out
 
 
@@ -332,15 +291,13 @@ def refresh_report(root: str | Path) -> Path:
     made before a comparison existed, without its models. Returns the report folder.
         python -c "from s3ft.compare import refresh_report; refresh_report('runs/squad-study')"
     """
-    from types import SimpleNamespace
-
     from s3ft.report import write_report
 
     root = Path(root)
     result = json.loads((root / "compare.json").read_text())
-    trained = [m for m in result["methods"] if m != "base"]
+    trained = [m for m in result["methods"] if m != BASE]
     for seed, per in result["per_seed"].items():
-        per["paired"] = _paired(SimpleNamespace(run=root), SimpleNamespace(method_run=root / f"seed-{seed}"), trained)
+        per["paired"] = paired_results(root, root / f"seed-{seed}", trained)
     write_json(root / "compare.json", result)
     write_report(result, root / "report")
     return root / "report"

@@ -10,9 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from s3ft.methods import BASE, METHODS, method_help
 from s3ft.models import DTYPES, on_gpu, resolve_dtype
-
-METHODS = ("sft", "ssr", "sdft", "s3ft")
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -25,9 +24,7 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 class S3FTConfig:
     # ---- run ----
     output_dir: str = _f("runs/s3ft", "Run directory: every stage writes its plain files here.")
-    method: str = _f("s3ft", "Training-set construction: sft (gold), ssr (own if correct, else gold), "
-                     "sdft (validated paraphrase, else gold), s3ft (own, else paraphrase, else gold).",
-                     choices=METHODS)
+    method: str = _f("s3ft", "Training method: " + method_help() + ".", choices=tuple(METHODS))
     seed: int = _f(42, "Random seed for training and sampling.")
     data_seed: int = _f(0, "Seed of the train_size / eval_size subsets (fixed across training seeds, so every "
                         "seed and method sees the same questions).")
@@ -139,13 +136,13 @@ class S3FTConfig:
     cross_task_size: int | None = _f(None, "Seeded subset size for each cross task's test split (None: all).")
 
     # ---- comparison (s3ft compare) ----
-    methods: list[str] = _f(["base", "sft", "ssr", "sdft", "s3ft"], "Methods `s3ft compare` trains and evaluates (base = no training).")
-    seeds: list[str] = _f([], "Training seeds for `s3ft compare` (empty: just `seed`); results give mean and spread.")
+    methods: list[str] = _f([BASE, *METHODS], "Methods `s3ft compare` trains and evaluates (base = no training).")
+    seeds: list[int] = _f([], "Training seeds for `s3ft compare` (empty: just `seed`); results give mean and spread.")
     logprob_analysis: bool = _f(True, "`s3ft compare`: log-probabilities of gold / paraphrase / own answers under the base model (paper Fig. 2).")
-    tune_learning_rates: list[str] = _f([], "`s3ft compare`: candidate learning rates, tried for SFT on the training set and "
+    tune_learning_rates: list[float] = _f([], "`s3ft compare`: candidate learning rates, tried for SFT on the training set and "
                                         "scored in-domain on tune_split before any method trains; the best is then used "
                                         "by every method. Ties go to the earlier candidate (empty: no tuning).")
-    tune_epochs: list[str] = _f([], "`s3ft compare`: candidate epoch counts, tried for SFT at the chosen learning rate "
+    tune_epochs: list[float] = _f([], "`s3ft compare`: candidate epoch counts, tried for SFT at the chosen learning rate "
                                 "after the learning-rate search (which uses the first count). Empty: num_train_epochs.")
     tune_split: str = _f("validation", "`s3ft compare`: split the tuning candidates are scored on (never the test split).")
     tune_seed: int | None = _f(None, "`s3ft compare`: training seed of the tuning trials (None: the first of seeds). "
@@ -198,11 +195,6 @@ class S3FTConfig:
         if (packed := self.resolved_saved_activations()) is not None:
             knobs["saved_activations"] = packed
         return knobs
-
-    def effective_paraphrase_scope(self) -> str:
-        if self.paraphrase_scope != "auto":
-            return self.paraphrase_scope
-        return {"s3ft": "failed", "sdft": "all"}.get(self.method, "none")
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(S3FTConfig)}
@@ -265,6 +257,11 @@ def coerce(name: str, value: Any, where: str) -> Any:
                 value = [value]
             if not isinstance(value, list) or not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
                 raise ValueError
+            item = base[len("list["):-1]
+            if item == "int":
+                return [_int(v) for v in value]
+            if item == "float":
+                return [float(v) for v in value]
             return [str(v) for v in value]
         if base.startswith("dict"):
             if not isinstance(value, dict):
@@ -273,6 +270,14 @@ def coerce(name: str, value: Any, where: str) -> Any:
     except (TypeError, ValueError):
         raise ConfigError(f"{where}: field {name!r} expects {base}, got {value!r}") from None
     return value
+
+
+def _int(v: Any) -> int:
+    """An integer from an int, an integral float or its text ("3", "3.0"); anything else raises."""
+    f = float(v)
+    if not f.is_integer():
+        raise ValueError
+    return int(f)
 
 
 def _yaml_lines(text: str) -> dict[str, int]:
@@ -432,6 +437,13 @@ def validate(cfg: S3FTConfig, where: dict[str, str] | None = None, default: str 
             fail(name, f"{name} must be in [0, 1), got {getattr(cfg, name)}")
     if not 0 <= cfg.paraphrase_min_length_ratio <= 1:
         fail("paraphrase_min_length_ratio", f"paraphrase_min_length_ratio must be in [0, 1] (0: off), got {cfg.paraphrase_min_length_ratio}")
+    unknown = [m for m in cfg.methods if m != BASE and m not in METHODS]
+    if unknown:
+        fail("methods", f"methods: unknown {', '.join(unknown)}{suggest_in(unknown[0], tuple(METHODS))}; "
+                        f"choose from {BASE}, {', '.join(METHODS)}")
+    for name in ("tune_learning_rates", "tune_epochs"):
+        if any(not v > 0 or v == float("inf") for v in getattr(cfg, name)):
+            fail(name, f"{name} must be positive finite numbers, got {getattr(cfg, name)}")
     bad = [t for t in cfg.cross_tasks if t not in BUILTIN_TASKS or t == "jsonl"]
     if bad:
         fail("cross_tasks", f"cross_tasks must be built-in tasks (squad, gsm8k, mbpp, nq_open), got {', '.join(bad)}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from s3ft.generation import render_prompt
+from s3ft.backends.base import render_prompt
 from s3ft.types import Messages
 
 

@@ -203,7 +203,7 @@ def resolve_dtype(dtype: str = "auto", device: str = "auto", full_training: bool
     """The dtype name a run computes in. auto: bfloat16 on a GPU that supports it; on a CPU,
     float32 - except full fine-tuning (`full_training`) on a CPU with native bf16
     (cpu_has_native_bf16), which autocasts to bfloat16 over float32 master weights (see
-    training._device_and_dtype); float32 on any other CPU. Inference loads the weights in this
+    training.device_and_dtype); float32 on any other CPU. Inference loads the weights in this
     dtype.
 
     Why auto on CPU is float32 for everything but full fine-tuning, although bf16 runs ~2.5x

@@ -4,27 +4,19 @@ For every training example the target is chosen from three candidates:
   self       - the base model's own answer, if the judge said correct
   paraphrase - the base model's paraphrase of the gold, if it passed the filter and the judge
   gold       - the dataset's response
-Methods differ in which candidates they may use, in this order of preference:
-  sft:  gold
-  ssr:  self, gold                 (Selective Self-Rehearsal, arXiv 2409.04787)
-  sdft: paraphrase, gold           (Self-Distillation Fine-Tuning, arXiv 2402.13669)
-  s3ft: self, paraphrase, gold     (S3FT, arXiv 2502.08130)
-A verdict of None ("cannot judge") never counts as correct: the example falls back to the
-next candidate, ending at gold."""
+Methods differ in which candidates they may use and in which order of preference
+(`s3ft.methods.METHODS`: sft gold; ssr self, gold; sdft paraphrase, gold; s3ft self,
+paraphrase, gold). A verdict of None ("cannot judge") never counts as correct: the example falls
+back to the next candidate, ending at gold."""
 from __future__ import annotations
 
 from collections import Counter
 from typing import Any, Mapping, Sequence
 
+from s3ft.methods import SOURCES, get_method
 from s3ft.types import Example
 
-PREFERENCE = {
-    "sft": ("gold",),
-    "ssr": ("self", "gold"),
-    "sdft": ("paraphrase", "gold"),
-    "s3ft": ("self", "paraphrase", "gold"),
-}
-SOURCES = ("self", "paraphrase", "gold")
+__all__ = ["SOURCES", "accepted_own", "accepted_paraphrase", "build_training_set", "choose", "mix", "needs_paraphrase"]
 
 
 def accepted_own(row: Mapping[str, Any] | None) -> str | None:
@@ -43,9 +35,7 @@ def accepted_paraphrase(row: Mapping[str, Any] | None) -> str | None:
 
 def choose(method: str, example: Example, own: Mapping[str, Any] | None, para: Mapping[str, Any] | None) -> tuple[str, str]:
     """(source, completion) for one example under `method`."""
-    if method not in PREFERENCE:
-        raise ValueError(f"unknown method {method!r}; one of {', '.join(PREFERENCE)}")
-    for source in PREFERENCE[method]:
+    for source in get_method(method).sources:
         if source == "self" and (text := accepted_own(own)) is not None:
             return source, text
         if source == "paraphrase" and (text := accepted_paraphrase(para)) is not None:

@@ -110,7 +110,7 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 # ---------------------------------------------------------------------------------------------
 # model / args
 # ---------------------------------------------------------------------------------------------
-def _device_and_dtype(cfg: S3FTConfig):
+def device_and_dtype(cfg: S3FTConfig):
     """(device, on_cpu, compute dtype, weights dtype).
 
     The compute dtype (models.resolve_dtype: auto is bfloat16 on a GPU that supports it, and for
@@ -160,9 +160,7 @@ def make_sft_config(cfg: S3FTConfig, output_dir: Path, on_cpu: bool, dtype) -> A
     import torch
     from trl import SFTConfig
 
-    if not 0.0 <= cfg.warmup_ratio < 1.0:
-        raise ValueError(f"warmup_ratio must be in [0, 1), got {cfg.warmup_ratio}")
-    use_bf16 = dtype == torch.bfloat16  # autocast, also on CPU (see _device_and_dtype)
+    use_bf16 = dtype == torch.bfloat16  # autocast, also on CPU (see device_and_dtype)
     use_fp16 = (not on_cpu) and dtype == torch.float16
     return SFTConfig(
         output_dir=str(output_dir / CHECKPOINTS),
@@ -356,7 +354,7 @@ def build_trainer(rows: list[dict], cfg: S3FTConfig, output_dir: str | Path):
     if not rows:
         raise ValueError("no training rows")
     output_dir = Path(output_dir)
-    device, on_cpu, dtype, weights_dtype = _device_and_dtype(cfg)
+    device, on_cpu, dtype, weights_dtype = device_and_dtype(cfg)
     if on_cpu:
         return_freed_memory()
     if device.startswith("cuda:") and "LOCAL_RANK" not in os.environ:  # single process on a chosen GPU

@@ -8,6 +8,7 @@ import textwrap
 import pytest
 
 from s3ft import pipeline
+from s3ft.session import Session
 from s3ft.cli import main
 from s3ft.config import ConfigError, load_config
 from s3ft.judges import get_judge
@@ -156,22 +157,22 @@ def test_pipeline_judges_with_the_users_function_and_rejudges_when_it_changes(tm
     cfg = load_config(None, {"task": "jsonl", "data_files": {"train": str(data)}, "id_field": "id",
                              "prompt_field": "question", "response_field": "answer",
                              "judge": f"{path}:judge", "output_dir": str(tmp_path / "run"), "model": str(tiny_model_dir)})
-    s = pipeline.Session(cfg)
-    monkeypatch.setattr(pipeline.Session, "generator", lambda self, model=None, dtype=None: EchoGenerator())
-    monkeypatch.setattr(pipeline.Session, "model_id", lambda self: "echo")
+    s = Session(cfg)
+    monkeypatch.setattr(Session, "generator", lambda self, model=None, dtype=None: EchoGenerator())
+    monkeypatch.setattr(Session, "model_id", lambda self: "echo")
     s.run.path.mkdir(parents=True)
     pipeline.preflight(s, ("generate", "judge"))
     assert "warning" not in capsys.readouterr().out  # gold answers are in the alias lists
-    rows = read_jsonl(pipeline.stage_judge(s))
+    rows = read_jsonl(pipeline.judged_answers(s))
     assert [(r["id"], r["correct"], r["reason"]) for r in rows] == [
         (f"t{i}", i % 2 == 0, "alias list") for i in range(6)]
     # the judge file changes -> the judge stage is stale and runs again with the new function
     path.write_text("def judge(example, response):\n    return None\n")
-    s2 = pipeline.Session(cfg)
-    rows = read_jsonl(pipeline.stage_judge(s2))
+    s2 = Session(cfg)
+    rows = read_jsonl(pipeline.judged_answers(s2))
     assert all(r["correct"] is None and r["reason"] == "cannot judge" for r in rows)
     # and the preflight warns that it accepts none of the gold answers
-    pipeline.preflight(pipeline.Session(cfg), ("generate", "judge"))
+    pipeline.preflight(Session(cfg), ("generate", "judge"))
     assert "accepts 0 of the first 6 gold training answers" in capsys.readouterr().out
 
 
@@ -185,14 +186,14 @@ def test_a_judge_edited_during_a_run_is_recorded_as_the_code_that_ran(tmp_path, 
     cfg = load_config(None, {"task": "jsonl", "data_files": {"train": str(data)}, "id_field": "id",
                              "prompt_field": "question", "response_field": "answer",
                              "judge": f"{path}:judge", "output_dir": str(tmp_path / "run"), "model": str(tiny_model_dir)})
-    monkeypatch.setattr(pipeline.Session, "generator", lambda self, model=None, dtype=None: EchoGenerator())
-    monkeypatch.setattr(pipeline.Session, "model_id", lambda self: "echo")
-    s1 = pipeline.Session(cfg)
+    monkeypatch.setattr(Session, "generator", lambda self, model=None, dtype=None: EchoGenerator())
+    monkeypatch.setattr(Session, "model_id", lambda self: "echo")
+    s1 = Session(cfg)
     s1.run.path.mkdir(parents=True)
     pipeline.preflight(s1, ("generate", "judge"))
     path.write_text("def judge(example, response):\n    return False\n")  # edited mid-run
-    assert all(r["correct"] is True for r in read_jsonl(pipeline.stage_judge(s1)))  # the code it loaded
-    assert all(r["correct"] is False for r in read_jsonl(pipeline.stage_judge(pipeline.Session(cfg))))
+    assert all(r["correct"] is True for r in read_jsonl(pipeline.judged_answers(s1)))  # the code it loaded
+    assert all(r["correct"] is False for r in read_jsonl(pipeline.judged_answers(Session(cfg))))
 
 
 def test_s3ft_judge_command_with_the_bundled_example_judge(tmp_path, capsys):

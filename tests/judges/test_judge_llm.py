@@ -157,7 +157,7 @@ def test_never_raises_and_response_stays_inside_delimiters(text):
 # ------------------------------------------------------------------ judge_model / judge_base_url
 def _llm_session(tmp_path, model, **extra):
     from s3ft.config import load_config
-    from s3ft.pipeline import Session
+    from s3ft.session import Session
 
     data = tmp_path / "nq.jsonl"
     data.write_text(json.dumps({"id": "n0", "prompt": "who wrote hamlet", "response": "Shakespeare"}) + "\n")
@@ -183,8 +183,7 @@ def test_judge_model_settings_are_checked(tmp_path):
 def test_judge_model_runs_on_the_generation_backend(tmp_path, monkeypatch, tiny_model_dir, sharp_model_dir):
     """judge_model replaces the base model as the judge (only for judging), and the judge stages'
     fingerprints and the verdict cache follow it."""
-    import s3ft.generation
-    from s3ft.pipeline import _judge_fp
+    import s3ft.backends
 
     made = []
 
@@ -192,20 +191,20 @@ def test_judge_model_runs_on_the_generation_backend(tmp_path, monkeypatch, tiny_
         made.append(name)
         return FakeJudge()
 
-    monkeypatch.setattr(s3ft.generation, "make_generator", make_generator)
+    monkeypatch.setattr(s3ft.backends, "make_generator", make_generator)
     exs, resps = [nq(["Shakespeare"])] * 2, ["William Shakespeare", "Marlowe"]
     base = _llm_session(tmp_path, tiny_model_dir)
     other = _llm_session(tmp_path, tiny_model_dir, judge_model=str(sharp_model_dir))
-    judge = other.judge()
+    judge = other.judge().fn
     assert made == []  # nothing is loaded before the judge is first asked
     assert [v.correct for v in judge(exs, resps)] == [True, False]
     assert made == [str(sharp_model_dir)]  # the judge model was loaded, the base model was not
-    other._generators.clear()  # what Session.free_engines does on a GPU before training
+    other.models.release(str(sharp_model_dir))  # what the pool does on a GPU before training
     judge([nq(["Hamlet"])], ["Hamlet"])  # (a prompt not in the verdict cache)
     assert made == [str(sharp_model_dir)] * 2  # the judge did not hold on to the model: loaded again
-    base.judge()(exs, resps)
+    base.judge().fn(exs, resps)
     assert made == [str(sharp_model_dir)] * 2 + [str(tiny_model_dir)]
-    assert _judge_fp(base, []) != _judge_fp(other, [])
+    assert base.judge().fingerprint([]) != other.judge().fingerprint([])
     caches = sorted(p.name for p in (tmp_path / "run").glob("llm_judge_cache.*.jsonl"))
     assert len(caches) == 2  # one per judge model: a verdict of one is never served for the other
 
@@ -213,10 +212,10 @@ def test_judge_model_runs_on_the_generation_backend(tmp_path, monkeypatch, tiny_
 def test_judge_on_its_own_server(tmp_path, monkeypatch, tiny_model_dir):
     """judge_base_url: the judge's prompts go to that server under judge_model; nothing is loaded
     locally for judging."""
-    import s3ft.generation
+    import s3ft.backends
     from stub_server import Stub, completion
 
-    monkeypatch.setattr(s3ft.generation, "make_generator", lambda *a, **k: pytest.fail("no local model for the judge"))
+    monkeypatch.setattr(s3ft.backends, "make_generator", lambda *a, **k: pytest.fail("no local model for the judge"))
 
     def respond(stub, body):
         resp = response_section(body["messages"])
@@ -224,7 +223,7 @@ def test_judge_on_its_own_server(tmp_path, monkeypatch, tiny_model_dir):
 
     with Stub(respond) as server:
         s = _llm_session(tmp_path, tiny_model_dir, judge_model="big-judge", judge_base_url=server.url)
-        verdicts = s.judge()([nq(["Shakespeare"])] * 2, ["Shakespeare did", "Marlowe"])
+        verdicts = s.judge().fn([nq(["Shakespeare"])] * 2, ["Shakespeare did", "Marlowe"])
         assert [v.correct for v in verdicts] == [True, False]
         assert {b["model"] for b in server.bodies} == {"big-judge"} and len(server.bodies) == 2
     assert s.judge_model_id() == f"big-judge@{server.url}"
@@ -263,4 +262,4 @@ def test_a_judge_model_that_cannot_load_stops_the_run(tmp_path, tiny_model_dir):
     (broken / "model.safetensors").write_bytes(b"not safetensors")
     s = _llm_session(tmp_path, tiny_model_dir, judge_model=str(broken))
     with pytest.raises(JudgeModelError, match=r"the llm judge's model '.*broken-judge' could not be loaded"):
-        s.judge()([nq(["Shakespeare"])], ["Shakespeare"])
+        s.judge().fn([nq(["Shakespeare"])], ["Shakespeare"])

@@ -385,7 +385,7 @@ class Sandbox:
             nproc = _user_process_count() + self.nproc
         return {
             # a backstop beyond the wall-clock timeout: equal to it, a busy-looping program could
-            # hit it first when the parent's timer wakes late (seen on a loaded 2-core machine),
+            # hit it first when the parent's timer wakes late (as it does on a loaded machine),
             # and report "CPU time limit" where "timeout" is the truth
             "cpu": math.ceil(self.timeout) + 1,
             "as": self.memory_mb << 20,

@@ -8,7 +8,7 @@ expect (the layout of the hub data sets they were written for).
 - TruthfulQA: the original release's `mc_task.json` holds `mc1_targets`/`mc2_targets` as
   `{answer: 0/1}` objects; the hub's `truthful_qa/multiple_choice` (which `truthfulqa_mc1/mc2`
   read) stores `{choices: [keys in order], labels: [values]}`, the same conversion the hub's
-  loading script makes. `python -m s3ft.lm_eval_tasks.convert SHARED_TRUTHFULQA_DIR` rebuilds the
+  loading script makes. `python -m s3ft.lm_eval_tasks.convert TRUTHFULQA_DIR` rebuilds the
   bundled `data/truthfulqa/mc_task.jsonl.gz` from `v0/mc_task.json.gz`.
 
 HellaSwag, WinoGrande and MMLU rows are already in the hub layout and are used as they are.
@@ -53,7 +53,7 @@ def write_truthfulqa(mc_task_json_gz: Path, out: Path) -> int:
     return len(items)
 
 
-if __name__ == "__main__":  # python -m s3ft.lm_eval_tasks.convert /work/shared/data/truthfulqa
+if __name__ == "__main__":  # python -m s3ft.lm_eval_tasks.convert TRUTHFULQA_DIR (holds v0/mc_task.json.gz)
     src = Path(sys.argv[1]) / "v0" / "mc_task.json.gz"
     dst = Path(__file__).resolve().parents[1] / "data" / "truthfulqa" / "mc_task.jsonl.gz"
     print(f"{write_truthfulqa(src, dst)} rows -> {dst}")

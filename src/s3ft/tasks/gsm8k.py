@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from s3ft.tasks import Task
+from s3ft.tasks.base import Task
 from s3ft.tasks.jsonl import bundled_rows
 from s3ft.types import Example
 

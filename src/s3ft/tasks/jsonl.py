@@ -42,7 +42,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from s3ft.tasks import Task
+from s3ft.tasks.base import Task
 from s3ft.types import Example
 
 ROLES = ("system", "user", "assistant")

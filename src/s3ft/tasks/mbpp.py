@@ -10,7 +10,7 @@ task_id, text, test_list, test_setup_code, challenge_test_list, question (= text
 """
 from __future__ import annotations
 
-from s3ft.tasks import Task
+from s3ft.tasks.base import Task
 from s3ft.tasks.jsonl import bundled_rows
 from s3ft.types import Example
 

@@ -19,7 +19,7 @@ import random
 from collections import Counter
 from functools import lru_cache
 
-from s3ft.tasks import Task
+from s3ft.tasks.base import Task
 from s3ft.tasks.jsonl import bundled_rows
 from s3ft.types import Example
 

@@ -1,4 +1,4 @@
-"""s3ft.generation: the hf backend's own greedy loop and the automatic batch size."""
+"""s3ft.backends.hf and s3ft.backends.hf_decode: the hf backend's own greedy loop and the automatic batch size."""
 from __future__ import annotations
 
 import torch
@@ -26,7 +26,9 @@ def _alone(model, tok, x: list[int], stop: list[int], n: int) -> list[int]:
 def test_greedy_decode_drops_finished_rows_and_matches_generate(sharp_model_dir):
     """A left-padded batch decoded by greedy_decode gives, row by row, what model.generate gives
     for that prompt alone - including rows that stop early (and leave the batch) at different steps."""
-    from s3ft.generation import greedy_decode, left_pad, render_prompt
+    from s3ft.backends.base import render_prompt
+    from s3ft.backends.hf import left_pad
+    from s3ft.backends.hf_decode import greedy_decode
 
     model, tok = _load(sharp_model_dir)
     ids = [tok(render_prompt(tok, p), add_special_tokens=False)["input_ids"] for p in PROMPTS]
@@ -44,7 +46,7 @@ def test_greedy_decode_drops_finished_rows_and_matches_generate(sharp_model_dir)
 
 
 def test_hf_generator_auto_batch_equals_one_by_one(sharp_model_dir):
-    from s3ft.generation import HFGenerator
+    from s3ft.backends.hf import HFGenerator
 
     model, tok = _load(sharp_model_dir)
     auto = HFGenerator(model, tok, batch_size=0).generate(PROMPTS, 8, progress=False)
@@ -55,7 +57,7 @@ def test_hf_generator_auto_batch_equals_one_by_one(sharp_model_dir):
 def test_auto_batch_size_follows_memory(sharp_model_dir, monkeypatch):
     import os
 
-    from s3ft.generation import auto_batch_size
+    from s3ft.backends.hf import auto_batch_size
 
     model, _ = _load(sharp_model_dir)
     assert auto_batch_size(model, 100, 32) == 64  # a tiny model: the CPU cap
@@ -68,7 +70,7 @@ def test_auto_batch_size_follows_memory(sharp_model_dir, monkeypatch):
 
 
 def test_shared_prefix_len():
-    from s3ft.generation import shared_prefix_len
+    from s3ft.backends.hf_decode import shared_prefix_len
 
     assert shared_prefix_len([[1, 2, 3, 4], [1, 2, 3, 5], [1, 2, 9]]) == 2
     assert shared_prefix_len([[1, 2, 3], [1, 2, 3, 4]]) == 2  # every prompt keeps a token to prefill
@@ -79,36 +81,38 @@ def test_shared_prefix_is_prefilled_once_with_the_same_answers(sharp_model_dir, 
     """Prompts that start alike (the chat template's system turn, a task's instruction) share
     one prefill of that prefix; every prompt's answer and first-token logits are those of a
     prefill from scratch, and what model.generate gives for the prompt alone."""
-    from s3ft import generation
-    from s3ft.generation import HFGenerator, left_pad, render_prompt, shared_prefix_len
+    from s3ft.backends import hf_decode
+    from s3ft.backends.base import render_prompt
+    from s3ft.backends.hf import HFGenerator, left_pad
+    from s3ft.backends.hf_decode import shared_prefix_len
 
     model, tok = _load(sharp_model_dir)
     prompts = [[{"role": "system", "content": "Answer the question using the context. Reply briefly."},
                 {"role": "user", "content": p[0]["content"]}] for p in PROMPTS]
     ids = [tok(render_prompt(tok, p), add_special_tokens=False)["input_ids"] for p in prompts]
     n = shared_prefix_len(ids)
-    assert n >= generation.MIN_SHARED_PREFIX
+    assert n >= hf_decode.MIN_SHARED_PREFIX
 
     calls = []
-    real_prefill = generation.prefill_prefix
-    monkeypatch.setattr(generation, "prefill_prefix", lambda *a: calls.append(a) or real_prefill(*a))
+    real_prefill = hf_decode.prefill_prefix
+    monkeypatch.setattr(hf_decode, "prefill_prefix", lambda *a: calls.append(a) or real_prefill(*a))
     shared = HFGenerator(model, tok, batch_size=4).generate(prompts, 8, progress=False)
     assert len(calls) == 1 and len(calls[0][1]) == n  # one prefill of the prefix for two batches
-    monkeypatch.setattr(generation, "MIN_SHARED_PREFIX", 10**9)
+    monkeypatch.setattr(hf_decode, "MIN_SHARED_PREFIX", 10**9)
     alone = HFGenerator(model, tok, batch_size=4).generate(prompts, 8, progress=False)
     assert len(set(alone)) > 1 and shared == alone
     want = [tok.decode(_alone(model, tok, x, [tok.eos_token_id], 8), skip_special_tokens=True).strip() for x in ids]
     assert shared == want
 
     # first-token logits: prefix cache + the rest vs the whole prompt
-    cfg = generation._text_config(model)
+    cfg = hf_decode.text_config(model)
     input_ids, mask = left_pad(ids, tok.pad_token_id)
     with torch.inference_mode():
         prefix = real_prefill(model, ids[0][:n], "cpu")
         before = [(k.clone(), v.clone()) for k, v in prefix]
-        c1, l1 = generation._prefill_each(model, input_ids, mask, cfg, prefix)
-        greedy_rows = generation.greedy_decode(model, input_ids, mask, 8, [tok.eos_token_id], prefill_each=True, prefix=prefix)
-        c0, l0 = generation._prefill_each(model, input_ids, mask, cfg)
+        c1, l1 = hf_decode.prefill_each_prompt(model, input_ids, mask, cfg, prefix)
+        greedy_rows = hf_decode.greedy_decode(model, input_ids, mask, 8, [tok.eos_token_id], prefill_each=True, prefix=prefix)
+        c0, l0 = hf_decode.prefill_each_prompt(model, input_ids, mask, cfg)
     torch.testing.assert_close(l1, l0, atol=1e-5, rtol=1e-5)
     for a, b in zip(c1.layers, c0.layers):
         torch.testing.assert_close(a.keys, b.keys, atol=1e-5, rtol=1e-5)
@@ -125,7 +129,7 @@ def test_gpu_share_from_the_environment(monkeypatch):
 
     import pytest
 
-    from s3ft.generation import gpu_share
+    from s3ft.backends.hf import gpu_share
 
     monkeypatch.delenv("S3FT_GPU_SHARE", raising=False)
     assert gpu_share() == 1.0
@@ -136,7 +140,7 @@ def test_gpu_share_from_the_environment(monkeypatch):
         with pytest.raises(ValueError, match="S3FT_GPU_SHARE"):
             gpu_share()
     # compare_parallel.py gives each seed process its share
-    path = Path(__file__).resolve().parents[1] / "scripts" / "compare_parallel.py"
+    path = Path(__file__).resolve().parents[2] / "scripts" / "compare_parallel.py"
     spec = importlib.util.spec_from_file_location("compare_parallel", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

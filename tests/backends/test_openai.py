@@ -1,13 +1,15 @@
-"""The openai generation backend (s3ft.backends_openai).
+"""The openai generation backend (s3ft.backends.openai, on the openai SDK).
 
 - Against a real OpenAI-compatible server: `transformers serve` on loopback, serving a tiny
   random Llama (skipped when the serving extras - fastapi, uvicorn, openai - are not installed). Greedy
   texts must equal HFGenerator's on the same folder.
-- Retries, backoff, the concurrency limit and error messages against small local http.server
-  stubs (no model needed)."""
+- Retries (the SDK's: exponential backoff from 0.5 s, Retry-After), the concurrency limit, n
+  samples, cancellation and error messages against small local http.server stubs (no model
+  needed)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import socket
 import subprocess
@@ -16,11 +18,11 @@ import time
 import urllib.request
 
 import pytest
-
-from s3ft.backends_openai import OpenAIBackendError, OpenAIGenerator
-from s3ft.config import S3FTConfig
 from stub_server import Stub
 from stub_server import completion as _completion
+
+from s3ft.backends.openai import OpenAIBackendError, OpenAIGenerator
+from s3ft.config import S3FTConfig
 
 PROMPTS = [
     [{"role": "user", "content": c}]
@@ -83,7 +85,7 @@ def test_openai_backend_matches_hf_greedy(served, sharp_model_dir):
     """Same folder, greedy, 6 prompts: the server (3 requests in flight) returns exactly the texts
     HFGenerator writes. HFGenerator runs one prompt at a time, like the server, so no padding
     enters the comparison (left-padded batches can flip rare near-ties, see the field notes)."""
-    from s3ft.generation import HFGenerator
+    from s3ft.backends.hf import HFGenerator
 
     local = HFGenerator.from_name(str(sharp_model_dir), batch_size=1, dtype="float32", device="cpu")
     want = local.generate(PROMPTS, 8, progress=False)
@@ -101,7 +103,7 @@ def test_openai_backend_matches_hf_greedy(served, sharp_model_dir):
 def test_make_generator_openai_from_config(served, sharp_model_dir, monkeypatch):
     """backend: openai through make_generator: the URL comes from the environment when the recipe
     has none, and the model sent defaults to cfg.model (transformers serve insists on the path)."""
-    from s3ft.generation import make_generator
+    from s3ft.backends import make_generator
 
     monkeypatch.setenv("OPENAI_BASE_URL", served)
     cfg = S3FTConfig(model=str(sharp_model_dir), backend="openai", max_concurrency=2)
@@ -123,11 +125,12 @@ def test_retries_503_with_exponential_backoff():
         return 200, _completion("  fine  ")
 
     with Stub(respond) as stub:
-        gen = OpenAIGenerator(stub.url, "m", max_retries=5, backoff=0.05, max_concurrency=1)
+        gen = OpenAIGenerator(stub.url, "m", max_retries=5, max_concurrency=1)
         assert gen.generate(PROMPTS[:1], 5, progress=False) == ["fine"]
     assert len(stub.bodies) == 3  # 503, 503, 200
     gaps = [b - a for a, b in zip(stub.times, stub.times[1:])]
-    assert gaps[0] >= 0.05 and gaps[1] >= 0.10  # backoff doubles: 0.05 s, then 0.1 s
+    # the SDK's backoff doubles: 0.5 s, then 1 s, each less up to 25% jitter
+    assert gaps[0] >= 0.37 and gaps[1] >= 0.74 and gaps[1] > gaps[0]
     body = stub.bodies[-1]
     assert body["model"] == "m" and body["max_tokens"] == 5 and body["temperature"] == 0.0
     assert body["messages"] == PROMPTS[0] and "seed" not in body
@@ -135,7 +138,7 @@ def test_retries_503_with_exponential_backoff():
 
 def test_retries_exhausted_names_url():
     with Stub(lambda stub, body: (503, b"busy")) as stub:
-        gen = OpenAIGenerator(stub.url, "m", max_retries=2, backoff=0.01)
+        gen = OpenAIGenerator(stub.url, "m", max_retries=2)
         with pytest.raises(OpenAIBackendError, match=r"no answer from http://127\.0\.0\.1:\d+/v1/chat/completions after 3 attempts.*503"):
             gen.generate(PROMPTS[:1], 5, progress=False)
     assert len(stub.bodies) == 3
@@ -143,7 +146,7 @@ def test_retries_exhausted_names_url():
 
 def test_4xx_fails_at_once_with_url_and_message():
     with Stub(lambda stub, body: (400, b'{"error": {"message": "model \'m\' does not exist"}}')) as stub:
-        gen = OpenAIGenerator(stub.url, "m", max_retries=5, backoff=0.01)
+        gen = OpenAIGenerator(stub.url, "m", max_retries=5)
         with pytest.raises(OpenAIBackendError) as e:
             gen.generate(PROMPTS[:3], 5, progress=False)
     msg = str(e.value)
@@ -153,7 +156,7 @@ def test_4xx_fails_at_once_with_url_and_message():
 
 def test_unreachable_server_names_url():
     port = _free_port()  # nothing listens there
-    gen = OpenAIGenerator(f"http://127.0.0.1:{port}/v1", "m", max_retries=2, backoff=0.01, request_timeout=5)
+    gen = OpenAIGenerator(f"http://127.0.0.1:{port}/v1", "m", max_retries=2, request_timeout=5)
     t0 = time.monotonic()
     with pytest.raises(OpenAIBackendError, match=rf"no answer from http://127\.0\.0\.1:{port}/v1/chat/completions after 3 attempts"):
         gen.generate(PROMPTS[:1], 5, progress=False)
@@ -177,7 +180,7 @@ def test_concurrency_limit_order_and_seeds():
 
 
 def test_openai_backend_needs_a_url(monkeypatch):
-    from s3ft.generation import make_generator
+    from s3ft.backends import make_generator
 
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     with pytest.raises(ValueError, match="openai_base_url.*OPENAI_BASE_URL"):
@@ -192,5 +195,74 @@ def test_api_key_from_named_env(monkeypatch):
         cfg = S3FTConfig(backend="openai", openai_base_url=stub.url, openai_api_key_env="MY_KEY", openai_model="served")
         gen = OpenAIGenerator.from_config(cfg)
         assert gen.generate(PROMPTS[:1], 3, progress=False) == ["ok"]
-    assert stub.headers[-1].get("Authorization") == "Bearer sekrit" and stub.bodies[-1]["model"] == "served"
+    assert stub.headers[-1].get("authorization") == "Bearer sekrit" and stub.bodies[-1]["model"] == "served"
     assert OpenAIGenerator.from_config(cfg, "runs/x/s3ft/model").model == "runs/x/s3ft/model"
+
+
+def test_no_key_sends_no_authorization(monkeypatch):
+    """openai_api_key_env unset: a local server gets no Authorization header at all (the SDK's
+    placeholder key is not sent), and OPENAI_API_KEY is not picked up behind the recipe's back."""
+    monkeypatch.delenv("MY_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "not-for-this-server")
+    with Stub(lambda stub, body: (200, _completion("ok"))) as stub:
+        cfg = S3FTConfig(backend="openai", openai_base_url=stub.url, openai_api_key_env="MY_KEY")
+        assert OpenAIGenerator.from_config(cfg).generate(PROMPTS[:1], 3, progress=False) == ["ok"]
+    assert "authorization" not in stub.headers[-1]
+
+
+def test_429_waits_for_retry_after():
+    """HTTP 429 with Retry-After: the SDK waits what the server asks (1 s here, not its 0.5 s backoff)."""
+    def respond(stub, body):
+        if len(stub.bodies) == 1:
+            return 429, b'{"error": {"message": "slow down"}}', {"Retry-After": "1"}
+        return 200, _completion("done")
+
+    with Stub(respond) as stub:
+        gen = OpenAIGenerator(stub.url, "m", max_retries=1)
+        assert gen.generate(PROMPTS[:1], 5, progress=False) == ["done"]
+    assert len(stub.bodies) == 2 and stub.times[1] - stub.times[0] >= 1.0
+
+
+def test_429_retries_exhausted_names_status_and_message():
+    with Stub(lambda stub, body: (429, b'{"error": {"message": "rate limited"}}', {"Retry-After": "0.1"})) as stub:
+        gen = OpenAIGenerator(stub.url, "m", max_retries=1)
+        with pytest.raises(OpenAIBackendError, match=r"after 2 attempts.*HTTP 429: rate limited"):
+            gen.generate(PROMPTS[:1], 5, progress=False)
+    assert len(stub.bodies) == 2
+
+
+def test_n_samples_per_request():
+    """n > 1: one request per prompt asks for n choices; each prompt yields its n texts in choice order."""
+    def respond(stub, body):
+        q = body["messages"][0]["content"]
+        choices = [{"index": k, "finish_reason": "stop", "message": {"role": "assistant", "content": f" {q}-{k} "}}
+                   for k in reversed(range(body.get("n", 1)))]
+        return 200, json.dumps({"id": "x", "object": "chat.completion", "choices": choices}).encode()
+
+    with Stub(respond) as stub:
+        gen = OpenAIGenerator(stub.url, "m", max_concurrency=2)
+        prompts = [[{"role": "user", "content": f"q{i}"}] for i in range(3)]
+        out = gen.generate(prompts, 5, temperature=1.0, seed=10, n=3, progress=False)
+        assert out == [[f"q{i}-{k}" for k in range(3)] for i in range(3)]
+        assert len(stub.bodies) == 3 and all(b["n"] == 3 for b in stub.bodies)
+        assert sorted(b["seed"] for b in stub.bodies) == [10, 11, 12]
+        assert gen.generate(prompts[:1], 5, progress=False) == ["q0-0"]  # n=1: plain texts, no "n" sent
+        assert "n" not in stub.bodies[-1]
+
+
+def test_a_failed_request_stops_the_retries_of_the_others():
+    """One prompt fails for good (HTTP 400) while the others are being retried (503): the run
+    stops at once and the requests in flight are not retried again."""
+    def respond(stub, body):
+        if body["messages"][0]["content"] == "bad":
+            return 400, b'{"error": {"message": "bad request"}}'
+        return 503, b"busy"
+
+    with Stub(respond, delay=0.1) as stub:
+        gen = OpenAIGenerator(stub.url, "m", max_retries=5, max_concurrency=3)
+        prompts = [[{"role": "user", "content": c}] for c in ("q1", "q2", "bad")]
+        with pytest.raises(OpenAIBackendError, match="HTTP 400.*bad request"):
+            gen.generate(prompts, 5, progress=False)
+        time.sleep(2.0)  # past the SDK's first two backoffs (0.5 s, 1 s)
+    sent = [b["messages"][0]["content"] for b in stub.bodies]
+    assert sorted(set(sent)) == sorted(sent) and "bad" in sent  # each prompt at most once: no retry after the failure

@@ -26,17 +26,19 @@ backends see the same tokens; greedy decoding is `temperature=0`.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
-from s3ft.generation import StreamingGenerator, _decode, _stop_ids, render_prompt
+from s3ft.backends.base import StreamingGenerator, decode, render_prompt, stop_ids
 from s3ft.types import Messages
 
 INSTALL_HINT = ('the vllm backend needs vLLM (a GPU build): pip install "s3ft[vllm]" - or use backend: hf, '
                 'or backend: openai against a running `vllm serve`')
 
 
-def _import_vllm():
+def import_vllm():
+    """(LLM, SamplingParams, LoRARequest) from vLLM, or a RuntimeError with the install hint."""
     try:
         from vllm import LLM, SamplingParams
         from vllm.lora.request import LoRARequest
@@ -62,7 +64,7 @@ def engine(key: tuple, kwargs: dict[str, Any]):
     engine is shut down first: each takes most of the device's memory)."""
     if key not in _ENGINES:
         shutdown_engines()
-        LLM, _, _ = _import_vllm()
+        LLM, _, _ = import_vllm()
         _ENGINES[key] = LLM(**kwargs)
     return _ENGINES[key]
 
@@ -108,15 +110,15 @@ class VLLMGenerator(StreamingGenerator):
         """`lora_rank`: the largest adapter rank the engine must serve (None and no adapter: an
         engine without LoRA). The base model's generator and its adapters' share one engine when
         they ask for the same rank."""
-        _, self._SamplingParams, self._LoRARequest = _import_vllm()
+        _, self._SamplingParams, self._LoRARequest = import_vllm()
         self.tokenizer = tokenizer
         self.chunk_size = max(1, int(chunk_size))
         self.adapter_path = str(adapter_path) if adapter_path else None
-        kw: dict[str, Any] = dict(
-            model=model_path, tokenizer=model_path, dtype=dtype, seed=seed,
-            tensor_parallel_size=tensor_parallel_size, pipeline_parallel_size=pipeline_parallel_size,
-            gpu_memory_utilization=gpu_memory_utilization,
-        )
+        kw: dict[str, Any] = {
+            "model": model_path, "tokenizer": model_path, "dtype": dtype, "seed": seed,
+            "tensor_parallel_size": tensor_parallel_size, "pipeline_parallel_size": pipeline_parallel_size,
+            "gpu_memory_utilization": gpu_memory_utilization,
+        }
         if kv_cache_gib:
             kw["kv_cache_memory_bytes"] = int(kv_cache_gib * 2**30)
         if max_model_len:
@@ -129,10 +131,10 @@ class VLLMGenerator(StreamingGenerator):
         self._engine_kwargs = kw
         self._engine_key = tuple(sorted((k, repr(v)) for k, v in kw.items()))
         self.llm = engine(self._engine_key, kw)
-        self._stop = _stop_ids(tokenizer, _generation_config(model_path))
+        self._stop = stop_ids(tokenizer, _generation_config(model_path))
 
     @classmethod
-    def from_config(cfg_cls, cfg, model_name: str | None = None) -> "VLLMGenerator":
+    def from_config(cfg_cls, cfg, model_name: str | None = None) -> VLLMGenerator:
         """The generator for `model_name` (default cfg.model): a PEFT adapter folder is served on its
         base model through a LoRARequest. Computes in cfg.resolved_dtype(), as the hf backend."""
         from s3ft.models import load_tokenizer, resolve_model
@@ -170,7 +172,7 @@ class VLLMGenerator(StreamingGenerator):
             chunk = [{"prompt_token_ids": x} for x in ids[start : start + self.chunk_size]]
             outs = self.llm.generate(chunk, params, lora_request=lora, use_tqdm=progress)
             for j, out in enumerate(outs):  # vLLM returns outputs in the order of the inputs
-                yield start + j, _decode(tok, list(out.outputs[0].token_ids), self._stop)  # as the hf backend
+                yield start + j, decode(tok, list(out.outputs[0].token_ids), self._stop)  # as the hf backend
 
 
 def _generation_config(model_path: str):

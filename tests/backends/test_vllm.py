@@ -1,4 +1,4 @@
-"""The vllm backend (s3ft.backends_vllm) against a stand-in engine that implements the part of
+"""The vllm backend (s3ft.backends.vllm) against a stand-in engine that implements the part of
 vLLM's offline API s3ft uses (LLM(...).generate(token prompts, SamplingParams, lora_request=...),
 llm_engine.engine_core.shutdown()) by greedy decoding with transformers on the same folder, so the
 suite runs without vLLM. What this checks is s3ft's side of the contract: the engine gets exactly
@@ -68,9 +68,9 @@ def _fake_vllm(monkeypatch, record: dict):
             assert params.kw["temperature"] == 0.0  # greedy
             model = self.model
             if lora_request is not None:
-                from peft import PeftModel
-
                 import copy
+
+                from peft import PeftModel
 
                 model = PeftModel.from_pretrained(copy.deepcopy(self.model), lora_request.lora_path)  # base stays as is
             outs = []
@@ -99,13 +99,11 @@ def _fake_vllm(monkeypatch, record: dict):
 @pytest.fixture(autouse=True)
 def _no_engine_left():
     """Each test starts and ends with no engine registered (they are stand-ins of one test)."""
-    from s3ft import backends_vllm
+    from s3ft.backends.vllm import shutdown_engines
 
-    backends_vllm._ENGINES.clear()
-    backends_vllm._LORA_IDS.clear()
+    shutdown_engines()
     yield
-    backends_vllm._ENGINES.clear()
-    backends_vllm._LORA_IDS.clear()
+    shutdown_engines()
 
 
 def _adapter(sharp_model_dir, out: Path, seed: int = 0) -> Path:
@@ -129,7 +127,8 @@ def _adapter(sharp_model_dir, out: Path, seed: int = 0) -> Path:
 
 
 def test_vllm_backend_matches_hf_greedy(monkeypatch, sharp_model_dir):
-    from s3ft.generation import HFGenerator, make_generator
+    from s3ft.backends import make_generator
+    from s3ft.backends.hf import HFGenerator
 
     want = HFGenerator.from_name(str(sharp_model_dir), batch_size=1, dtype="float32", device="cpu").generate(
         PROMPTS, 6, progress=False)
@@ -150,7 +149,8 @@ def test_vllm_backend_matches_hf_greedy(monkeypatch, sharp_model_dir):
 
 
 def test_vllm_backend_serves_a_lora_adapter_on_its_base(monkeypatch, sharp_model_dir, tmp_path):
-    from s3ft.generation import HFGenerator, make_generator
+    from s3ft.backends import make_generator
+    from s3ft.backends.hf import HFGenerator
 
     adapter = _adapter(sharp_model_dir, tmp_path / "adapter")
     want = HFGenerator.from_name(str(adapter), batch_size=1, dtype="float32", device="cpu").generate(PROMPTS, 6, progress=False)
@@ -175,8 +175,8 @@ def test_vllm_backend_serves_a_lora_adapter_on_its_base(monkeypatch, sharp_model
 def test_engine_stops_and_starts_again_and_a_retrained_adapter_gets_a_new_id(monkeypatch, sharp_model_dir, tmp_path):
     import os
 
-    from s3ft.backends_vllm import shutdown_engines
-    from s3ft.generation import make_generator
+    from s3ft.backends import make_generator
+    from s3ft.backends.vllm import shutdown_engines
 
     record: dict = {}
     _fake_vllm(monkeypatch, record)
@@ -236,7 +236,8 @@ def test_compare_on_vllm_never_trains_or_scores_beside_a_running_engine(monkeypa
     adapters = {p for e in ev if isinstance(e, tuple) and (p := e[1])}
     assert {Path(p).parent.name for p in adapters} == {"sft", "s3ft"}  # evaluated as LoRA requests
 def test_vllm_missing_fails_early_with_a_hint(monkeypatch, tmp_path, sharp_model_dir):
-    from s3ft.pipeline import Session, preflight
+    from s3ft.pipeline import preflight
+    from s3ft.session import Session
 
     monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError
     cfg = S3FTConfig(model=str(sharp_model_dir), backend="vllm", output_dir=str(tmp_path / "run"), train_size=2, eval_size=2)

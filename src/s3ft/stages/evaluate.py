@@ -1,0 +1,30 @@
+"""Stage `eval`: a model answers the evaluation examples and the judge scores each answer
+-> eval/<name>.jsonl (answer + verdict per example); the stage record holds the accuracy with
+its 95% interval."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from s3ft.evaluation import accuracy
+from s3ft.runs import fingerprint, read_jsonl
+from s3ft.stages.common import Decoding, Judge, Stages, examples_fp, log, pending, stream_rows
+from s3ft.types import Example
+
+
+def evaluate(stages: Stages, name: str, examples: Sequence[Example], generator, model_fp: str, decoding: Decoding,
+             judge: Judge, flush_every: int, what: str = "examples") -> dict[str, Any]:
+    """`name`: the model's name in the run (base, a method, or <task>.<method> for a cross task);
+    `model_fp`: the model's identity; `what` describes the examples in the log."""
+    out = stages.run / "eval" / f"{name}.jsonl"
+    stage = f"eval.{name}"
+    fp = fingerprint(stage, model_fp, examples_fp(examples), decoding.fingerprint(), judge.fingerprint(examples))
+
+    def work(info: dict) -> None:
+        todo, done = pending(out, examples)
+        log(f"eval {name}: {len(todo)} {what} to answer ({done} already done) -> {out}")
+        stream_rows(out, todo, generator, [e.prompt for e in todo], decoding.max_new_tokens, decoding.kwargs(),
+                    f"eval {name}", lambda batch: judge.rows([e for e, _ in batch], [t for _, t in batch]), flush_every)
+        a = info["accuracy"] = accuracy(read_jsonl(out))
+        log(f"eval {name}: {a['k']}/{a['n']} = {a['accuracy']}% (95% CI {a.get('ci95')})")
+
+    return stages.run_stage(stage, fp, [out], work)["accuracy"]

@@ -1,0 +1,40 @@
+"""Stage `judge`: the judge scores each own answer against the gold (S3FT step 2)
+-> own_judged.jsonl (the own answers with correct / reason / extracted)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from tqdm.auto import tqdm
+
+from s3ft.runs import JsonlWriter, file_fingerprint, fingerprint, read_jsonl
+from s3ft.stages.common import Judge, Stages, log
+from s3ft.types import Example
+
+CHUNK = 32  # answers judged and written at a time
+
+
+def judge(stages: Stages, own_path: Path, examples: Sequence[Example], judge: Judge) -> Path:
+    exs = {e.id: e for e in examples}
+    out = stages.run / "own_judged.jsonl"
+    fp = fingerprint("judge", file_fingerprint(own_path), judge.fingerprint(exs.values()))
+
+    def work(info: dict) -> None:
+        done = {r["id"] for r in read_jsonl(out)}
+        todo = [r for r in read_jsonl(own_path) if r["id"] not in done]
+        log(f"judge ({judge.name}): {len(todo)} answers to judge -> {out}")
+        with JsonlWriter(out) as w, tqdm(total=len(todo), desc="judge own", unit="ex", dynamic_ncols=True) as bar:
+            for start in range(0, len(todo), CHUNK):
+                chunk = todo[start : start + CHUNK]
+                for row in judge.rows([exs[r["id"]] for r in chunk], [r["response"] for r in chunk]):
+                    w.write(row)
+                bar.update(len(chunk))
+        rows = read_jsonl(out)
+        info["rows"] = len(rows)
+        info["correct"] = sum(r["correct"] is True for r in rows)
+        info["cannot_judge"] = sum(r["correct"] is None for r in rows)
+        log(f"judge: {info['correct']}/{len(rows)} own answers correct"
+            + (f", {info['cannot_judge']} cannot judge" if info["cannot_judge"] else ""))
+
+    stages.run_stage("judge", fp, [out], work)
+    return out

@@ -1,0 +1,38 @@
+"""Stage `train`: fine-tune the base model on a method's training set (TRL SFTTrainer, loss on
+the completion only; LoRA by default) -> <method>/model/. Resumes from the last checkpoint of an
+interrupted run with the same fingerprint."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from s3ft.config import S3FTConfig
+from s3ft.runs import file_fingerprint, fingerprint, read_jsonl
+from s3ft.stages.common import Stages, libs_fp, log
+
+
+def train(stages: Stages, method: str, train_path: Path, cfg: S3FTConfig, model_id: str,
+          free_memory: Callable[[], None] = lambda: None, barrier: Callable[[], None] | None = None) -> Path:
+    """`stages.run` is where the model goes (a seed's folder in `s3ft compare`). `free_memory`
+    lets go of generation models before training loads its own. `barrier` (multi-process
+    training): called by every process once rank 0 has cleared stale outputs, before any process
+    looks for a checkpoint to resume."""
+    from s3ft import training
+
+    out_dir = stages.run / method
+    model_dir = out_dir / "model"
+    name = f"train.{method}"
+    fp = fingerprint(name, model_id, file_fingerprint(train_path), cfg.train_knobs(), libs_fp("trl", "peft", "accelerate"))
+
+    def work(info: dict) -> None:
+        if barrier is not None:
+            barrier()
+        rows = read_jsonl(train_path)
+        free_memory()
+        log(f"train ({method}): {len(rows)} rows, {'LoRA' if cfg.use_peft else 'full fine-tuning'} -> {model_dir}")
+        metrics = training.train(rows, cfg, out_dir)
+        info.update({k: v for k, v in metrics.items() if k != "model_path"})
+
+    # checkpoints of another fingerprint must not be resumed: they go with the stale model
+    stages.run_stage(name, fp, [model_dir], work, scratch=[out_dir / "checkpoints"])
+    return model_dir

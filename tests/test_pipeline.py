@@ -3,6 +3,7 @@ each stage writes, resume and fingerprints; the CLI test runs everything on the 
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -144,6 +145,11 @@ def test_cli_run_end_to_end_on_tiny_model(tmp_path, tiny_model_dir):
                         capture_output=True, text=True, timeout=600)
     assert r2.returncode == 0, r2.stderr[-3000:]
     assert "generate: up to date" in r2.stdout and "train.s3ft: up to date" in r2.stdout
+    # --force train: training runs again, the data stages stay up to date
+    r3 = subprocess.run([sys.executable, "-m", "s3ft.cli", "run", str(recipe), "--seed", "3", "--force", "train"],
+                        capture_output=True, text=True, timeout=600)
+    assert r3.returncode == 0, r3.stderr[-3000:]
+    assert "train (s3ft): 6 rows" in r3.stdout and "generate: up to date" in r3.stdout and "build.s3ft: up to date" in r3.stdout
 
 
 def test_auto_on_a_bf16_cpu_generates_and_evaluates_in_float32(tmp_path, tiny_model_dir, monkeypatch):
@@ -253,3 +259,44 @@ def test_a_changed_gold_or_meta_rejudges(tmp_path, monkeypatch):
     after = {r["id"]: r["correct"] for r in read_jsonl(pipeline.judged_answers(Session(cfg)))}
     assert after["q1"] is True and sum(after.values()) == 5
     assert len(gen.calls) == 1  # the own answers were not generated again
+
+
+@pytest.mark.parametrize("group", ["generate", "judge", "paraphrase", "build"])
+def test_force_reruns_that_stage_once_and_nothing_else(session, group):
+    """--force STAGE means the same for every stage: it runs again once in this invocation (however
+    many later stages ask for it), the others stay up to date; a dotted name forces one stage."""
+    s, gen = session
+    pipeline.training_set(s)
+    before = {k: v["finished"] for k, v in s.run.manifest()["stages"].items()}
+    time.sleep(1.05)  # (records carry the second they finished)
+    forced = Session(s.cfg, force={group}, shared=s.shared)
+    pipeline.training_set(forced)
+    pipeline.training_set(forced)  # asked again in the same invocation: not forced twice
+    pipeline.paraphrases(forced)
+    after = {k: v["finished"] for k, v in s.run.manifest()["stages"].items()}
+    rerun = {k for k in before if after[k] != before[k]}
+    assert rerun == {"build.s3ft" if group == "build" else group}
+    if group == "generate":
+        assert gen.calls[-1] == ("own answers", N)
+
+
+def test_force_a_single_stage_by_its_full_name(session):
+    s, _ = session
+    for m in ("sft", "s3ft"):
+        pipeline.training_set(s, m)
+    before = {k: v["finished"] for k, v in s.run.manifest()["stages"].items()}
+    time.sleep(1.05)
+    forced = Session(s.cfg, force={"build.sft"}, shared=s.shared)
+    for m in ("sft", "s3ft"):
+        pipeline.training_set(forced, m)
+    after = {k: v["finished"] for k, v in s.run.manifest()["stages"].items()}
+    assert {k for k in before if after[k] != before[k]} == {"build.sft"}
+
+
+def test_force_names_are_checked_on_the_command_line():
+    from s3ft.cli import _split_force
+    from s3ft.config import ConfigError
+
+    assert _split_force(["--force", "eval", "--seed", "3", "--force=train.sft"]) == (["--seed", "3"], {"eval", "train.sft"})
+    with pytest.raises(ConfigError, match="--force takes a stage name .*got evaluate"):
+        _split_force(["--force", "evaluate"])

@@ -359,3 +359,34 @@ def test_saved_activations_in_bf16_keep_the_gradients(tiny_model_dir, tmp_path, 
     num = sum((grads["bfloat16"][n] - g).norm() ** 2 for n, g in grads["float32"].items()) ** 0.5
     den = sum(g.norm() ** 2 for g in grads["float32"].values()) ** 0.5
     assert den > 0 and num / den < 0.02, float(num / den)
+
+
+def test_dft_loss_is_the_probability_weighted_nll(tiny_model_dir, tmp_path):
+    """The dft method trains with TRL's loss_type="dft": on a fixed batch the loss equals the hand
+    computation - each supervised token's -log p weighted by its detached p, averaged over the
+    supervised tokens - and differs from the plain cross-entropy of the same batch."""
+    import torch
+
+    from s3ft.methods import METHODS
+    from s3ft.training import build_trainer
+
+    assert METHODS["dft"].loss == "dft" and METHODS["sft"].loss == "nll"
+    rows = _rows(4)
+    cfg = _cfg(tiny_model_dir, per_device_train_batch_size=4, lora_dropout=0.0)
+    trainer, _ = build_trainer(rows, cfg, tmp_path / "dft", loss="dft")
+    assert trainer.args.loss_type == "dft"
+    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    model = trainer.model
+    model.eval()
+    with torch.no_grad():
+        got = trainer.compute_loss(model, dict(batch)).item()
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits.float()
+    labels = batch["labels"]
+    logp = torch.log_softmax(logits[:, :-1], dim=-1)
+    target = labels[:, 1:]
+    mask = target != -100
+    tok_logp = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)[mask]
+    dft = (-tok_logp * tok_logp.exp()).sum() / mask.sum()
+    nll = (-tok_logp).sum() / mask.sum()
+    assert abs(got - dft.item()) < 1e-4 * max(1.0, abs(dft.item()))
+    assert abs(dft.item() - nll.item()) > 1e-3  # the weighting changes the loss

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from s3ft.methods import BASE, METHODS, method_help
+from s3ft.methods import BASE, METHODS, PAPER_METHODS, method_help
 from s3ft.models import DTYPES, on_gpu, resolve_dtype
 
 
@@ -136,7 +136,8 @@ class S3FTConfig:
     cross_task_size: int | None = _f(None, "Seeded subset size for each cross task's test split (None: all).")
 
     # ---- comparison (s3ft compare) ----
-    methods: list[str] = _f([BASE, *METHODS], "Methods `s3ft compare` trains and evaluates (base = no training).")
+    methods: list[str] = _f([BASE, *PAPER_METHODS], "Methods `s3ft compare` trains and evaluates (base = no "
+                            "training); any of base, " + ", ".join(METHODS) + ".")
     seeds: list[int] = _f([], "Training seeds for `s3ft compare` (empty: just `seed`); results give mean and spread.")
     logprob_analysis: bool = _f(True, "`s3ft compare`: log-probabilities of gold / paraphrase / own answers under the base model (paper Fig. 2).")
     tune_learning_rates: list[float] = _f([], "`s3ft compare`: candidate learning rates, tried for SFT on the training set and "

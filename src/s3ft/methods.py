@@ -1,7 +1,8 @@
 """The one table of training methods: which target sources each may use (in order of
 preference), which examples need a paraphrase for it, how the report names and colours it, and
-the paper it comes from. Config choices, training-set selection, `s3ft compare` and the report
-all read this table; a new method is one entry here (plus its loss or data stage, if new).
+the paper it comes from, and the training loss. Config choices, training-set selection, the
+train stage, `s3ft compare` and the report all read this table; a new method is one entry here
+(plus its loss or data stage, if new: docs/contributing.md).
 
 Target sources:
   self       - the base model's own answer, if the judge said correct
@@ -24,6 +25,7 @@ class Method:
     color: str  # plot colour
     paper: str  # where the method comes from
     summary: str  # one line for help texts and docs
+    loss: str = "nll"  # TRL's SFTConfig.loss_type: nll (cross-entropy) or dft
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
@@ -35,8 +37,12 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "Self-Distillation Fine-Tuning, Yang et al. 2024, arXiv 2402.13669", "validated paraphrase, else gold"),
     Method("s3ft", "S3FT", ("self", "paraphrase", "gold"), "failed", "#2ca02c",
            "Selective Self-to-Supervised Fine-Tuning, arXiv 2502.08130", "own answer, else paraphrase, else gold"),
+    Method("dft", "DFT", ("gold",), "none", "#1f77b4",
+           "Dynamic Fine-Tuning, Wu et al. 2025, arXiv 2508.05629 (TRL's loss_type dft)",
+           "gold, each token's loss weighted by the model's own detached probability of it", loss="dft"),
 )}
 
+PAPER_METHODS = ("sft", "ssr", "sdft", "s3ft")  # what S3FT's paper compares (`s3ft compare`'s default)
 BASE_COLOR = "#7f7f7f"
 SCOPE_ORDER = ("none", "failed", "all")  # each scope paraphrases a superset of the one before
 

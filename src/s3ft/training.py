@@ -156,7 +156,8 @@ def _lora_targets(modules: list[str] | str):
     return mods
 
 
-def make_sft_config(cfg: S3FTConfig, output_dir: Path, on_cpu: bool, dtype) -> Any:
+def make_sft_config(cfg: S3FTConfig, output_dir: Path, on_cpu: bool, dtype, loss: str = "nll") -> Any:
+    """TRL's SFTConfig for the recipe; `loss`: TRL's loss_type (nll, or dft - the method table's loss)."""
     import torch
     from trl import SFTConfig
 
@@ -188,6 +189,7 @@ def make_sft_config(cfg: S3FTConfig, output_dir: Path, on_cpu: bool, dtype) -> A
         padding_free=False,
         shuffle_dataset=False,  # the Trainer's seeded sampler still shuffles per epoch, reproducibly
         completion_only_loss=True,
+        loss_type=loss,
         assistant_only_loss=False,
         truncation_mode="keep_start",
         dataset_num_proc=None,
@@ -342,7 +344,7 @@ def return_freed_memory() -> bool:
         return False
 
 
-def build_trainer(rows: list[dict], cfg: S3FTConfig, output_dir: str | Path):
+def build_trainer(rows: list[dict], cfg: S3FTConfig, output_dir: str | Path, loss: str = "nll"):
     """The SFTTrainer `train` uses (model loaded, LoRA applied, dataset tokenised and labelled),
     without training it, plus the length statistics of the rows. Exposed for inspection (tests
     look at a collated batch's labels)."""
@@ -397,7 +399,7 @@ def build_trainer(rows: list[dict], cfg: S3FTConfig, output_dir: str | Path):
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         trainer = SFTTrainer(
             model=model,
-            args=make_sft_config(cfg, output_dir, on_cpu, dtype),
+            args=make_sft_config(cfg, output_dir, on_cpu, dtype, loss),
             train_dataset=Dataset.from_list(trl_rows),
             processing_class=tokenizer,
             peft_config=peft_config,
@@ -416,14 +418,14 @@ def build_trainer(rows: list[dict], cfg: S3FTConfig, output_dir: str | Path):
     return trainer, info
 
 
-def train(rows: list[dict], cfg: S3FTConfig, output_dir: str | Path) -> dict:
+def train(rows: list[dict], cfg: S3FTConfig, output_dir: str | Path, loss: str = "nll") -> dict:
     """Fine-tune cfg.model on rows ({"id", "prompt": messages, "completion": str, "source"}),
     resuming from output_dir/checkpoints if a checkpoint is there. Saves the adapter / model to
     output_dir/model and returns the metrics dict (also written to output_dir/train_metrics.json)."""
     import torch
 
     output_dir = Path(output_dir)
-    trainer, info = build_trainer(rows, cfg, output_dir)
+    trainer, info = build_trainer(rows, cfg, output_dir, loss)
     labels = trainer.train_dataset["labels"]
     supervised_tokens = sum(sum(1 for t in seq if t != -100) for seq in labels)
     train_tokens = sum(len(seq) for seq in trainer.train_dataset["input_ids"])

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from s3ft.config import S3FTConfig
+from s3ft.methods import METHODS
 from s3ft.runs import file_fingerprint, fingerprint, read_jsonl
 from s3ft.stages.common import Stages, libs_fp, log
 
@@ -19,18 +20,21 @@ def train(stages: Stages, method: str, train_path: Path, cfg: S3FTConfig, model_
     looks for a checkpoint to resume."""
     from s3ft import training
 
+    loss = METHODS[method].loss
     out_dir = stages.run / method
     model_dir = out_dir / "model"
     name = f"train.{method}"
-    fp = fingerprint(name, model_id, file_fingerprint(train_path), cfg.train_knobs(), libs_fp("trl", "peft", "accelerate"))
+    knobs = cfg.train_knobs() | ({"loss_type": loss} if loss != "nll" else {})  # (nll: as before the key existed)
+    fp = fingerprint(name, model_id, file_fingerprint(train_path), knobs, libs_fp("trl", "peft", "accelerate"))
 
     def work(info: dict) -> None:
         if barrier is not None:
             barrier()
         rows = read_jsonl(train_path)
         free_memory()
-        log(f"train ({method}): {len(rows)} rows, {'LoRA' if cfg.use_peft else 'full fine-tuning'} -> {model_dir}")
-        metrics = training.train(rows, cfg, out_dir)
+        log(f"train ({method}): {len(rows)} rows, {'LoRA' if cfg.use_peft else 'full fine-tuning'}"
+            + (f", {loss} loss" if loss != "nll" else "") + f" -> {model_dir}")
+        metrics = training.train(rows, cfg, out_dir, loss=loss)
         info.update({k: v for k, v in metrics.items() if k != "model_path"})
 
     # checkpoints of another fingerprint must not be resumed: they go with the stale model

@@ -2,7 +2,7 @@
 naive per-example loop - same loaded model, same prompts, same greedy settings.
 
     python bench/generation_speed.py [--gsm8k 64] [--squad 48] [--batch_size 0] [--skip_naive]
-                                     [--dtype auto] [--device cpu] [--out ...]
+                                     [--generate_first] [--dtype auto] [--device cpu] [--out ...]
 
 For each task (the seeded `train_size` training prompts `s3ft generate` answers, with the task's
 answer length), three arms answer the same prompts with the same loaded model:
@@ -79,14 +79,14 @@ class LoadSampler:
 
 
 def timed(fn, device: str):
-    """(fn(), seconds, load average during it)."""
+    """(fn(), wall seconds, this process's CPU seconds (all threads), load average during it)."""
     sync(device)
     with LoadSampler() as load:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = fn()
         sync(device)
-        seconds = time.perf_counter() - t0
-    return out, seconds, load.summary()
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return out, seconds, cpu, load.summary()
 
 
 def _count(ids, stop):
@@ -195,8 +195,20 @@ def prompts_for(task: str, n: int) -> tuple[list, int]:
     return [e.prompt for e in exs], cfg.max_new_tokens or t.max_new_tokens
 
 
+def plan_auto(model, prompt_tokens: list[int], order: list[int], max_new: int) -> list[int]:
+    """The batch sizes HFGenerator.stream picks with batch_size 0: auto_batch_size for the longest
+    prompt left, batch after batch (free memory is read at each call, as it is there)."""
+    from s3ft.backends.hf import auto_batch_size
+
+    sizes, start = [], 0
+    while start < len(order):
+        sizes.append(auto_batch_size(model, prompt_tokens[order[start]], max_new))
+        start += sizes[-1]
+    return sizes
+
+
 def run_task(task: str, prompts: list, max_new: int, batch_size: int, gen, peak: float, device: str,
-             skip_naive: bool) -> dict:
+             arms: list[str]) -> dict:
     from s3ft.backends.base import render_prompt, stop_ids
 
     n = len(prompts)
@@ -204,60 +216,61 @@ def run_task(task: str, prompts: list, max_new: int, batch_size: int, gen, peak:
     stop = stop_ids(tok, model.generation_config)
     prompt_ids = [tok(render_prompt(tok, p), add_special_tokens=False)["input_ids"] for p in prompts]
     prompt_tokens = [len(x) for x in prompt_ids]
+    order = sorted(range(n), key=lambda i: prompt_tokens[i], reverse=True)  # HFGenerator.stream's order
+    batches = None  # the batches batched generate runs: s3ft's own when s3ft ran first
+    texts, new_tokens, seconds, cpu, load = {}, {}, {}, {}, {}
+    r = {"task": task, "prompts": n, "max_new_tokens": max_new, "batch_size": batch_size, "arm_order": arms}
 
     def s3ft_arm():
         out: list[str | None] = [None] * n
-        for i, text in gen.stream(prompts, max_new, progress=False):
+        for i, text, *_ in gen.stream(prompts, max_new, progress=False):  # (index, text[, stop reason])
             out[i] = text
         return out
 
-    with Recorder(stop) as rec:
-        got, t_s3ft, load_s3ft = timed(s3ft_arm, device)
-    if not rec.decode_calls:
-        raise SystemExit("HFGenerator.stream did not run s3ft's greedy loop (hf_decode.greedy_decode): nothing to compare")
+    for arm in arms:
+        if arm == "s3ft":
+            with Recorder(stop) as rec:
+                texts[arm], seconds[arm], cpu[arm], load[arm] = timed(s3ft_arm, device)
+            if not rec.decode_calls:
+                raise SystemExit("HFGenerator.stream did not run s3ft's greedy loop (hf_decode.greedy_decode): nothing to compare")
+            new_tokens[arm] = rec.new_tokens
+            r["s3ft_prefill_each"] = sorted(rec.prefill_each) == [True]
+            if not batch_size:
+                if not rec.sizes:
+                    raise SystemExit("HFGenerator.stream did not call s3ft.backends.hf.auto_batch_size: cannot copy its batches")
+                s3ft_batches = plan_batches(order, rec.sizes)
+                if batches is None:
+                    batches, r["batch_sizes_from"] = s3ft_batches, "auto_batch_size as called in the s3ft arm"
+                r["s3ft_batch_rows"] = [len(x) for x in s3ft_batches]
+        elif arm == "generate":
+            if batches is None:
+                batches = plan_batches(order, batch_size or plan_auto(model, prompt_tokens, order, max_new))
+                r["batch_sizes_from"] = "fixed --batch_size" if batch_size else "auto_batch_size, called as HFGenerator.stream calls it"
+            (texts[arm], new_tokens[arm]), seconds[arm], cpu[arm], load[arm] = timed(
+                lambda: batched_generate(model, tok, prompt_ids, batches, max_new, stop), device)
+            r["batch_rows"] = [len(x) for x in batches]
+        elif arm == "naive":
+            (texts[arm], new_tokens[arm]), seconds[arm], cpu[arm], load[arm] = timed(
+                lambda: naive(model, tok, prompt_ids, max_new, stop), device)
     if batch_size:
-        sizes, sizes_from = batch_size, "fixed --batch_size"
-    elif rec.sizes:
-        sizes, sizes_from = rec.sizes, "auto_batch_size as called by the s3ft arm"
-    else:
-        raise SystemExit("HFGenerator.stream did not call s3ft.backends.hf.auto_batch_size: cannot copy its batches")
-    order = sorted(range(n), key=lambda i: prompt_tokens[i], reverse=True)  # HFGenerator.stream's order
-    batches = plan_batches(order, sizes)
-
-    (gen_texts, gen_new), t_gen, load_gen = timed(lambda: batched_generate(model, tok, prompt_ids, batches, max_new, stop), device)
-    r = {"task": task, "prompts": n, "max_new_tokens": max_new, "batch_size": batch_size, "batch_sizes_from": sizes_from,
-         "batch_rows": [len(b) for b in batches], "mean_prompt_tokens": round(sum(prompt_tokens) / n, 1),
-         "s3ft_prefill_each": sorted(rec.prefill_each) == [True]}
-    if not skip_naive:
-        (want, ref_new), t_naive, load_naive = timed(lambda: naive(model, tok, prompt_ids, max_new, stop), device)
-        ref = "naive"
-    else:
-        want, ref_new, ref = gen_texts, gen_new, "batched generate"
-    s3ft_new = rec.new_tokens
+        r["batch_sizes_from"] = "fixed --batch_size"
+    ref = "naive" if "naive" in arms else "generate"
     flops_tok = forward_flops_per_token(model.config, context=sum(prompt_tokens) / n)
-    processed = sum(prompt_tokens) + ref_new  # useful work: every prompt token + the reference's generated tokens
-
-    def frac(t):
-        return round(processed * flops_tok / t / peak, 4)
-
-    r.update({
-        "reference": ref,
-        "generated_tokens_s3ft": s3ft_new, "generated_tokens_generate": gen_new,
-        "s3ft_seconds": round(t_s3ft, 2), "generate_seconds": round(t_gen, 2),
-        "s3ft_gen_tok_per_s": round(s3ft_new / t_s3ft, 1), "generate_gen_tok_per_s": round(gen_new / t_gen, 1),
-        "s3ft_vs_generate": round(t_gen / t_s3ft, 2),
-        "identical_s3ft_vs_reference": sum(a == b for a, b in zip(want, got)),
-        "identical_generate_vs_reference": sum(a == b for a, b in zip(want, gen_texts)),
-        "identical_s3ft_vs_generate": sum(a == b for a, b in zip(gen_texts, got)),
-        "answers": n,
-        "s3ft_peak_fraction": frac(t_s3ft), "generate_peak_fraction": frac(t_gen),
-        "load_avg_s3ft": load_s3ft, "load_avg_generate": load_gen,
-    })
-    if not skip_naive:
-        r.update({"generated_tokens_naive": ref_new, "naive_seconds": round(t_naive, 2),
-                  "naive_gen_tok_per_s": round(ref_new / t_naive, 1), "s3ft_vs_naive": round(t_naive / t_s3ft, 2),
-                  "generate_vs_naive": round(t_naive / t_gen, 2), "naive_peak_fraction": frac(t_naive),
-                  "load_avg_naive": load_naive})
+    processed = sum(prompt_tokens) + new_tokens[ref]  # useful work: every prompt token + the reference's generated tokens
+    r.update({"mean_prompt_tokens": round(sum(prompt_tokens) / n, 1), "reference": ref, "answers": n})
+    for arm in arms:
+        r.update({f"generated_tokens_{arm}": new_tokens[arm], f"{arm}_seconds": round(seconds[arm], 2),
+                  f"{arm}_cpu_seconds": round(cpu[arm], 1), f"{arm}_gen_tok_per_s": round(new_tokens[arm] / seconds[arm], 1),
+                  f"{arm}_peak_fraction": round(processed * flops_tok / seconds[arm] / peak, 4),
+                  f"load_avg_{arm}": load[arm]})
+        if arm != ref:
+            r[f"identical_{arm}_vs_{ref}"] = sum(x == y for x, y in zip(texts[ref], texts[arm]))
+    for other in ("generate", "naive"):
+        if other in arms:
+            r[f"s3ft_vs_{other}"] = round(seconds[other] / seconds["s3ft"], 2)
+            r[f"s3ft_vs_{other}_cpu"] = round(cpu[other] / cpu["s3ft"], 2)
+    if "naive" in arms:
+        r["generate_vs_naive"] = round(seconds["naive"] / seconds["generate"], 2)
     return r
 
 
@@ -276,46 +289,46 @@ def warm_up(gen, device: str) -> None:
 
 def markdown(doc: dict) -> list[str]:
     res, naive_run = doc["results"], not doc["skip_naive"]
+    arms = doc["arms"]
+    ref = "naive" if naive_run else "generate"
+    others = [x for x in ("generate", "naive") if x in arms]
+    slash = " / ".join
     lines = ["# Generation speed: s3ft's greedy loop vs batched `model.generate`" + (" and a naive loop" if naive_run else "") + "\n",
              f"Machine: {doc['machine']}; {doc['date']}; {doc['model']}; measured {doc['dtype']} matmul peak "
              f"{doc['matmul_peak_gflops']} GFLOP/s (bench/roofline.py).\n",
-             f"Command: `{doc['command']}`; whole benchmark {doc['wall_seconds']} s (model load and peak measurement included).\n",
+             f"Command: `{doc['command']}`; whole benchmark {doc['wall_seconds']} s (model load and peak measurement "
+             f"included); arms in the order {', '.join(arms)} on each task.\n",
              f"Load: 1-minute load average {doc['load_avg_start']} at start, {doc['load_avg_end']} at end, "
              f"{doc['cpu_count']} CPUs; this benchmark alone accounts for about {torch.get_num_threads()} "
              "(its torch threads), anything above that is other work: these CPUs are shared with other agents, whose "
-             "load slows whichever arm it falls on - the load sampled during each arm is in the table.\n",
+             "load slows whichever arm it falls on - the load sampled during each arm is in the table, and so is each "
+             "arm's CPU time (this process, all threads), which other processes' load inflates less than wall time.\n",
              "Arms: **s3ft** = `HFGenerator.stream` (what `s3ft generate` calls; the stage's JSONL writing is "
              "not timed, negligible); **generate** = one left-padded `model.generate(do_sample=False)` call per "
              "batch, the same length-sorted batches s3ft used; "
              + ("**naive** = `model.generate` one prompt at a time. Identical answers: token-identical text vs the naive loop.\n"
                 if naive_run else "the naive per-example arm was skipped (`--skip_naive`): identical answers are counted "
                 "against batched generate instead. The last naive-loop figures: `bench/results/generation_speed_naive.md`.\n"),
-             "| task | prompts | mean prompt tokens | max new | batch rows | s3ft s | generate s | "
-             + ("naive s | " if naive_run else "") + "s3ft vs generate | " + ("s3ft vs naive | " if naive_run else "")
-             + "gen tok/s s3ft / generate" + (" / naive" if naive_run else "") + " | identical s3ft / generate vs "
-             + ("naive" if naive_run else "generate") + " | load avg mean (max) s3ft / generate" + (" / naive" if naive_run else "")
-             + " | peak fraction s3ft / generate" + (" / naive" if naive_run else "") + " |"]
+             "| task | prompts | mean prompt tokens | max new | batch rows | " + slash(f"{x} s" for x in arms)
+             + " | " + " | ".join(f"s3ft vs {x}" for x in others) + " | CPU s " + slash(arms)
+             + " | " + " | ".join(f"s3ft vs {x} (CPU)" for x in others) + " | gen tok/s " + slash(arms)
+             + " | identical " + slash(x for x in arms if x != ref) + f" vs {ref} | load avg mean (max) " + slash(arms)
+             + " | peak fraction " + slash(arms) + " |"]
     ncol = lines[-1].count("|") - 1
     lines.append("|" + "---|" * ncol)
     for r in res:
-        la = lambda k: f"{r[k]['mean']} ({r[k]['max']})"  # noqa: E731
         cells = [r["task"], r["prompts"], r["mean_prompt_tokens"], r["max_new_tokens"], ", ".join(map(str, r["batch_rows"])),
-                 r["s3ft_seconds"], r["generate_seconds"]]
-        if naive_run:
-            cells.append(r["naive_seconds"])
-        cells.append(f"**{r['s3ft_vs_generate']}x**")
-        if naive_run:
-            cells.append(f"**{r['s3ft_vs_naive']}x**")
-        cells.append(" / ".join(str(r[k]) for k in ("s3ft_gen_tok_per_s", "generate_gen_tok_per_s")
-                                + (("naive_gen_tok_per_s",) if naive_run else ())))
-        cells.append(f"{r['identical_s3ft_vs_reference']}/{r['answers']}" + (
-            f" / {r['identical_generate_vs_reference']}/{r['answers']}" if naive_run else " / -"))
-        cells.append(" / ".join(la(k) for k in ("load_avg_s3ft", "load_avg_generate") + (("load_avg_naive",) if naive_run else ())))
-        cells.append(" / ".join(f"{r[k]:.1%}" for k in ("s3ft_peak_fraction", "generate_peak_fraction")
-                                + (("naive_peak_fraction",) if naive_run else ())))
+                 slash(str(r[f"{x}_seconds"]) for x in arms)]
+        cells += [f"**{r[f's3ft_vs_{x}']}x**" for x in others]
+        cells.append(slash(str(r[f"{x}_cpu_seconds"]) for x in arms))
+        cells += [f"{r[f's3ft_vs_{x}_cpu']}x" for x in others]
+        cells.append(slash(str(r[f"{x}_gen_tok_per_s"]) for x in arms))
+        cells.append(slash(f"{r[f'identical_{x}_vs_{ref}']}/{r['answers']}" for x in arms if x != ref))
+        cells.append(slash(f"{r[f'load_avg_{x}']['mean']} ({r[f'load_avg_{x}']['max']})" for x in arms))
+        cells.append(slash(f"{r[f'{x}_peak_fraction']:.1%}" for x in arms))
         lines.append("| " + " | ".join(map(str, cells)) + " |")
-    lines.append("\nRatios are wall-time ratios (other arm's seconds / s3ft's seconds): above 1, s3ft's loop is faster. "
-                 "gen tok/s counts each answer's tokens up to and including its stop token.")
+    lines.append("\nRatios: the other arm's seconds / s3ft's seconds - above 1, s3ft's loop is faster. gen tok/s counts "
+                 "each answer's tokens up to and including its stop token.")
     return lines
 
 
@@ -326,9 +339,19 @@ def main() -> int:
     ap.add_argument("--batch_size", type=int, default=0, help="0: automatic (what s3ft uses by default)")
     ap.add_argument("--skip_naive", action="store_true",
                     help="skip the slow per-example loop; identical answers are then counted against batched generate")
+    ap.add_argument("--generate_first", action="store_true",
+                    help="run batched generate before s3ft on each task (default: s3ft first, and generate copies its batches); "
+                         "a second run in the other order evens out load that falls on one arm")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch threads (0: torch's default, all cores). 1 takes OpenMP's barriers out of the "
+                         "comparison when other processes load the CPUs: a parallel region then waits for no "
+                         "descheduled thread, which penalizes many small operations (s3ft's per-prompt prefill, "
+                         "shrinking batches) more than few large ones")
     add_dtype_argument(ap, "generation_speed")
     add_device_argument(ap)
     a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
     dtype = resolve_dtype_and_out(a, "generation_speed")
     from s3ft.backends.hf import HFGenerator
 
@@ -337,18 +360,19 @@ def main() -> int:
     peak = matmul_peak(dtype=getattr(torch, dtype), device=a.device)["peak_flops"]
     gen = HFGenerator.from_name(MODEL, batch_size=a.batch_size, dtype=dtype, device=a.device)
     warm_up(gen, a.device)
+    arms = (["generate", "s3ft"] if a.generate_first else ["s3ft", "generate"]) + ([] if a.skip_naive else ["naive"])
     work = [(task, *prompts_for(task, n)) for task, n in (("gsm8k", a.gsm8k), ("squad", a.squad)) if n > 0]
     results = []
     for task, prompts, max_new in work:
         if prompts:
-            r = run_task(task, prompts, max_new, a.batch_size, gen, peak, a.device, a.skip_naive)
+            r = run_task(task, prompts, max_new, a.batch_size, gen, peak, a.device, arms)
             print(json.dumps(r), flush=True)
             results.append(r)
     doc = {"benchmark": "generation: s3ft's greedy loop (HFGenerator.stream) vs batched model.generate"
                         + ("" if a.skip_naive else " and a naive per-example model.generate loop"),
            "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"),
            "model": f"SmolLM2-135M-Instruct ({dtype}, {'GPU' if on_gpu(a.device) else 'CPU'})", "dtype": dtype,
-           "device": a.device, "skip_naive": a.skip_naive, "matmul_peak_gflops": round(peak / 1e9, 1),
+           "device": a.device, "skip_naive": a.skip_naive, "arms": arms, "torch_threads": torch.get_num_threads(), "matmul_peak_gflops": round(peak / 1e9, 1),
            "cpu_count": os.cpu_count(), "load_avg_start": round(load_start, 2), "load_avg_end": round(os.getloadavg()[0], 2),
            "wall_seconds": round(time.perf_counter() - t_start, 1), "results": results,
            "command": "python " + " ".join(sys.argv)}

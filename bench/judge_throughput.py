@@ -30,10 +30,13 @@ import tempfile
 import time
 import warnings
 
+from pathlib import Path
+
+import s3ft
 from s3ft.judges.code import make_code_judge
 from s3ft.types import Example
 
-MBPP = "/work/shared/data/mbpp/mbpp.jsonl.gz"
+MBPP = Path(s3ft.__file__).parent / "data" / "mbpp" / "mbpp.jsonl.gz"  # the bundled copy
 
 
 def load(limit: int | None):

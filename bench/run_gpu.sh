@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 6's benchmarks on a GPU, one after another, each into bench/results/NAME[_DTYPE]_cuda.json
+# The speed benchmarks on a GPU, one after another, each into bench/results/NAME[_DTYPE]_cuda.json
 # (+ .md): the machine's roofline, generation (s3ft generate vs a naive loop), training (s3ft train
 # vs a plain TRL script) and the pipeline cost; then vLLM vs hf where vLLM is installed. The CPU
 # results stay where they are. About 10 minutes on one H200 for the embedded 135M model (estimate).

@@ -39,6 +39,18 @@ def test_compare_end_to_end(tmp_path, tiny_model_dir):
     # logprob analysis: one gold row per training example
     assert len(res["logprob"]["gold"]) == 6
     assert (out / "report" / "report.html").exists() and (out / "report" / "report.md").exists()
+    # the audit files: every method's targets, every model's judged answers (in-domain and cross-task)
+    import gzip
+
+    targets = [json.loads(x) for x in gzip.open(out / "audit" / "targets.jsonl.gz", "rt")]
+    assert len(targets) == 4 * 6 and {t["method"] for t in targets} == {"sft", "ssr", "sdft", "s3ft"}
+    assert all(t["tokens"] >= 1 and t["source"] in ("self", "paraphrase", "gold") for t in targets)
+    assert all(t["stop"] != "length" for t in targets if t["source"] != "gold")  # never a cut-off target
+    answers = [json.loads(x) for x in gzip.open(out / "audit" / "answers.jsonl.gz", "rt")]
+    squad = [a for a in answers if a["task"] == "squad"]
+    assert len(squad) == 4 * (1 + 4 * 2) and {a["stop"] for a in squad} <= {"end_of_turn", "length"}
+    assert len([a for a in answers if a["task"] == "gsm8k"]) == 2 * (1 + 4 * 2)
+    assert res["audit"] == {"targets": "audit/targets.jsonl.gz", "answers": "audit/answers.jsonl.gz"}
     # two seeds trained different adapters with identical hyperparameters
     a = (out / "seed-1" / "sft" / "model" / "adapter_model.safetensors").read_bytes()
     b = (out / "seed-2" / "sft" / "model" / "adapter_model.safetensors").read_bytes()

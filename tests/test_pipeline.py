@@ -28,8 +28,12 @@ class ScriptedGenerator:
     """Own answers: correct for i % 3 == 0. Paraphrases: correct for i % 3 == 1, leaking
     ("the reference answer says ...") for i % 3 == 2."""
 
-    def __init__(self):
+    def __init__(self, cut_off=()):
         self.calls = []
+        self.cut_off = set(cut_off)  # items whose answers stop at the length limit
+
+    def stop_reason(self, i):
+        return "length" if i in self.cut_off else "end_of_turn"
 
     def stream(self, prompts, max_new_tokens, desc=None, **kw):
         self.calls.append((desc, len(prompts)))
@@ -40,10 +44,10 @@ class ScriptedGenerator:
                 out = f"It is answer {i}." if i % 3 == 1 else f"The reference answer says answer {i}."
             else:
                 out = f"answer {i}" if i % 3 == 0 else "no idea"
-            yield j, out
+            yield j, out, self.stop_reason(i)
 
     def generate(self, prompts, max_new_tokens, **kw):
-        return [t for _, t in sorted(self.stream(prompts, max_new_tokens, **kw))]
+        return [t for _, t, _ in sorted(self.stream(prompts, max_new_tokens, **kw))]
 
 
 @pytest.fixture
@@ -196,7 +200,7 @@ def test_paraphrase_that_drops_the_working_falls_back_to_gold(tmp_path, monkeypa
         def stream(self, prompts, max_new_tokens, desc=None, **kw):
             for j, p in enumerate(prompts):
                 i = int(p[-1]["content"].split("item ")[1].split("?")[0])
-                yield j, (f"The answer is {i}" if "Reference answer" in p[-1]["content"] else "no idea")
+                yield j, (f"The answer is {i}" if "Reference answer" in p[-1]["content"] else "no idea"), "end_of_turn"
 
     cfg = load_config(None, {"task": "jsonl", "data_files": {"train": str(tmp_path / "train.jsonl")}, "judge": "qa",
                              "id_field": "id", "output_dir": str(tmp_path / "run"), "method": "sdft", "model": "org/unused"})
@@ -300,3 +304,33 @@ def test_force_names_are_checked_on_the_command_line():
     assert _split_force(["--force", "eval", "--seed", "3", "--force=train.sft"]) == (["--seed", "3"], {"eval", "train.sft"})
     with pytest.raises(ConfigError, match="--force takes a stage name .*got evaluate"):
         _split_force(["--force", "evaluate"])
+
+
+def test_cut_off_answers_are_never_targets(tmp_path, monkeypatch):
+    """Answers that hit max_new_tokens (stop reason "length") fall back like wrong ones - own ->
+    paraphrase -> gold - and the mix counts the candidates passed over for it; every generated
+    row records its stop reason."""
+    files = make_data(tmp_path)
+    cfg = load_config(None, {"task": "jsonl", "data_files": files, "judge": "qa", "id_field": "id",
+                             "output_dir": str(tmp_path / "run"), "method": "s3ft", "model": "org/unused"})
+    gen = ScriptedGenerator(cut_off={0, 1, 3})
+    monkeypatch.setattr(Session, "generator", lambda self, model=None: gen)
+    monkeypatch.setattr(Session, "model_id", lambda self: "scripted")
+    s = Session(cfg)
+    rows = {r["id"]: r for r in read_jsonl(pipeline.training_set(s))}
+    assert {r["stop"] for r in read_jsonl(s.run / "own.jsonl")} == {"end_of_turn", "length"}
+    own = {r["id"]: r for r in read_jsonl(s.run / "own_judged.jsonl")}
+    assert own["q0"]["correct"] is True and own["q0"]["stop"] == "length"  # right as far as it goes
+    para = {r["id"]: r for r in read_jsonl(s.run / "paraphrase.jsonl")}
+    assert para["q1"]["filtered"] and para["q1"]["filter_reason"] == "cut off at max_new_tokens"
+    assert "q0" in para  # a cut-off own answer gets a paraphrase like a wrong one
+    assert (rows["q0"]["source"], rows["q0"]["cut_off"]) == ("gold", ["self", "paraphrase"])
+    assert (rows["q1"]["source"], rows["q1"]["cut_off"]) == ("gold", ["paraphrase"])
+    assert "cut_off" not in rows["q6"] and rows["q6"]["source"] == "self"
+    mix = s.run.stage_record("build.s3ft")["mix"]
+    assert mix["counts"] == {"self": 2, "paraphrase": 3, "gold": 7}
+    assert mix["cut_off"] == {"self": 2, "paraphrase": 3}
+    assert s.run.stage_record("generate")["cut_off"] == 3
+    cut = {r["id"] for r in read_jsonl(s.run / "own.jsonl") if r["stop"] == "length"}
+    assert not any(r["id"] in cut for r in rows.values() if r["source"] == "self")
+    assert not any(para[r["id"]]["stop"] == "length" for r in rows.values() if r["source"] == "paraphrase")

@@ -55,3 +55,131 @@ def test_stale_lock_is_taken_over(tmp_path):
     (tmp_path / ".lock").write_text("999999999 " + os.uname().nodename)
     with RunDir(tmp_path).lock():
         assert (tmp_path / ".lock").read_text().startswith(str(os.getpid()))
+
+
+def test_a_lock_from_another_host_is_never_removed(tmp_path):
+    """On a shared filesystem the pid of another machine says nothing here: removing its lock
+    would let two machines write one run directory."""
+    import pytest
+
+    from s3ft.runs import RunLockedError
+
+    (tmp_path / ".lock").write_text("4242 some-other-host")
+    with pytest.raises(RunLockedError, match=r"locked by process 4242 on host some-other-host .* delete .*\.lock"):
+        with RunDir(tmp_path).lock():
+            pass
+    assert (tmp_path / ".lock").read_text() == "4242 some-other-host"
+
+
+def test_an_empty_lock_is_a_process_starting_not_a_stale_lock(tmp_path, monkeypatch):
+    import pytest
+
+    from s3ft.runs import RunLockedError
+
+    monkeypatch.setattr("s3ft.runs.time.sleep", lambda s: None)  # (it waits 2 s for the pid to appear)
+    (tmp_path / ".lock").write_text("")
+    with pytest.raises(RunLockedError, match=r"\.lock is empty: another s3ft process may be starting"):
+        with RunDir(tmp_path).lock():
+            pass
+    assert (tmp_path / ".lock").exists()
+
+
+def test_an_s3ft_run_directory_is_recognisable_by_its_manifest(tmp_path):
+    import json
+
+    from s3ft import runs
+
+    run = RunDir(tmp_path / "run")
+    run.update_manifest(config={"task": "squad"})
+    run.set_stage("generate", status="done", fingerprint="x")
+    m = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert m[runs.RUN_MARKER]["format"] == runs.MANIFEST_FORMAT and "version" in m[runs.RUN_MARKER]
+    (tmp_path / "run" / "own.jsonl").write_text("")
+    run.check_usable()  # an s3ft run: continue it
+
+
+def test_a_run_directory_of_the_previous_version_is_still_a_run(tmp_path):
+    """Manifests written before the s3ft_run entry existed have s3ft's config / stages entries."""
+    import json
+
+    from s3ft.runs import RUN_MARKER
+
+    d = tmp_path / "old-run"
+    d.mkdir()
+    (d / "manifest.json").write_text(json.dumps({"stages": {"generate": {"status": "done", "fingerprint": "f"}},
+                                                 "config": {"task": "squad"}, "versions": {}}))
+    (d / "own.jsonl").write_text('{"id": "a", "response": "x"}\n')
+    RunDir(d).check_usable()
+    with RunDir(d).lock():
+        RunDir(d).update_manifest(updated="now")
+    m = json.loads((d / "manifest.json").read_text())
+    assert RUN_MARKER in m and m["stages"]["generate"]["fingerprint"] == "f"  # kept, and marked from now on
+
+
+def test_a_folder_that_is_not_an_s3ft_run_is_refused_naming_what_would_be_overwritten(tmp_path):
+    import json
+
+    import pytest
+
+    from s3ft.runs import RunDirError
+
+    d = tmp_path / "mine"
+    (d / "eval").mkdir(parents=True)
+    (d / "eval" / "base.jsonl").write_text("my evaluation\n")
+    (d / "own.jsonl").write_text("my own file\n")
+    (d / "notes.txt").write_text("notes\n")
+    with pytest.raises(RunDirError, match=r"mine is not empty and is not an s3ft run directory \(it has no manifest.json\); "
+                                          r"a run would overwrite eval/, own.jsonl"):
+        with RunDir(d).lock():
+            pass
+    assert not (d / ".lock").exists() and (d / "own.jsonl").read_text() == "my own file\n"
+    for manifest, why in [("[1, 2]", "its manifest.json is a JSON list, not an object"),
+                          ("{oops", "its manifest.json is not JSON"),
+                          (json.dumps({"name": "my app", "icons": []}), "its manifest.json was not written by s3ft")]:
+        (d / "manifest.json").write_text(manifest)
+        with pytest.raises(RunDirError) as e:
+            RunDir(d).check_usable()
+        assert why in str(e.value) and "manifest.json" in str(e.value).split("overwrite")[1], str(e.value)
+        if "JSON" in why:
+            with pytest.raises(RunDirError, match="manifest.json: not an s3ft manifest"):
+                RunDir(d).manifest()  # (and not a JSONDecodeError, or an AttributeError on a list)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "data.csv").write_text("a,b\n")
+    with pytest.raises(RunDirError, match=r"it holds data.csv"):
+        RunDir(other).check_usable()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    RunDir(empty).check_usable()
+    RunDir(tmp_path / "new" / "deeper").check_usable()
+
+
+def test_output_dir_that_is_a_file_under_a_file_or_read_only(tmp_path, monkeypatch):
+    import pytest
+
+    from s3ft.runs import RunDirError
+
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(RunDirError, match=r"output_dir .*file is a file, not a folder"):
+        RunDir(f).check_usable()
+    with pytest.raises(RunDirError, match=r"output_dir .*file/run: .*file is a file, so the folder cannot be made under it"):
+        RunDir(f / "run").check_usable()
+    monkeypatch.setattr("s3ft.runs._read_only", lambda folder: True)
+    with pytest.raises(RunDirError, match=r"output_dir .*run: .* is on a read-only filesystem"):
+        RunDir(tmp_path / "run").check_usable()
+
+
+def test_a_failed_manifest_write_leaves_the_old_manifest_and_no_temp_file(tmp_path):
+    import json
+
+    import pytest
+
+    from s3ft.runs import write_json
+
+    p = tmp_path / "manifest.json"
+    write_json(p, {"a": 1})
+    with pytest.raises(UnicodeEncodeError):
+        write_json(p, {"a": "caf\udce9"})  # (what a byte that is not UTF-8 on the command line used to do)
+    assert json.loads(p.read_text()) == {"a": 1}
+    assert not (tmp_path / "manifest.json.tmp").exists()

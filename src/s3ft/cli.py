@@ -11,11 +11,13 @@ Recipe keys and overrides are the fields of `s3ft.config.S3FTConfig` (`s3ft fiel
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 USAGE = __doc__
 
@@ -94,44 +96,89 @@ def cmd_stage(args, rest: list[str]) -> int:
 
 
 def cmd_judge_file(args, rest: list[str]) -> int:
-    """The stable judge contract: PRED rows {id, response} -> OUT rows + {correct, reason, extracted}."""
+    """The stable judge contract: PRED rows {id, response} -> OUT rows + {correct, reason, extracted}.
+
+    OUT is written whole or not at all (a temp file renamed over it): a rerun, or a retry after a
+    kill or a full disk, replaces it and never appends duplicates; OUT may not be PRED. Each
+    prediction must name one example once: an id given twice, or an id that names different
+    examples in two splits (then --split says which), is refused - the printed accuracy counts
+    every example once, judged against its own gold."""
+    from s3ft.checks import brief
     from s3ft.config import load_config
-    from s3ft.runs import JsonlWriter
+    from s3ft.runs import write_jsonl
     from s3ft.session import Session
     from s3ft.tasks.jsonl import iter_jsonl_rows
 
+    pred_path, out = Path(args.predictions), Path(args.output)
+    _check_judge_output(pred_path, out)
     overrides = ["--task", args.task] + (["--judge", args.judge] if args.judge else []) + rest
     cfg = load_config(getattr(args, "recipe", None), overrides)
     s = Session(cfg)
     name = s.judge_name
     judge = s.judge().fn
-    examples = {}
-    for split in s.task.splits:
+    if args.split and args.split not in s.task.splits:
+        raise ValueError(f"--split {args.split!r}: task {cfg.task} has no such split; it has {', '.join(s.task.splits)}")
+    found: dict[str, dict[str, Any]] = {}  # id -> {split: example}
+    for split in [args.split] if args.split else s.task.splits:
         for e in s.task.load(split):
-            examples.setdefault(e.id, e)
-    preds = []
-    for lineno, row in iter_jsonl_rows(args.predictions):
+            found.setdefault(e.id, {}).setdefault(split, e)
+    preds, lines = [], {}
+    of_task = f"task {cfg.task}" + (f" split {args.split}" if args.split else "")
+    for lineno, row in iter_jsonl_rows(pred_path):
+        at = f"{pred_path} line {lineno}"
         for key in ("id", "response"):
             if key not in row:
-                raise ValueError(f"{args.predictions} line {lineno}, field {key!r}: missing (rows need id and response)")
+                raise ValueError(f"{at}, field {key!r}: missing (rows need id and response)")
+        if isinstance(row["id"], bool) or not isinstance(row["id"], (str, int)):
+            raise ValueError(f"{at}, field 'id': expected a string or an integer id, got {brief(row['id'])}")
         rid = str(row["id"])
-        if rid not in examples:
-            raise ValueError(f"{args.predictions} line {lineno}, field 'id': {rid!r} is not an example id of task {cfg.task}")
+        if rid in lines:
+            raise ValueError(f"{at}, field 'id': duplicate id {brief(rid)} (also on line {lines[rid]}); give each "
+                             "example one prediction (a second one would be counted twice in the accuracy)")
+        if rid not in found:
+            raise ValueError(f"{at}, field 'id': {brief(rid)} is not an example id of {of_task}")
+        splits = found[rid]
+        if len({json.dumps(e.to_dict(), sort_keys=True, default=str) for e in splits.values()}) > 1:
+            raise ValueError(f"{at}, field 'id': {brief(rid)} names a different example in each of the splits "
+                             f"{', '.join(splits)}; say which split the predictions are for: --split {next(iter(splits))}")
         if not isinstance(row["response"], str):
-            raise ValueError(f"{args.predictions} line {lineno}, field 'response': expected a string, got {type(row['response']).__name__}")
-        preds.append(row)
+            raise ValueError(f"{at}, field 'response': expected a string, got {type(row['response']).__name__}")
+        lines[rid] = lineno
+        preds.append((row, next(iter(splits.values()))))
     counts = {True: 0, False: 0, None: 0}
-    with JsonlWriter(Path(args.output)) as w:
-        for start in range(0, len(preds), 64):
-            chunk = preds[start : start + 64]
-            verdicts = judge([examples[str(r["id"])] for r in chunk], [r["response"] for r in chunk])
-            for r, v in zip(chunk, verdicts):
-                w.write({**r, **v.to_dict()})
-                counts[v.correct] += 1
+    rows = []
+    for start in range(0, len(preds), 64):
+        chunk = preds[start : start + 64]
+        verdicts = judge([e for _, e in chunk], [r["response"] for r, _ in chunk])
+        for (r, _), v in zip(chunk, verdicts):
+            rows.append({**r, **v.to_dict()})
+            counts[v.correct] += 1
+    try:
+        write_jsonl(out, rows)
+    except OSError as e:
+        raise ValueError(f"--output {out}: cannot write it ({e.strerror or e}); it is unchanged") from e
     n = len(preds)
     print(f"judged {n} predictions with the {name} judge: {counts[True]} correct, {counts[False]} wrong, "
           f"{counts[None]} cannot judge; accuracy {100 * counts[True] / n if n else 0:.2f}% -> {args.output}")
     return 0
+
+
+def _check_judge_output(pred: Path, out: Path) -> None:
+    """--output must be a file path of its own: not a folder, not under a file, not the predictions."""
+    from s3ft.checks import path_problem
+
+    if out.is_dir():
+        raise ValueError(f"--output {out} is a folder; give the file to write, e.g. {out / 'judged.jsonl'}")
+    if os.path.lexists(out) and (problem := path_problem(out)) is not None and "not found" not in problem:
+        raise ValueError(f"--output {out} {problem if problem.startswith('is ') else '(' + problem + ')'}; give a file path")
+    if out.resolve() == pred.resolve() or (out.exists() and pred.exists() and os.path.samefile(out, pred)):
+        raise ValueError(f"--output {out} is the predictions file (--predictions {pred}): the judged rows would replace "
+                         "the predictions; write them to another file")
+    parent = out.parent
+    while not os.path.lexists(parent):
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"--output {out}: {parent} is a file, so {out} cannot be made under it")
 
 
 def cmd_compare(args, rest: list[str]) -> int:
@@ -194,6 +241,8 @@ def _judge_file_parser() -> argparse.ArgumentParser:
     jp.add_argument("--output", required=True, help="JSONL to write (rows + correct, reason, extracted)")
     jp.add_argument("--task", help="task the ids belong to")
     jp.add_argument("--judge", help="judge name, or your own FILE.py:FUNCTION (default: the task's)")
+    jp.add_argument("--split", help="split the prediction ids belong to (needed when an id names different examples "
+                                    "in two splits; default: any split)")
     return jp
 
 
@@ -214,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "fields":
-            print(_fields())
+            print(_fields(), flush=True)
             return 0
         if args.command != "train":  # torchrun / accelerate launch: only training is multi-process
             from s3ft.pipeline import require_single_process
@@ -234,11 +283,24 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ns3ft: interrupted. Finished rows are saved; run the same command again to resume.", file=sys.stderr)
         return 130
-    except (ConfigError, ModelError, RunLockedError, ValueError, FileNotFoundError) as e:
+    except BrokenPipeError:  # `s3ft fields | head`: the reader has gone; stop quietly, as `yes | head` does
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (no second error when Python flushes)
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 141
+    except (ConfigError, ModelError, RunLockedError, ValueError, OSError) as e:
         if args.debug:
             raise
-        print(f"s3ft: error: {e}", file=sys.stderr)
+        print(f"s3ft: error: {_os_error(e) if isinstance(e, OSError) else e}", file=sys.stderr)
         return 2
+
+
+def _os_error(e: OSError) -> str:
+    """An OSError (a full disk, a read-only filesystem, a permission) as one line naming the file."""
+    if e.filename is None:
+        return f"{e.strerror or e}"
+    return f"{e.filename}: {e.strerror or e}" + (f" (-> {e.filename2})" if e.filename2 else "")
 
 
 if __name__ == "__main__":

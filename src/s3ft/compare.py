@@ -8,6 +8,8 @@ trained with identical hyperparameters per seed, evaluated the same way, then re
     <output_dir>/logprob.jsonl         Figure 2: log p(response | prompt) under the base model
     <output_dir>/compare.json          everything the report is built from (written after each seed)
     <output_dir>/report/               report.md, report.html, plots/*.png
+    <output_dir>/audit/                targets.jsonl.gz: every method's training targets; answers.jsonl.gz:
+                                       every model's evaluation answers with their verdicts
 """
 from __future__ import annotations
 
@@ -242,12 +244,49 @@ def run_compare(cfg: S3FTConfig, force: set[str] | None = None) -> dict[str, Any
             log(f"seed {seed} done: {compare_path}")
         result["wall_seconds"] = round(time.time() - t0, 1)
         result["stage_seconds"] = stage_seconds(root)
+        result["audit"] = write_audit(s, trained, seeds)
         write_json(compare_path, result)
         from s3ft.report import write_report
 
         paths = write_report(result, root / "report")
         log(f"report: {paths.get('html', root / 'report')}")
         return result
+
+
+def write_audit(s: Session, trained: list[str], seeds: list[int]) -> dict[str, str]:
+    """What the numbers rest on, in two compact files under <output_dir>/audit/: every method's
+    training targets (id, source, text, token count, stop reason, candidates passed over because
+    they were cut off) and every model's evaluation answers with their verdicts (seed, model,
+    task, id, response, correct, reason, stop reason). Returns their paths relative to the run."""
+    import gzip
+
+    from s3ft.models import load_tokenizer
+
+    root = s.run.path
+    tok = load_tokenizer(s.cfg.model)
+    stops = {}
+    for name in ("own_judged.jsonl", "paraphrase.jsonl"):
+        stops[name] = {r["id"]: r.get("stop") for r in read_jsonl(root / name)}
+    targets, answers = root / "audit" / "targets.jsonl.gz", root / "audit" / "answers.jsonl.gz"
+    targets.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(targets, "wt", encoding="utf-8") as f:
+        for m in trained:
+            for r in read_jsonl(root / f"train.{m}.jsonl"):
+                src = {"self": "own_judged.jsonl", "paraphrase": "paraphrase.jsonl"}.get(r["source"])
+                f.write(json.dumps({"method": m, "id": r["id"], "source": r["source"], "text": r["completion"],
+                                    "tokens": len(tok(r["completion"], add_special_tokens=False)["input_ids"]),
+                                    "stop": stops[src].get(r["id"]) if src else None,
+                                    "cut_off": r.get("cut_off", [])}, ensure_ascii=False) + "\n")
+    with gzip.open(answers, "wt", encoding="utf-8") as f:
+        folders = [(None, root)] + [(seed, root / f"seed-{seed}") for seed in seeds]
+        for seed, folder in folders:
+            for path in sorted((folder / "eval").glob("*.jsonl")):
+                task, _, model = path.stem.rpartition(".")
+                for r in read_jsonl(path):
+                    f.write(json.dumps({"seed": seed, "model": model, "task": task or s.cfg.task, "id": r["id"],
+                                        "response": r.get("response"), "correct": r.get("correct"), "reason": r.get("reason"),
+                                        "stop": r.get("stop")}, ensure_ascii=False) + "\n")
+    return {"targets": str(targets.relative_to(root)), "answers": str(answers.relative_to(root))}
 
 
 def general_scores(run_dir: str | Path, name: str) -> dict[str, dict[Any, float]]:

@@ -6,10 +6,16 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import os
+import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from s3ft.checks import brief, path_problem, text_problem
+from s3ft.judges.qa import POLICIES
 from s3ft.methods import BASE, METHODS, PAPER_METHODS, method_help
 from s3ft.models import DTYPES, on_gpu, resolve_dtype
 
@@ -20,14 +26,25 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
     return field(default=default, metadata={"help": help, **kw})
 
 
+SEED_MAX = 2**32 - 1  # (NumPy's seeds are 32-bit)
+# transformers' names (trainer_utils.SchedulerType; integration_utils.INTEGRATION_TO_CALLBACK), written out so
+# that loading a recipe does not import transformers; tests/test_config.py checks them against it
+LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+                 "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
+                 "warmup_stable_decay", "greedy")
+TRACKERS = ("azure_ml", "comet_ml", "mlflow", "neptune", "tensorboard", "trackio", "wandb", "codecarbon", "clearml",
+            "dagshub", "flyte", "dvclive", "swanlab", "kubeflow")
+
+
 @dataclass
 class S3FTConfig:
     # ---- run ----
-    output_dir: str = _f("runs/s3ft", "Run directory: every stage writes its plain files here.")
+    output_dir: str = _f("runs/s3ft", "Run directory: every stage writes its plain files here. A new or empty folder, or "
+                         "an s3ft run directory (its manifest.json says so); any other folder is refused.", path=True)
     method: str = _f("s3ft", "Training method: " + method_help() + ".", choices=tuple(METHODS))
-    seed: int = _f(42, "Random seed for training and sampling.")
+    seed: int = _f(42, "Random seed for training and sampling.", ge=0, le=SEED_MAX)
     data_seed: int = _f(0, "Seed of the train_size / eval_size subsets (fixed across training seeds, so every "
-                        "seed and method sees the same questions).")
+                        "seed and method sees the same questions).", ge=0, le=SEED_MAX)
 
     # ---- model ----
     model: str = _f("smollm2-135m-instruct", "Base model: the embedded default (smollm2-135m-instruct), "
@@ -35,15 +52,16 @@ class S3FTConfig:
     dtype: str = _f("auto", "Compute dtype: auto (bfloat16 on a GPU that supports it; on CPU float32, except full "
                     "fine-tuning on a CPU with native bf16 - AVX512-BF16 or AMX - which autocasts to bfloat16), "
                     "float32, bfloat16, float16. Training autocasts and keeps float32 master weights.", choices=DTYPES)
-    device: str = _f("auto", "auto, cpu, cuda, cuda:N.")
+    device: str = _f("auto", "auto, cpu, cuda, cuda:N.", pattern=(r"auto|cpu|cuda(:\d+)?", "auto, cpu, cuda or cuda:N"))
 
     # ---- task ----
     task: str = _f("squad", "Task: squad, gsm8k, mbpp, nq_open, or jsonl (your own data, see data_files).")
     train_split: str = _f("train", "Split the training inputs come from.")
     eval_split: str = _f("test", "Split in-domain accuracy is measured on.")
-    train_size: int | None = _f(None, "Use a seeded subset of this many training examples (None: all).")
-    eval_size: int | None = _f(None, "Use a seeded subset of this many evaluation examples (None: all).")
-    data_files: dict[str, str] = _f({}, "jsonl task: split name -> data file, e.g. {train: a.jsonl, test: b.jsonl} "
+    train_size: int | None = _f(None, "Use a seeded subset of this many training examples (None: all).", ge=1)
+    eval_size: int | None = _f(None, "Use a seeded subset of this many evaluation examples (None: all).", ge=1)
+    data_files: dict[str, str | list[str]] = _f({}, "jsonl task: split name -> data file, e.g. {train: a.jsonl, test: b.jsonl}, "
+                                      "or a list of files read one after another, {train: [a.jsonl, b.jsonl]} "
                                       "(.jsonl[.gz], .parquet, .csv, .json; or a URL fsspec opens, e.g. hf://datasets/ORG/NAME/FILE.parquet).")
     prompt_field: str = _f("prompt", "jsonl task: field holding the input text.")
     response_field: str = _f("response", "jsonl task: field holding the gold response.")
@@ -57,10 +75,12 @@ class S3FTConfig:
     # ---- judge ----
     judge: str | None = _f(None, "Judge: qa, math, code, llm, exact, or your own FILE.py:FUNCTION / module:FUNCTION "
                            "(None: the task's default).")
-    qa_policy: str = _f("contains_or_f1", "qa judge: em, contains, f1, contains_or_f1.")
-    qa_f1_threshold: float = _f(0.5, "qa judge: token F1 at or above this counts as correct.")
+    qa_policy: str = _f("contains_or_f1", "qa judge: em, contains, f1, contains_or_f1.", choices=POLICIES)
+    qa_f1_threshold: float = _f(0.5, "qa judge: token F1 at or above this counts as correct.", gt=0, le=1)
     allow_code_execution: bool = _f(False, "code judge: run model-written programs in the sandbox (opt-in).")
-    judge_workers: int = _f(0, "Parallel workers for the code judge (0: one per CPU core).")
+    judge_workers: int = _f(0, "Parallel workers for the code judge (0: one per CPU core).", ge=0)
+    judge_timeout: float = _f(60.0, "Your own judge (FILE.py:FUNCTION): seconds one call may take (a batched judge: one "
+                              "batch) before the stage stops, naming the example.", gt=0)
     judge_model: str | None = _f(None, "llm judge: the model that judges (None: the base model, as in the paper) - a "
                                  "model folder, .gguf or hub name run on the generation backend, or with "
                                  "judge_base_url the name a server serves it as.")
@@ -72,30 +92,36 @@ class S3FTConfig:
     backend: str = _f("hf", "Generation backend: hf (transformers), vllm (GPU, optional extra), openai (a server).",
                       choices=("hf", "vllm", "openai"))
     batch_size: int = _f(0, "Generation batch size (prompts are sorted by length into batches); 0: chosen per batch "
-                         "from the memory its KV cache and activations need (GPU: free memory; CPU: up to 64 rows).")
-    max_new_tokens: int | None = _f(None, "Answer length limit in tokens (None: the task's default).")
-    paraphrase_max_new_tokens: int | None = _f(None, "Paraphrase length limit (None: max_new_tokens).")
+                         "from the memory its KV cache and activations need (GPU: free memory; CPU: up to 64 rows).", ge=0)
+    max_new_tokens: int | None = _f(None, "Length limit in tokens of the base model's own answers, and of evaluation "
+                                    "answers unless eval_max_new_tokens is set (None: the task's limits). An answer "
+                                    "that reaches it is recorded as cut off (stop: length) and is never a training target.", ge=1)
+    paraphrase_max_new_tokens: int | None = _f(None, "Paraphrase length limit (None: the task's paraphrase limit, or "
+                                               "max_new_tokens when that is set).", ge=1)
+    eval_max_new_tokens: int | None = _f(None, "Length limit of evaluation answers (None: max_new_tokens, else the task's "
+                                         "evaluation limit).", ge=1)
     paraphrase_min_length_ratio: float = _f(0.5, "Reject a paraphrase shorter than this fraction of its gold "
                                             "answer's words, for golds of 20+ words (worked solutions), so that "
                                             "'The answer is N.' does not replace a worked solution; not applied to code (its "
-                                            "tests check all of it); 0: off.")
-    temperature: float = _f(0.0, "Sampling temperature; 0 means greedy.")
-    top_p: float = _f(1.0, "Nucleus sampling p (only with temperature > 0).")
+                                            "tests check all of it); 0: off.", ge=0, le=1)
+    temperature: float = _f(0.0, "Sampling temperature; 0 means greedy.", ge=0, le=100)
+    top_p: float = _f(1.0, "Nucleus sampling p (only with temperature > 0).", gt=0, le=1)
     openai_base_url: str | None = _f(None, "openai backend: the server's API root, e.g. http://127.0.0.1:8000/v1 "
                                      "(None: the OPENAI_BASE_URL environment variable).")
     openai_model: str | None = _f(None, "openai backend: model name sent in requests, as the server serves it (None: model).")
     openai_api_key_env: str = _f("OPENAI_API_KEY", "openai backend: environment variable holding the API key "
                                  "(sent as a Bearer token when set; local servers need none).")
-    max_concurrency: int = _f(8, "openai backend: requests in flight at once.")
-    request_timeout: float = _f(120.0, "openai backend: seconds one request may take before it is retried.")
-    max_retries: int = _f(5, "openai backend: retries (exponential backoff) after a connection error, HTTP 429 or 5xx.")
-    vllm_tensor_parallel_size: int = _f(1, "vllm backend: GPUs one model is sharded over (tensor parallelism).")
-    vllm_pipeline_parallel_size: int = _f(1, "vllm backend: pipeline stages (with tensor parallelism, spans nodes).")
-    vllm_distributed_executor_backend: str | None = _f(None, "vllm backend: mp or ray (multi-node); None: vLLM's choice.")
-    vllm_gpu_memory_utilization: float = _f(0.85, "vllm backend: fraction of GPU memory (a CPU build: of RAM) vLLM may take (weights + KV cache).")
-    vllm_kv_cache_gib: float | None = _f(None, "vllm backend: KV-cache size in GiB, instead of what vllm_gpu_memory_utilization leaves (a CPU build: set it, or the engine takes 85% of RAM).")
-    vllm_max_model_len: int | None = _f(None, "vllm backend: longest prompt + answer in tokens (None: the model's limit).")
-    vllm_chunk_size: int = _f(512, "vllm backend: prompts per engine call; each call's rows are written when it ends.")
+    max_concurrency: int = _f(8, "openai backend: requests in flight at once.", ge=1)
+    request_timeout: float = _f(120.0, "openai backend: seconds one request may take before it is retried.", gt=0)
+    max_retries: int = _f(5, "openai backend: retries (exponential backoff) after a connection error, HTTP 429 or 5xx.", ge=0)
+    vllm_tensor_parallel_size: int = _f(1, "vllm backend: GPUs one model is sharded over (tensor parallelism).", ge=1)
+    vllm_pipeline_parallel_size: int = _f(1, "vllm backend: pipeline stages (with tensor parallelism, spans nodes).", ge=1)
+    vllm_distributed_executor_backend: str | None = _f(None, "vllm backend: mp or ray (multi-node); None: vLLM's choice.",
+                                                       choices=("mp", "ray", "uni", "external_launcher"))
+    vllm_gpu_memory_utilization: float = _f(0.85, "vllm backend: fraction of GPU memory (a CPU build: of RAM) vLLM may take (weights + KV cache).", gt=0, le=1)
+    vllm_kv_cache_gib: float | None = _f(None, "vllm backend: KV-cache size in GiB, instead of what vllm_gpu_memory_utilization leaves (a CPU build: set it, or the engine takes 85% of RAM).", gt=0)
+    vllm_max_model_len: int | None = _f(None, "vllm backend: longest prompt + answer in tokens (None: the model's limit).", ge=1)
+    vllm_chunk_size: int = _f(512, "vllm backend: prompts per engine call; each call's rows are written when it ends.", ge=1)
 
     # ---- paraphrase ----
     paraphrase_scope: str = _f("auto", "Which examples get a paraphrase: auto (failed own answers for s3ft, "
@@ -104,51 +130,52 @@ class S3FTConfig:
 
     # ---- training (names follow transformers / TRL) ----
     use_peft: bool = _f(True, "Train a LoRA adapter (PEFT); false: full fine-tuning.")
-    lora_r: int = _f(8, "LoRA rank (paper: 8).")
-    lora_alpha: int = _f(16, "LoRA alpha (paper: 16).")
-    lora_dropout: float = _f(0.1, "LoRA dropout (paper: 0.1).")
+    lora_r: int = _f(8, "LoRA rank (paper: 8).", ge=1)
+    lora_alpha: int = _f(16, "LoRA alpha (paper: 16).", ge=1)
+    lora_dropout: float = _f(0.1, "LoRA dropout (paper: 0.1).", ge=0, lt=1)
     lora_target_modules: list[str] = _f(["all-linear"], "Modules LoRA adapts: all-linear, or names like q_proj v_proj.")
-    learning_rate: float = _f(1e-4, "Peak learning rate.")
-    num_train_epochs: float = _f(1.0, "Training epochs.")
-    per_device_train_batch_size: int = _f(4, "Training batch size per device.")
-    gradient_accumulation_steps: int = _f(1, "Steps to accumulate before an optimizer step.")
-    lr_scheduler_type: str = _f("cosine", "Learning-rate schedule (transformers names).")
-    warmup_ratio: float = _f(0.0, "Fraction of steps for linear warm-up.")
-    weight_decay: float = _f(0.0, "Weight decay.")
-    max_length: int = _f(1024, "Longest training sequence in tokens (prompt + completion); longer rows are truncated and counted.")
+    learning_rate: float = _f(1e-4, "Peak learning rate.", gt=0)
+    num_train_epochs: float = _f(1.0, "Training epochs.", gt=0)
+    per_device_train_batch_size: int = _f(4, "Training batch size per device.", ge=1)
+    gradient_accumulation_steps: int = _f(1, "Steps to accumulate before an optimizer step.", ge=1)
+    lr_scheduler_type: str = _f("cosine", "Learning-rate schedule (transformers names).", choices=LR_SCHEDULERS)
+    warmup_ratio: float = _f(0.0, "Fraction of steps for linear warm-up.", ge=0, lt=1)
+    weight_decay: float = _f(0.0, "Weight decay.", ge=0)
+    max_length: int = _f(1024, "Longest training sequence in tokens (prompt + completion); longer rows are truncated and counted.", ge=1)
     gradient_checkpointing: bool = _f(False, "Trade compute for memory in training.")
     saved_activations: str = _f("auto", "dtype training keeps the activations it saves for the backward pass in: auto "
                                 "(bfloat16 when training computes in float32 on CPU without gradient checkpointing, "
                                 "else as computed), float32, bfloat16. bfloat16 halves their memory; the forward "
                                 "pass stays exact, the gradients round like bf16 autocast's.",
                                 choices=("auto", "float32", "bfloat16"))
-    logging_steps: int = _f(5, "Log the training loss every N steps.")
-    save_steps: int = _f(50, "Checkpoint every N steps (training resumes from the last one).")
-    report_to: str = _f("none", "Experiment tracker for training logs: none, tensorboard, wandb, ...")
+    logging_steps: int = _f(5, "Log the training loss every N steps.", ge=1)
+    save_steps: int = _f(50, "Checkpoint every N steps (training resumes from the last one).", ge=1)
+    report_to: str = _f("none", "Experiment tracker for training logs: none, all, or trackers separated by commas "
+                        "(transformers names: tensorboard, wandb, mlflow, ...).")
 
     # ---- evaluation ----
     eval_base: bool = _f(True, "Also evaluate the base model in-domain, for the base vs fine-tuned table.")
     general_benchmarks: list[str] = _f([], "General-ability benchmarks (lm-evaluation-harness over bundled data) run by "
                                        "`s3ft eval` and `s3ft compare`: mmlu, mmlu_5shot, truthfulqa_mc1, truthfulqa_mc2, "
                                        "hellaswag, arc_easy, arc_challenge, winogrande.")
-    general_limit: int | None = _f(None, "Evaluate a seeded subset of this many questions per general benchmark (None: full sets).")
+    general_limit: int | None = _f(None, "Evaluate a seeded subset of this many questions per general benchmark (None: full sets).", ge=1)
     cross_tasks: list[str] = _f([], "Other built-in tasks evaluated in-domain-style as cross-task checks (e.g. [gsm8k]).")
-    cross_task_size: int | None = _f(None, "Seeded subset size for each cross task's test split (None: all).")
+    cross_task_size: int | None = _f(None, "Seeded subset size for each cross task's test split (None: all).", ge=1)
 
     # ---- comparison (s3ft compare) ----
     methods: list[str] = _f([BASE, *PAPER_METHODS], "Methods `s3ft compare` trains and evaluates (base = no "
                             "training); any of base, " + ", ".join(METHODS) + ".")
-    seeds: list[int] = _f([], "Training seeds for `s3ft compare` (empty: just `seed`); results give mean and spread.")
+    seeds: list[int] = _f([], "Training seeds for `s3ft compare` (empty: just `seed`); results give mean and spread.", ge=0, le=SEED_MAX)
     logprob_analysis: bool = _f(True, "`s3ft compare`: log-probabilities of gold / paraphrase / own answers under the base model (paper Fig. 2).")
     tune_learning_rates: list[float] = _f([], "`s3ft compare`: candidate learning rates, tried for SFT on the training set and "
                                         "scored in-domain on tune_split before any method trains; the best is then used "
-                                        "by every method. Ties go to the earlier candidate (empty: no tuning).")
+                                        "by every method. Ties go to the earlier candidate (empty: no tuning).", gt=0)
     tune_epochs: list[float] = _f([], "`s3ft compare`: candidate epoch counts, tried for SFT at the chosen learning rate "
-                                "after the learning-rate search (which uses the first count). Empty: num_train_epochs.")
+                                "after the learning-rate search (which uses the first count). Empty: num_train_epochs.", gt=0)
     tune_split: str = _f("validation", "`s3ft compare`: split the tuning candidates are scored on (never the test split).")
     tune_seed: int | None = _f(None, "`s3ft compare`: training seed of the tuning trials (None: the first of seeds). "
                                "Set it when seeds run in separate invocations (scripts/compare_parallel.py) so that "
-                               "they share one tuning.")
+                               "they share one tuning.", ge=0, le=SEED_MAX)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -224,7 +251,9 @@ def _type_str(name: str) -> str:
 
 
 def coerce(name: str, value: Any, where: str) -> Any:
-    """Check and convert `value` for field `name`; `where` says where it came from (for errors)."""
+    """Check and convert `value` for field `name`; `where` says where it came from (for errors).
+    Text must be valid Unicode (a byte that is not UTF-8 on the command line is refused here,
+    not when the manifest is written); a path field's `~` is the home folder."""
     t = _type_str(name).replace(" ", "")
     optional = t.endswith("|None")
     base = t[: -len("|None")] if optional else t
@@ -248,9 +277,12 @@ def coerce(name: str, value: Any, where: str) -> Any:
                 raise ValueError
             return float(value)
         if base == "str":
-            if isinstance(value, (dict, list)):
+            if _nonscalar(value):
                 raise ValueError
-            return str(value)
+            text = _text(name, value, where)
+            if not text.strip():
+                raise ConfigError(f"{where}: field {name!r} must not be empty (expected str)")
+            return os.path.expanduser(text) if FIELDS[name].metadata.get("path") else text
         if base.startswith("list"):
             if isinstance(value, str):
                 value = [v.strip() for v in value.split(",") if v.strip()]
@@ -263,22 +295,90 @@ def coerce(name: str, value: Any, where: str) -> Any:
                 return [_int(v) for v in value]
             if item == "float":
                 return [float(v) for v in value]
-            return [str(v) for v in value]
+            return [_text(name, v, where) for v in value]
         if base.startswith("dict"):
             if not isinstance(value, dict):
                 raise ValueError
-            return {str(k): str(v) for k, v in value.items()}
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where}: field {name!r} expects {base}, got {value!r}") from None
+            return {_text(name, k, where): _dict_value(name, k, v, "|list[str]" in base, where) for k, v in value.items()}
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{where}: field {name!r} expects {base}, got {brief(value)}") from None
     return value
+
+
+def _nonscalar(value: Any) -> bool:
+    return value is None or isinstance(value, (dict, list, tuple, set, bytes, bytearray))
+
+
+def _text(name: str, value: Any, where: str) -> str:
+    """str(value), refused when it is not valid text (a byte that is not UTF-8 on the command
+    line arrives as a lone surrogate, and would fail when the manifest is written)."""
+    if _nonscalar(value):
+        raise ValueError
+    text = str(value)
+    if (problem := text_problem(text)) is not None:
+        raise ConfigError(f"{where}: field {name!r}: the value {problem}; give it as UTF-8 text")
+    return text
+
+
+def _dict_value(name: str, key: Any, value: Any, lists: bool, where: str) -> str | list[str]:
+    """A value of a dict field: text, or (data_files) a non-empty list of texts; a local path's `~`
+    is the home folder."""
+    def path(v: Any) -> str:
+        text = _text(name, v, where)
+        return text if "://" in text else os.path.expanduser(text)
+
+    if isinstance(value, list) and lists:
+        if value and all(isinstance(v, str) and v.strip() for v in value):
+            return [path(v) for v in value]
+    elif not _nonscalar(value) and str(value).strip():
+        return path(value)
+    expected = "a file path or a non-empty list of file paths" if lists else "a string"
+    raise ConfigError(f"{where}: field {name!r}, key {brief(key)}: expected {expected}, got {brief(value)}")
 
 
 def _int(v: Any) -> int:
     """An integer from an int, an integral float or its text ("3", "3.0"); anything else raises."""
+    if isinstance(v, int):
+        return v
     f = float(v)
     if not f.is_integer():
         raise ValueError
     return int(f)
+
+
+def _yaml_loader():
+    """PyYAML's SafeLoader, stricter: a key given twice in one mapping is an error (YAML keeps the
+    last one silently), and a value its constructor cannot build (an integer of more than 4300
+    digits) is reported at its line."""
+    import yaml
+    from yaml.constructor import ConstructorError
+
+    class DuplicateKeyError(ConstructorError):
+        pass
+
+    class StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen: dict[str, int] = {}
+            for key_node, _ in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                    if key_node.value in seen:
+                        raise DuplicateKeyError(None, None, f"duplicate key {brief(key_node.value)} (also on line "
+                                                f"{seen[key_node.value]}); give each key once", key_node.start_mark)
+                    seen[key_node.value] = key_node.start_mark.line + 1
+            return super().construct_mapping(node, deep)
+
+        def construct_object(self, node, deep=False):
+            try:
+                return super().construct_object(node, deep)
+            except ValueError as e:
+                what = (f"an integer of more than {sys.get_int_max_str_digits()} digits, longer than Python reads"
+                        if "digits" in str(e) else str(e))
+                raise ConstructorError(None, None, f"cannot read the value: {what}", node.start_mark) from None
+
+    StrictLoader.DuplicateKeyError = DuplicateKeyError
+    return StrictLoader
 
 
 def _yaml_lines(text: str) -> dict[str, int]:
@@ -286,12 +386,15 @@ def _yaml_lines(text: str) -> dict[str, int]:
     import yaml
 
     try:
-        node = yaml.compose(text)
-    except yaml.YAMLError:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except (yaml.YAMLError, RecursionError):
         return {}
     if not isinstance(node, yaml.MappingNode):
         return {}
-    return {k.value: k.start_mark.line + 1 for k, _ in node.value}
+    return {k.value: k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
+
+
+TOO_DEEP = "nested too deeply to read (lists or mappings inside each other hundreds of levels deep)"
 
 
 def read_recipe(path: str | Path) -> dict[str, tuple[Any, str]]:
@@ -299,18 +402,24 @@ def read_recipe(path: str | Path) -> dict[str, tuple[Any, str]]:
     import yaml
 
     path = Path(path)
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise ConfigError(f"recipe {path} does not exist")
+    if (problem := path_problem(path, "recipe")) is not None:
+        raise ConfigError(f"recipe {path}: {problem}")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(f"recipe {path}: not UTF-8 text ({e})") from None
+    except OSError as e:
+        raise ConfigError(f"recipe {path}: cannot read it ({e.strerror})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_yaml_loader())
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"recipe {path}{at}: invalid YAML: {getattr(e, 'problem', e)}") from None
+        raise ConfigError(f"recipe {path}{at}: invalid YAML: {getattr(e, 'problem', None) or e}") from None
+    except RecursionError:
+        raise ConfigError(f"recipe {path}: {TOO_DEEP}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -318,9 +427,9 @@ def read_recipe(path: str | Path) -> dict[str, tuple[Any, str]]:
     lines = _yaml_lines(text)
     out = {}
     for key, value in data.items():
-        where = f"recipe {path} line {lines.get(key, '?')}"
+        where = f"recipe {path} line {lines.get(key, '?')}" if isinstance(key, str) else f"recipe {path}"
         if key not in FIELDS:
-            raise ConfigError(f"{where}: unknown key {key!r}{suggest(str(key))}")
+            raise ConfigError(f"{where}: unknown key {brief(key)}{suggest(key) if isinstance(key, str) else ''}")
         out[key] = (coerce(key, value, where), where)
     return out
 
@@ -330,16 +439,17 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
     underscores; values are read as YAML scalars/lists/mappings (so `--data_files "{train: a}"`)."""
     import yaml
 
+    loader = _yaml_loader()
     out: dict[str, Any] = {}
     i = 0
     while i < len(args):
         a = args[i]
         if not a.startswith("--"):
-            raise ConfigError(f"command line: unexpected argument {a!r} (overrides look like --key value)")
+            raise ConfigError(f"command line: unexpected argument {brief(a)} (overrides look like --key value)")
         key, eq, val = a[2:].partition("=")
         key = key.replace("-", "_")
         if key not in FIELDS:
-            raise ConfigError(f"command line: unknown option --{key}{suggest(key)}")
+            raise ConfigError(f"command line: unknown option --{brief(key)[1:-1]}{suggest(key)}")
         if not eq:
             if _type_str(key) == "bool" and (i + 1 >= len(args) or args[i + 1].startswith("--")):
                 val = "true"
@@ -348,11 +458,18 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
                 val = args[i]
             else:
                 raise ConfigError(f"command line: option --{key} needs a value")
+        where = f"command line --{key}"
+        if (problem := text_problem(val)) is not None:
+            raise ConfigError(f"{where}: the value {problem}; give it as UTF-8 text")
         try:
-            parsed = yaml.safe_load(val) if val.strip() else val
-        except yaml.YAMLError:
+            parsed = yaml.load(val, Loader=loader) if val.strip() else val
+        except loader.DuplicateKeyError as e:
+            raise ConfigError(f"{where}: {e.problem}") from None
+        except (yaml.YAMLError, ValueError):
             parsed = val
-        out[key] = coerce(key, parsed, f"command line --{key}")
+        except RecursionError:
+            raise ConfigError(f"{where}: the value is {TOO_DEEP}") from None
+        out[key] = coerce(key, parsed, where)
         i += 1
     return out
 
@@ -367,7 +484,7 @@ def load_config(recipe: str | Path | None = None, overrides: list[str] | dict[st
     if isinstance(overrides, dict):
         for k, v in overrides.items():
             if k not in FIELDS:
-                raise ConfigError(f"override: unknown key {k!r}{suggest(k)}")
+                raise ConfigError(f"override: unknown key {brief(k)}{suggest(k) if isinstance(k, str) else ''}")
             values[k] = coerce(k, v, f"override {k}")
     elif overrides:
         for k, v in parse_overrides(overrides).items():
@@ -377,22 +494,83 @@ def load_config(recipe: str | Path | None = None, overrides: list[str] | dict[st
     return cfg
 
 
+INT_LIMIT = 2**63 - 1  # what the libraries a run hands integers to (torch, NumPy) take
+
+
+def _num(x: float) -> str:
+    return str(x) if isinstance(x, int) else f"{x:g}"
+
+
+def range_text(name: str) -> str | None:
+    """Field `name`'s allowed range in words ("> 0", "in [0, 1)"), from its metadata; None: none."""
+    meta = FIELDS[name].metadata
+    lo = ("[", ">=", meta["ge"]) if "ge" in meta else ("(", ">", meta["gt"]) if "gt" in meta else None
+    hi = ("]", "<=", meta["le"]) if "le" in meta else (")", "<", meta["lt"]) if "lt" in meta else None
+    if lo and hi:
+        return f"in {lo[0]}{_num(lo[2])}, {_num(hi[2])}{hi[0]}"
+    if lo:
+        return f"{lo[1]} {_num(lo[2])}"
+    if hi:
+        return f"{hi[1]} {_num(hi[2])}"
+    return None
+
+
+def range_problem(name: str, value: Any) -> str | None:
+    """Why `value` (a number, or a list of numbers) is outside field `name`'s range: every number
+    in its range, floats finite (no nan or inf), integers below 2**63; None when it is fine."""
+    meta = FIELDS[name].metadata
+    rng = range_text(name)
+    numbers = value if isinstance(value, list) else [value]
+    for v in numbers:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        finite = not isinstance(v, float) or math.isfinite(v)
+        in_range = finite and not (
+            ("ge" in meta and v < meta["ge"]) or ("gt" in meta and v <= meta["gt"])
+            or ("le" in meta and v > meta["le"]) or ("lt" in meta and v >= meta["lt"]))
+        if in_range and abs(v) <= INT_LIMIT:
+            continue
+        if isinstance(value, list):
+            return f"{name}: every value must be a finite number{' ' + rng if rng else ''}, got {brief(value)}"
+        if in_range:  # (no upper bound of its own)
+            return f"{name} must be below 2**63, got {brief(v)}"
+        optional = _type_str(name).replace(" ", "").endswith("|None")
+        return f"{name} must be {'' if finite else 'a finite number '}{rng}{' or null' if optional else ''}, got {brief(v)}"
+    return None
+
+
 def validate(cfg: S3FTConfig, where: dict[str, str] | None = None, default: str = "config") -> None:
-    """Check values against each other and their allowed ranges; errors say where the value
-    came from (recipe file and line, or the command-line option)."""
+    """Check values against their allowed choices and ranges (every field's metadata) and against
+    each other; errors say where the value came from (recipe file and line, or the command-line
+    option)."""
     where = where or {}
 
     def fail(name: str, msg: str) -> None:
         raise ConfigError(f"{where.get(name, default)}: {msg}")
 
     for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
         choices = f.metadata.get("choices")
-        if choices and getattr(cfg, f.name) not in choices:
-            fail(f.name, f"{f.name} must be one of {', '.join(choices)}, got {getattr(cfg, f.name)!r}")
+        if choices and value is not None and value not in choices:
+            hint = suggest_in(value, tuple(choices)) if isinstance(value, str) else ""
+            fail(f.name, f"{f.name} must be one of {', '.join(choices)}, got {brief(value)}{hint}")
+        pattern = f.metadata.get("pattern")
+        if pattern and value is not None and not re.fullmatch(pattern[0], str(value)):
+            fail(f.name, f"{f.name} must be {pattern[1]}, got {brief(value)}")
+        if (problem := range_problem(f.name, value)) is not None:
+            fail(f.name, problem)
+    trackers = [t.strip() for t in cfg.report_to.split(",")]
+    bad = [t for t in trackers if t not in ("none", "all", *TRACKERS)]
+    if bad:
+        fail("report_to", f"report_to: unknown tracker {brief(bad[0])}{suggest_in(bad[0], TRACKERS)}; none, all, or "
+                          f"any of {', '.join(TRACKERS)} (separated by commas)")
+    out = Path(cfg.output_dir).resolve()
+    if out == Path(out.anchor):
+        fail("output_dir", f"output_dir {cfg.output_dir!r} is the filesystem root; give a folder of its own, e.g. runs/NAME")
     from s3ft.tasks import BUILTIN_TASKS
 
     if cfg.task not in BUILTIN_TASKS:
-        fail("task", f"unknown task {cfg.task!r}{suggest_in(cfg.task, BUILTIN_TASKS)}; built-in tasks: {', '.join(BUILTIN_TASKS)}")
+        fail("task", f"unknown task {brief(cfg.task)}{suggest_in(cfg.task, BUILTIN_TASKS)}; built-in tasks: {', '.join(BUILTIN_TASKS)}")
     if cfg.task == "jsonl" and not cfg.data_files:
         fail("task", "task jsonl needs data_files, e.g. data_files: {train: train.jsonl, test: test.jsonl}")
     from s3ft.judges import JUDGES
@@ -401,11 +579,11 @@ def validate(cfg: S3FTConfig, where: dict[str, str] | None = None, default: str 
 
     if is_custom(cfg.judge):
         try:
-            load_function(cfg.judge)
+            load_function(cfg.judge, timeout=cfg.judge_timeout)
         except JudgeError as e:
             fail("judge", str(e))
     elif cfg.judge is not None and cfg.judge not in JUDGES:
-        fail("judge", f"unknown judge {cfg.judge!r}{suggest_in(cfg.judge, JUDGES)}; judges: {', '.join(JUDGES)}, "
+        fail("judge", f"unknown judge {brief(cfg.judge)}{suggest_in(cfg.judge, JUDGES)}; judges: {', '.join(JUDGES)}, "
                       "or your own FILE.py:FUNCTION")
     for name in ("judge_model", "judge_base_url"):
         if getattr(cfg, name) and cfg.judge != "llm":
@@ -415,39 +593,13 @@ def validate(cfg: S3FTConfig, where: dict[str, str] | None = None, default: str 
     if cfg.judge_model and not cfg.judge_base_url and cfg.backend == "vllm":
         fail("judge_model", "with backend vllm the engine serves the base model and its adapters only; run the judge "
                             "model on a server (e.g. `vllm serve JUDGE`) and set judge_base_url")
-    for name in ("learning_rate", "num_train_epochs"):
-        if getattr(cfg, name) <= 0:
-            fail(name, f"{name} must be > 0, got {getattr(cfg, name)}")
-    if cfg.batch_size < 0:
-        fail("batch_size", f"batch_size must be >= 1, or 0 for automatic, got {cfg.batch_size}")
-    for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "lora_r"):
-        if getattr(cfg, name) < 1:
-            fail(name, f"{name} must be >= 1, got {getattr(cfg, name)}")
-    if cfg.max_concurrency < 1:
-        fail("max_concurrency", f"max_concurrency must be >= 1, got {cfg.max_concurrency}")
-    if cfg.max_retries < 0:
-        fail("max_retries", f"max_retries must be >= 0, got {cfg.max_retries}")
-    if cfg.request_timeout <= 0:
-        fail("request_timeout", f"request_timeout must be > 0, got {cfg.request_timeout}")
-    for name in ("train_size", "eval_size", "max_new_tokens", "general_limit", "cross_task_size"):
-        v = getattr(cfg, name)
-        if v is not None and v < 1:
-            fail(name, f"{name} must be >= 1 or null, got {v}")
-    for name in ("lora_dropout", "warmup_ratio"):
-        if not 0 <= getattr(cfg, name) < 1:
-            fail(name, f"{name} must be in [0, 1), got {getattr(cfg, name)}")
-    if not 0 <= cfg.paraphrase_min_length_ratio <= 1:
-        fail("paraphrase_min_length_ratio", f"paraphrase_min_length_ratio must be in [0, 1] (0: off), got {cfg.paraphrase_min_length_ratio}")
     unknown = [m for m in cfg.methods if m != BASE and m not in METHODS]
     if unknown:
-        fail("methods", f"methods: unknown {', '.join(unknown)}{suggest_in(unknown[0], tuple(METHODS))}; "
+        fail("methods", f"methods: unknown {', '.join(map(brief, unknown))}{suggest_in(unknown[0], tuple(METHODS))}; "
                         f"choose from {BASE}, {', '.join(METHODS)}")
-    for name in ("tune_learning_rates", "tune_epochs"):
-        if any(not v > 0 or v == float("inf") for v in getattr(cfg, name)):
-            fail(name, f"{name} must be positive finite numbers, got {getattr(cfg, name)}")
     bad = [t for t in cfg.cross_tasks if t not in BUILTIN_TASKS or t == "jsonl"]
     if bad:
-        fail("cross_tasks", f"cross_tasks must be built-in tasks (squad, gsm8k, mbpp, nq_open), got {', '.join(bad)}")
+        fail("cross_tasks", f"cross_tasks must be built-in tasks (squad, gsm8k, mbpp, nq_open), got {', '.join(map(brief, bad))}")
     if cfg.general_benchmarks:
         from s3ft.general import check_benchmarks
 

@@ -17,12 +17,27 @@ def accuracy(rows: Sequence[Mapping[str, Any]], n_boot: int = 1000, seed: int = 
         "n": n,
         "accuracy": round(100.0 * k / n, 2) if n else None,
         "cannot_judge": sum(1 for r in rows if r.get("correct") is None),
+        "cut_off": sum(1 for r in rows if r.get("stop") == "length"),  # answers that hit max_new_tokens
     }
     if n:
         rng = random.Random(seed)
         boots = sorted(sum(rng.choices(flags, k=n)) / n for _ in range(n_boot))
         out["ci95"] = [round(100 * boots[int(0.025 * n_boot)], 2), round(100 * boots[int(0.975 * n_boot) - 1], 2)]
     return out
+
+
+def span_scores(rows: Sequence[Mapping[str, Any]], examples: Sequence[Any]) -> dict[str, float]:
+    """SQuAD's standard exact match and token F1 (official v1.1 normalisation, best over the gold
+    answers, averaged over the rows, in %), beside a judge's accuracy on span-answer tasks."""
+    from s3ft.judges.qa import exact_match_score, f1_score, gold_answers
+
+    golds = {e.id: gold_answers(e) for e in examples}
+    scored = [(r.get("response") or "", golds[r["id"]]) for r in rows if golds.get(r["id"])]
+    if not scored:
+        return {}
+    em = sum(max(float(exact_match_score(t, g)) for g in gs) for t, gs in scored)
+    f1 = sum(max(f1_score(t, g) for g in gs) for t, gs in scored)
+    return {"em": round(100 * em / len(scored), 2), "f1": round(100 * f1 / len(scored), 2)}
 
 
 def paired(rows_a: Sequence[Mapping[str, Any]], rows_b: Sequence[Mapping[str, Any]], n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:

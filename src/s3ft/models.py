@@ -177,6 +177,59 @@ def resolve_device(device: str = "auto") -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def check_device(device: str) -> None:
+    """A device this machine has: auto and cpu always; cuda / cuda:N only where CUDA sees that
+    device (ModelError otherwise, before any model loads)."""
+    if device in ("auto", "cpu"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        build = " (a CPU-only build of PyTorch)" if torch.version.cuda is None else ""
+        raise ModelError(f"device {device!r}: no CUDA device is visible to PyTorch {torch.__version__}{build}; "
+                         "use device: cpu, or auto (cuda when a GPU is visible)")
+    index = int(device.split(":", 1)[1]) if ":" in device else 0
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise ModelError(f"device {device!r}: this machine has {count} CUDA device{'s' if count != 1 else ''} "
+                         f"(cuda:0{f' to cuda:{count - 1}' if count > 1 else ''})")
+
+
+CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "max_sequence_length")
+
+
+def context_length(name: str) -> tuple[int, str] | None:
+    """(the longest sequence - prompt + answer, in tokens - the model takes, where that number
+    comes from): its config's max_position_embeddings (or n_positions, ...; a multimodal config's
+    text_config), or the tokenizer's model_max_length when that is smaller and a real limit.
+    Read from the model folder's files (no model loads); None when they do not say (a hub name)."""
+    path = Path(resolve_model(name))
+    if not path.is_dir():
+        return None
+    base = _adapter_base(str(path))
+    found: list[tuple[int, str]] = []
+    for folder in [Path(base)] if base and Path(base).is_dir() else [path]:
+        try:
+            cfg = json.loads((folder / "config.json").read_text())
+        except (OSError, ValueError):
+            cfg = {}
+        for c in (cfg, cfg.get("text_config") if isinstance(cfg.get("text_config"), dict) else {}):
+            for key in CONTEXT_KEYS:
+                if isinstance(c.get(key), int) and not isinstance(c.get(key), bool) and c[key] > 0:
+                    found.append((c[key], f"{key} in {folder / 'config.json'}"))
+                    break
+    for folder in (path, Path(base) if base else path):
+        try:
+            tok = json.loads((folder / "tokenizer_config.json").read_text())
+        except (OSError, ValueError):
+            continue
+        n = tok.get("model_max_length")
+        if isinstance(n, (int, float)) and 0 < n < 10**7:  # (transformers writes 1e30 for "no limit")
+            found.append((int(n), f"model_max_length in {folder / 'tokenizer_config.json'}"))
+            break
+    return min(found) if found else None
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX): there a bf16 matmul
     runs ~2.5x faster than a float32 one (AMD EPYC, 2 cores: 423 vs 171 GFLOP/s); elsewhere torch

@@ -52,8 +52,8 @@ def paraphrases(s: Session) -> Path:
     c = s.cfg
     scope = paraphrase_scope_of(c)
     judged = judged_answers(s) if scope == "failed" else None
-    return paraphrase(s.stages(), s.train_examples(), judged, scope, s.generator(), s.model_id(), s.decoding(),
-                      c.paraphrase_max_new_tokens, s.judge(), s.task.paraphrase_kind,
+    return paraphrase(s.stages(), s.train_examples(), judged, scope, s.generator(), s.model_id(),
+                      s.decoding("paraphrase"), s.judge(), s.task.paraphrase_kind,
                       paraphrase_length_ratio(c, s.task.paraphrase_kind), c.rows_per_call("judge_flush"))
 
 
@@ -82,7 +82,7 @@ def trained_model(s: Session, method: str | None = None, barrier: Callable[[], N
 def in_domain(s: Session, name: str, model: str, model_fp: str, run: RunDir) -> dict[str, Any]:
     """eval: `model` answers s's evaluation split, judged -> <run>/eval/<name>.jsonl."""
     c = s.cfg
-    return evaluate(s.stages(run), name, s.eval_examples(), s.generator(model), model_fp, s.decoding(), s.judge(),
+    return evaluate(s.stages(run), name, s.eval_examples(), s.generator(model), model_fp, s.decoding("eval"), s.judge(),
                     c.rows_per_call("judge_flush"), what=f"{c.task} {c.eval_split} examples")
 
 
@@ -117,9 +117,11 @@ def preflight(s: Session, stages: tuple[str, ...] = COMMANDS) -> None:
     resolves, the task and its data files load (every row validated), the judge can be built
     (e.g. the code judge without the opt-in fails here, not after an hour of generation)."""
     from s3ft.judges.custom import check_on_gold, is_custom
-    from s3ft.models import check_chat_template, resolve_model
+    from s3ft.models import check_chat_template, check_device, resolve_model
 
     c = s.cfg
+    s.check_run_dir()  # a folder that is not an s3ft run is refused before anything else
+    check_device(c.device)
     resolve_model(c.model)
     if c.backend == "vllm":  # fail before any work when the extra is missing
         from s3ft.backends.vllm import import_vllm
@@ -141,6 +143,7 @@ def preflight(s: Session, stages: tuple[str, ...] = COMMANDS) -> None:
         check_chat_template(c.model)
         if s.judge_name == "llm" and c.judge_model and not c.judge_base_url:
             check_chat_template(c.judge_model)  # the judge model is found and can be prompted
+        check_prompt_lengths(s, stages)
     if s.judge_name == "llm" and c.judge_base_url and {"judge", "paraphrase", "eval"} & set(stages):
         s.judge_server_check()
     for split, rows in s.task.invalid.items():
@@ -148,6 +151,50 @@ def preflight(s: Session, stages: tuple[str, ...] = COMMANDS) -> None:
             log(f"skipped {len(rows)} invalid {split} rows (on_invalid: skip), e.g. {rows[0]['error']}")
     log(f"task {c.task}: {n_train} training examples" + (f", {n_eval} {c.eval_split} examples" if n_eval else "")
         + f"; judge {s.judge_name}; model {c.model}")
+
+
+def check_prompt_lengths(s: Session, stages: tuple[str, ...] = COMMANDS) -> None:
+    """A prompt longer than the model's context gets an empty or meaningless answer: refuse such
+    prompts before any work, counting them and naming the first (a jsonl task with on_invalid:
+    skip leaves them out instead, listed in the manifest's invalid_rows); warn when prompts leave
+    less room than max_new_tokens, so that answers may be cut short. Needs the model's files
+    (hf and vllm backends; a server applies its own limits)."""
+    from s3ft.backends.base import render_prompt
+    from s3ft.models import context_length, load_tokenizer
+
+    c = s.cfg
+    if c.backend == "openai" or (found := context_length(c.model)) is None:
+        return
+    limit, source = found
+    if c.backend == "vllm" and c.vllm_max_model_len and c.vllm_max_model_len < limit:
+        limit, source = c.vllm_max_model_len, "vllm_max_model_len"
+    tok = load_tokenizer(c.model)
+    room = s.decoding().max_new_tokens
+    splits = {c.train_split: s.train_examples()}
+    if "eval" in stages:
+        splits.setdefault(c.eval_split, s.eval_examples())
+    for split, exs in splits.items():
+        texts = [render_prompt(tok, e.prompt) for e in exs]
+        lengths = [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]] if texts else []
+        over = [(e, n) for e, n in zip(exs, lengths) if n >= limit]
+        if over:
+            e, n = over[0]
+            what = (f"{len(over)} of the {len(exs)} {split} prompts are longer than the model's context ({limit} tokens, "
+                    f"{source}): example {e.id!r} has {n} tokens")
+            if c.task == "jsonl" and c.on_invalid == "skip" and len(over) < len(exs):
+                skip = {x.id for x, _ in over}
+                s.task.invalid.setdefault(split, []).extend(
+                    {"id": x.id, "error": f"prompt of {m} tokens, longer than the model's context ({limit})"} for x, m in over)
+                exs[:] = [x for x in exs if x.id not in skip]
+                log(f"skipped {what} (on_invalid: skip)")
+                continue
+            raise ValueError(f"{what}; the model cannot answer them. Shorten those prompts, use a model with a longer "
+                             "context" + (", or set on_invalid: skip to leave them out" if c.task == "jsonl" else ""))
+        short = [(e, n) for e, n in zip(exs, lengths) if n + room > limit]
+        if short:
+            e, n = short[0]
+            log(f"warning: {len(short)} {split} prompts leave less than max_new_tokens ({room}) tokens for the answer "
+                f"within the model's context ({limit}); their answers may be cut short (e.g. example {e.id!r}: {n} tokens)")
 
 
 # --------------------------------------------------------------------------- commands

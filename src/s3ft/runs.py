@@ -6,7 +6,13 @@
   by example `id`. Rerunning a stage whose fingerprint is unchanged skips the rows already
   written; a half-written last line from a crash is cut off; a changed fingerprint (config,
   inputs, model) re-runs the stage from scratch, like make.
-- `.lock` holds the pid of the process writing the directory; a second process is refused.
+- `manifest.json` says that the folder is an s3ft run (its `s3ft_run` entry; a manifest with
+  `stages` / `config` written before that entry existed counts too). s3ft writes into a new or
+  empty folder or an s3ft run directory only: any other folder is refused before any work
+  (`RunDir.check_usable`), naming the files a run would overwrite.
+- `.lock` holds the pid and host of the process writing the directory; a second process is
+  refused. A lock left by a process of this host that is no longer running is taken over; one
+  written on another host (a shared filesystem), or one still empty, is never removed silently.
 - Under a multi-process launch (torchrun / accelerate launch: WORLD_SIZE > 1) only the process
   of rank 0 writes the run directory: on the other ranks the manifest writes, the stage
   bookkeeping and the lock are no-ops (see `is_main_process`)."""
@@ -23,11 +29,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from s3ft.checks import brief, path_problem
+
 MANIFEST = "manifest.json"
+RUN_MARKER = "s3ft_run"  # the manifest entry that makes a folder an s3ft run directory
+MANIFEST_FORMAT = 1
+IGNORED = (".lock", MANIFEST + ".tmp")  # what a folder may hold and still count as empty
 
 
 class RunLockedError(RuntimeError):
     pass
+
+
+class RunDirError(ValueError):
+    """output_dir cannot be used: a file, not writable, or a folder that is not an s3ft run."""
 
 
 # ---------------------------------------------------------------- JSONL
@@ -92,21 +107,36 @@ class JsonlWriter:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically (temp file + rename)."""
+    """Write JSON atomically (temp file + rename; a failed write, e.g. a full disk, leaves the old
+    file and no temp file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    text = json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n"
+    _atomic(path, lambda f: f.write(text))
 
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     """Write a whole JSONL file atomically (temp file + rename); streams use JsonlWriter."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
+
+    def write(f) -> None:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+
+    _atomic(path, write)
+
+
+def _atomic(path: Path, write) -> None:
+    """`write(f)` into PATH.tmp, fsync, rename over `path`; on any failure the temp file goes."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 # ---------------------------------------------------------------- fingerprints
@@ -173,13 +203,22 @@ class RunDir:
     # manifest --------------------------------------------------------------
     def manifest(self) -> dict[str, Any]:
         p = self.path / MANIFEST
-        return json.loads(p.read_text()) if p.exists() else {"stages": {}}
+        if not p.exists():
+            return {"stages": {}}
+        m, problem = read_manifest(p)
+        if problem:
+            raise RunDirError(f"{p}: not an s3ft manifest: {problem}")
+        return m
+
+    def _write_manifest(self, m: dict[str, Any]) -> None:
+        m[RUN_MARKER] = run_marker()
+        write_json(self.path / MANIFEST, m)
 
     def update_manifest(self, **fields: Any) -> dict[str, Any]:
         m = self.manifest()
         m.update(fields)
         if is_main_process():
-            write_json(self.path / MANIFEST, m)
+            self._write_manifest(m)
         return m
 
     def stage_record(self, stage: str) -> dict[str, Any] | None:
@@ -190,7 +229,7 @@ class RunDir:
             return
         m = self.manifest()
         m.setdefault("stages", {})[stage] = record
-        write_json(self.path / MANIFEST, m)
+        self._write_manifest(m)
 
     def is_done(self, stage: str, fp: str, outputs: Iterable[Path]) -> bool:
         rec = self.stage_record(stage)
@@ -217,34 +256,166 @@ class RunDir:
         self.set_stage(stage, status="done", fingerprint=fp, seconds=round(time.time() - t0, 1),
                        finished=time.strftime("%Y-%m-%dT%H:%M:%S"), **info)
 
+    # is it ours ---------------------------------------------------------------
+    def check_usable(self) -> None:
+        """Refuse, before any work, an output_dir s3ft must not write into: a file (or a path under
+        one), a folder that cannot be written (read-only filesystem, permissions), or a folder that
+        holds anything but is not an s3ft run directory (no manifest.json saying so) - a run would
+        replace the files that have an output's name and merge itself into the folder. A new or
+        empty folder, and an s3ft run directory, are fine."""
+        path = self.path
+        if os.path.lexists(path) and not path.is_dir():
+            what = path_problem(path) or "is a file"
+            raise RunDirError(f"output_dir {path} {what if what.startswith('is ') else 'is ' + what}, not a folder; "
+                              "give a folder for the run (a new one, or an s3ft run directory)")
+        existing = path
+        while not os.path.lexists(existing):
+            existing = existing.parent
+        if not existing.is_dir():
+            raise RunDirError(f"output_dir {path}: {existing} is a file, so the folder cannot be made under it")
+        if not _writable(existing):
+            why = "is on a read-only filesystem" if _read_only(existing) else "is not writable (permission denied)"
+            raise RunDirError(f"output_dir {path}: {existing} {why}; give a folder s3ft can write")
+        if existing != path:
+            return  # a new folder
+        entries = sorted(e for e in os.listdir(path) if e not in IGNORED)
+        if not entries:
+            return
+        if MANIFEST in entries:
+            m, problem = read_manifest(path / MANIFEST)
+            if problem is None and is_run_manifest(m):
+                return
+            why = (f"its {MANIFEST} is {problem}" if problem else f"its {MANIFEST} was not written by s3ft (no "
+                   f"{RUN_MARKER!r} entry; keys: {', '.join(map(brief, list(m)[:6])) or 'none'})")
+        else:
+            why = f"it has no {MANIFEST}"
+        clash = would_overwrite(entries)
+        files = (f"a run would overwrite {', '.join(clash[:8])}" + (f" and {len(clash) - 8} more" if len(clash) > 8 else "")
+                 if clash else f"it holds {', '.join(entries[:5])}" + (f" and {len(entries) - 5} more" if len(entries) > 5 else ""))
+        raise RunDirError(f"output_dir {path} is not empty and is not an s3ft run directory ({why}); {files}. "
+                          "Give a new or empty folder, or the folder of an earlier s3ft run")
+
     # lock --------------------------------------------------------------------
     @contextmanager
     def lock(self) -> Iterator[None]:
+        """Hold `.lock` (pid and host) while a process writes the run directory. Checks first that
+        the folder may be written (check_usable). A lock of a process of this host that is no
+        longer running is taken over; a live one, one from another host (a shared filesystem:
+        s3ft cannot tell whether it still runs) or an empty one (a process between creating it
+        and writing its pid) refuses the run, saying what to do."""
         if not is_main_process():  # rank 0 holds the lock for the whole launch
             yield
             return
+        self.check_usable()
         self.path.mkdir(parents=True, exist_ok=True)
         lock = self.path / ".lock"
         me = f"{os.getpid()} {platform.node()}"
-        for _ in range(2):
+        for _ in range(3):
             try:
                 fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-                os.write(fd, me.encode())
-                os.close(fd)
-                break
             except FileExistsError:
-                other = lock.read_text().strip() if lock.exists() else ""
-                pid = int(other.split()[0]) if other.split() and other.split()[0].isdigit() else None
-                if pid is not None and _alive(pid) and other.split()[1:2] == [platform.node()]:
-                    raise RunLockedError(
-                        f"{self.path} is in use by process {pid} ({other}); wait for it to finish, or stop it first"
-                    ) from None
-                lock.unlink(missing_ok=True)  # stale lock from a dead process
+                self._stale_or_raise(lock)
+                continue
+            try:
+                os.write(fd, me.encode())
+            finally:
+                os.close(fd)
+            break
+        else:
+            raise RunLockedError(f"{self.path}: could not take {lock}: another process keeps creating it")
         try:
             yield
         finally:
-            if lock.exists() and lock.read_text().strip() == me:
-                lock.unlink()
+            if _read(lock) == me:
+                lock.unlink(missing_ok=True)
+
+    def _stale_or_raise(self, lock: Path) -> None:
+        """`lock` exists: remove it when its process (on this host) is gone, else raise."""
+        other = _read(lock)
+        for _ in range(20):  # a process between creating the lock and writing its pid: give it 2 s
+            if other:
+                break
+            time.sleep(0.1)
+            other = _read(lock)
+            if other is None:
+                return  # gone meanwhile
+        if other is None:
+            return
+        words = other.split()
+        if not words:
+            raise RunLockedError(f"{lock} is empty: another s3ft process may be starting in {self.path} (or one died "
+                                 f"while starting). If no s3ft process uses {self.path}, delete {lock} and run again")
+        pid = int(words[0]) if words[0].isdigit() else None
+        host = words[1] if len(words) > 1 else None
+        if pid is None:
+            raise RunLockedError(f"{lock} holds {brief(other[:80])}, not an s3ft lock (pid host); if no s3ft process "
+                                 f"uses {self.path}, delete {lock} and run again")
+        if host is not None and host != platform.node():
+            raise RunLockedError(f"{self.path} is locked by process {pid} on host {host} (this is {platform.node()}; "
+                                 f"a shared filesystem?) and s3ft cannot tell from here whether it still runs. If it "
+                                 f"does not, delete {lock} and run again")
+        if _alive(pid):
+            raise RunLockedError(
+                f"{self.path} is in use by process {pid} ({other}); wait for it to finish, or stop it first")
+        lock.unlink(missing_ok=True)  # stale: its process is gone
+
+
+def _read(path: Path) -> str | None:
+    """A small file's text, stripped; None when it is not there."""
+    try:
+        return path.read_text(errors="replace").strip()
+    except FileNotFoundError:
+        return None
+
+
+def _writable(folder: Path) -> bool:
+    return os.access(folder, os.W_OK | os.X_OK) and not _read_only(folder)
+
+
+def _read_only(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
+
+
+def run_marker() -> dict[str, Any]:
+    """The manifest entry that says "an s3ft run directory": s3ft's version and the format."""
+    return {"format": MANIFEST_FORMAT, "version": versions().get("s3ft", "unknown")}
+
+
+def read_manifest(path: Path) -> tuple[dict[str, Any], str | None]:
+    """(the manifest, None), or ({}, what is wrong with it): not readable, not JSON, not an object."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        return {}, f"not readable ({getattr(e, 'strerror', None) or e})"
+    try:
+        m = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        return {}, f"not JSON ({str(e)[:120]})"
+    if not isinstance(m, dict):
+        return {}, f"a JSON {type(m).__name__}, not an object"
+    return m, None
+
+
+def is_run_manifest(m: dict[str, Any]) -> bool:
+    """An s3ft run's manifest: it carries the marker, or (written before the marker existed) it
+    has s3ft's `stages` / `config` entries in their shapes."""
+    return any(isinstance(m.get(k), dict) for k in (RUN_MARKER, "stages", "config"))
+
+
+def would_overwrite(entries: Iterable[str]) -> list[str]:
+    """The names among a folder's `entries` that an s3ft run writes (and would replace)."""
+    from s3ft.methods import METHODS
+
+    fixed = {MANIFEST, "own.jsonl", "own_judged.jsonl", "paraphrase.jsonl", "metrics.json", "summary.md",
+             "compare.json", "logprob.jsonl", "eval", "general", "report", "tune", *METHODS}
+    out = []
+    for e in entries:
+        if e in fixed or (e.startswith("train.") and e.endswith(".jsonl")) or e.startswith(("seed-", "llm_judge_cache.")):
+            out.append(e + "/" if e in ("eval", "general", "report", "tune", *METHODS) or e.startswith("seed-") else e)
+    return out
 
 
 def _alive(pid: int) -> bool:

@@ -247,12 +247,16 @@ class Session:
         """A handle on `model`'s generator (default: the base model)."""
         return self.models.generator(model or self.cfg.model)
 
-    def decoding(self) -> Decoding:
-        """How answers are generated: length limit, sampling, and what else their text depends on."""
-        c = self.cfg
+    def decoding(self, kind: str = "answer") -> Decoding:
+        """How `kind` (answer: own answers; paraphrase; eval: evaluation answers) is generated:
+        length limit, sampling, and what else the text depends on."""
+        c, t = self.cfg, self.task
+        limit = {"answer": c.max_new_tokens or t.max_new_tokens,
+                 "paraphrase": c.paraphrase_max_new_tokens or c.max_new_tokens or t.paraphrase_max_new_tokens,
+                 "eval": c.eval_max_new_tokens or c.max_new_tokens or t.eval_max_new_tokens}[kind]
         served = (c.openai_model, c.openai_base_url) if c.backend == "openai" else ()
-        return Decoding(max_new_tokens=c.max_new_tokens or self.task.max_new_tokens, temperature=c.temperature,
-                        top_p=c.top_p, seed=c.seed, backend=c.backend, dtype=c.resolved_dtype(), served=served)
+        return Decoding(max_new_tokens=limit, temperature=c.temperature, top_p=c.top_p, seed=c.seed, backend=c.backend,
+                        dtype=c.resolved_dtype(), served=served)
 
     # judge --------------------------------------------------------------------
     @property
@@ -291,11 +295,15 @@ class Session:
         return self.shared.judges[key]
 
     def judge_options(self, name: str) -> dict[str, Any]:
+        from s3ft.judges.custom import is_custom
+
         c = self.cfg
         if name == "qa":
             return {"policy": c.qa_policy, "f1_threshold": c.qa_f1_threshold}
         if name == "code":
             return {"allow_code_execution": c.allow_code_execution, "workers": c.judge_workers}
+        if is_custom(name):  # your own judge: how long one call may take
+            return {"timeout": c.judge_timeout}
         if name == "llm":
             # one cache per judge model: the same prompt to another judge is another verdict
             judge_id = fingerprint(self.judge_model_id())[:12]
@@ -312,6 +320,12 @@ class Session:
         except Exception as e:
             raise ValueError(f"judge_base_url {c.judge_base_url}: the judge model {c.judge_model!r} "
                              f"did not answer a test request ({type(e).__name__}: {e})") from e
+
+    # run directory --------------------------------------------------------------
+    def check_run_dir(self) -> None:
+        """Before any work: output_dir is a folder s3ft may write - new, empty, or an s3ft run
+        directory (runs.RunDir.check_usable says why not, naming the files it would overwrite)."""
+        self.run.check_usable()
 
     # manifest -----------------------------------------------------------------
     def write_manifest(self) -> None:

@@ -236,10 +236,8 @@ def score_only_supervised_positions() -> bool:
     and masks afterwards (so that Neuron's compiler sees fixed shapes). On CPU nothing is compiled,
     and with completion-only loss most positions have no label - a SQuAD row is ~240 prompt
     tokens and ~10 answer tokens - so projecting all of them onto the 49k-word vocabulary is most
-    of the LM head's work and its biggest activation. Measured with this change alone
-    (bench/train_speed.py, SmolLM2-135M, 2 CPU cores, batch 8 of SQuAD, 2026-11-21), s3ft vs a
-    plain TRL script: LoRA 61.7 -> 91.6 tokens/s and peak RSS 17.2 -> 14.8 GB; full fine-tuning
-    66.9 -> 110.1 tokens/s, 14.2 -> 10.2 GB, identical losses. The loss and gradients are the same up to float
+    of the LM head's work and its biggest activation (its effect on speed and memory:
+    docs/speed.md, bench/results/train_speed.md). The loss and gradients are the same up to float
     rounding (tests/test_training.py). Process-wide; returns whether the hook was installed
     (False: this TRL has no such switch, nothing changed)."""
     try:
@@ -325,11 +323,9 @@ def return_freed_memory() -> bool:
     tensors of other sizes and are not returned: resident memory grows far past what is live.
     LoRA suffers most: per adapted projection it makes several temporaries the size of the
     layer's input (dropout, x @ A, B's output, the scaled sum) between the kept activations.
-    A fixed 8 MB threshold maps the big activations and unmaps them when freed. Measured on
-    SmolLM2-135M, 2 CPU cores, LoRA all-linear, batch 8, 64 SQuAD rows (bench/train_speed.py's
-    s3ft-lora arm, 2026-11-21): 8 MB 118.6 tokens/s, peak RSS 9.4 GB; 4 MB 85.4, 8.0 GB; 2 MB
-    80.2, 7.6 GB (page faults on every mapped block). Live memory alone (64 KB threshold, by
-    phase) is ~1 GB below full fine-tuning's; the rest of LoRA's peak is this heap. A user who
+    A fixed 8 MB threshold maps the big activations and unmaps them when freed; lower thresholds
+    trade speed for memory (page faults on every mapped block; figures in docs/speed.md). Live
+    memory alone is below full fine-tuning's; the rest of LoRA's peak is this heap. A user who
     prefers memory to speed sets MALLOC_MMAP_THRESHOLD_ (kept) or gradient checkpointing.
     Process-wide; returns whether it was set."""
     import ctypes

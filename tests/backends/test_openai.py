@@ -93,11 +93,13 @@ def test_openai_backend_matches_hf_greedy(served, sharp_model_dir):
 
     gen = OpenAIGenerator(served, str(sharp_model_dir), max_concurrency=3, request_timeout=60, max_retries=1)
     seen = list(gen.stream(PROMPTS, 8, temperature=0.0, seed=7, progress=False))
-    assert sorted(i for i, _ in seen) == list(range(len(PROMPTS)))  # every prompt exactly once
-    got = [None] * len(PROMPTS)
-    for i, text in seen:
-        got[i] = text
+    assert sorted(i for i, _, _ in seen) == list(range(len(PROMPTS)))  # every prompt exactly once
+    got, stops = [None] * len(PROMPTS), [None] * len(PROMPTS)
+    for i, text, stop in seen:
+        got[i], stops[i] = text, stop
     assert got == want, (got, want)
+    # the server's finish_reason gives the same stop reasons as the local loop (8 tokens: some are cut off)
+    assert stops == [s for _, _, s in sorted(local.stream(PROMPTS, 8, progress=False))]
 
 
 def test_make_generator_openai_from_config(served, sharp_model_dir, monkeypatch):
@@ -266,3 +268,19 @@ def test_a_failed_request_stops_the_retries_of_the_others():
         time.sleep(2.0)  # past the SDK's first two backoffs (0.5 s, 1 s)
     sent = [b["messages"][0]["content"] for b in stub.bodies]
     assert sorted(set(sent)) == sorted(sent) and "bad" in sent  # each prompt at most once: no retry after the failure
+
+
+def test_stop_reasons_come_from_finish_reason():
+    """finish_reason "length" is a cut-off answer, "stop" the end of the turn; n > 1 gives one per choice."""
+    def respond(stub, body):
+        q = body["messages"][0]["content"]
+        choices = [{"index": k, "finish_reason": "length" if (q == "long") != (k == 1) else "stop",
+                    "message": {"role": "assistant", "content": f"{q}-{k}"}} for k in range(body.get("n", 1))]
+        return 200, json.dumps({"id": "x", "object": "chat.completion", "choices": choices}).encode()
+
+    with Stub(respond) as stub:
+        gen = OpenAIGenerator(stub.url, "m", max_concurrency=2)
+        prompts = [[{"role": "user", "content": q}] for q in ("long", "short")]
+        assert sorted(gen.stream(prompts, 5, progress=False)) == [(0, "long-0", "length"), (1, "short-0", "end_of_turn")]
+        got = sorted(gen.stream(prompts, 5, temperature=1.0, n=2, progress=False))
+        assert got == [(0, ["long-0", "long-1"], ["length", "end_of_turn"]), (1, ["short-0", "short-1"], ["end_of_turn", "length"])]

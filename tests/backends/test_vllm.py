@@ -22,8 +22,14 @@ PROMPTS = [[{"role": "user", "content": c}] for c in ("hi", "What is 2+2?", "Nam
 
 
 class _Out:
-    def __init__(self, token_ids):
-        self.outputs = [types.SimpleNamespace(token_ids=token_ids, text="(vLLM's own detokenisation, unused)")]
+    """vLLM's RequestOutput as s3ft reads it: finish_reason "length" at max_tokens, else "stop"
+    with stop_reason None (an eos / stop token id ended it)."""
+
+    def __init__(self, token_ids, max_tokens, stop_ids):
+        ended = any(t in stop_ids for t in token_ids)
+        self.outputs = [types.SimpleNamespace(token_ids=token_ids, text="(vLLM's own detokenisation, unused)",
+                                              finish_reason="stop" if ended or len(token_ids) < max_tokens else "length",
+                                              stop_reason=None)]
 
 
 def _fake_vllm(monkeypatch, record: dict):
@@ -80,7 +86,7 @@ def _fake_vllm(monkeypatch, record: dict):
                     new = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
                                          max_new_tokens=params.kw["max_tokens"], eos_token_id=params.kw["stop_token_ids"],
                                          pad_token_id=self.tok.pad_token_id)[0, ids.shape[1]:].tolist()
-                outs.append(_Out(new))
+                outs.append(_Out(new, params.kw["max_tokens"], params.kw["stop_token_ids"]))
             return outs
 
     import importlib.machinery
@@ -130,16 +136,18 @@ def test_vllm_backend_matches_hf_greedy(monkeypatch, sharp_model_dir):
     from s3ft.backends import make_generator
     from s3ft.backends.hf import HFGenerator
 
-    want = HFGenerator.from_name(str(sharp_model_dir), batch_size=1, dtype="float32", device="cpu").generate(
-        PROMPTS, 6, progress=False)
+    local = HFGenerator.from_name(str(sharp_model_dir), batch_size=1, dtype="float32", device="cpu")
+    want = local.generate(PROMPTS, 6, progress=False)
+    want_stop = [s for _, _, s in sorted(local.stream(PROMPTS, 6, progress=False))]
     record: dict = {}
     _fake_vllm(monkeypatch, record)
     cfg = S3FTConfig(model=str(sharp_model_dir), backend="vllm", vllm_tensor_parallel_size=4, vllm_chunk_size=2)
     gen = make_generator(cfg)
     seen = list(gen.stream(PROMPTS, 6, progress=False))
-    assert [i for i, _ in seen] == list(range(len(PROMPTS)))
+    assert [i for i, _, _ in seen] == list(range(len(PROMPTS)))
     assert len(set(want)) > 1 and all(want), want  # not a vacuous comparison
-    assert [t for _, t in seen] == want
+    assert [t for _, t, _ in seen] == want
+    assert [s for _, _, s in seen] == want_stop  # both backends agree
     eng = record["engine"]
     assert eng["tensor_parallel_size"] == 4 and eng["model"] == str(sharp_model_dir) and eng["dtype"] == "float32"
     # ready for the adapters this run trains (LoRA rank 8) on the same engine

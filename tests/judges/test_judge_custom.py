@@ -146,7 +146,7 @@ class EchoGenerator:
     def stream(self, prompts, max_new_tokens, desc=None, **kw):
         for j, p in enumerate(prompts):
             i = int(p[-1]["content"].split("item ")[1].split("?")[0])
-            yield j, f"thing {i}" if i % 2 == 0 else "nothing"
+            yield j, (f"thing {i}" if i % 2 == 0 else "nothing"), "end_of_turn"
 
 
 def test_pipeline_judges_with_the_users_function_and_rejudges_when_it_changes(tmp_path, monkeypatch, capsys, tiny_model_dir):
@@ -240,3 +240,112 @@ def test_the_judge_file_is_compiled_as_its_own_module(judge_file):
     Python imports the file."""
     fn, _ = load_function(f"{judge_file}:annotated")
     assert fn.__annotations__ == {"response": int}
+
+
+HOSTILE = textwrap.dedent('''
+    import sys
+    import time
+
+    def exits(example, response):
+        sys.exit(0)
+
+    def hangs(example, response):
+        while True:
+            pass
+
+    def sleeps(example, response):
+        time.sleep(1000)
+
+    def swallows(example, response):
+        try:
+            time.sleep(1000)
+        except Exception:
+            return True
+
+    def fine(example, response):
+        return True
+
+    def exits_batched(examples, responses):
+        sys.exit(3)
+
+    exits_batched.batched = True
+''')
+
+
+@pytest.fixture
+def hostile(tmp_path):
+    path = tmp_path / "hostile_judge.py"
+    path.write_text(HOSTILE)
+    return path
+
+
+def test_a_judge_that_calls_sys_exit_stops_the_stage_naming_the_judge(hostile):
+    """sys.exit(0) inside a judge used to end the whole run with exit code 0 and nothing done."""
+    from s3ft.judges.custom import make_custom_judge
+
+    with pytest.raises(JudgeError, match=r"hostile_judge.py:exits' called sys.exit\(0\) on example 'e1' .*must not exit"):
+        make_custom_judge(f"{hostile}:exits")([ex(1, "x")], ["Paris"])
+    with pytest.raises(JudgeError, match=r"called sys.exit\(3\) on a batch of 2 starting with example 'e1'"):
+        make_custom_judge(f"{hostile}:exits_batched")([ex(1, "x"), ex(2, "x")], ["a", "b"])
+
+
+def test_a_judge_file_that_calls_sys_exit_at_import_is_a_config_error(tmp_path):
+    script = tmp_path / "script_judge.py"
+    script.write_text("import sys\n\ndef judge(example, response):\n    return True\n\nsys.exit(0)\n")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"task: squad\njudge: {script}:judge\n")
+    with pytest.raises(ConfigError, match=rf"{recipe} line 2: judge .*script_judge.py:judge': importing .* called "
+                                          r"sys.exit\(0\); a judge file must not exit the process"):
+        load_config(recipe)
+
+
+@pytest.mark.parametrize("fn", ["hangs", "sleeps", "swallows"])
+def test_a_judge_that_never_returns_is_stopped_after_its_timeout(hostile, fn):
+    import time
+
+    from s3ft.judges.custom import make_custom_judge
+
+    judge = make_custom_judge(f"{hostile}:{fn}", timeout=0.3)
+    t0 = time.monotonic()
+    with pytest.raises(JudgeError, match=rf":{fn}' did not return within 0.3 s on example 'e5' .*judge_timeout"):
+        judge([ex(5, "x")], ["Paris"])
+    assert time.monotonic() - t0 < 5
+    assert make_custom_judge(f"{hostile}:fine", timeout=0.3)([ex(6, "x")], ["y"]) == [Verdict(True, "")]
+
+
+def test_the_timeout_holds_outside_the_main_thread_too(hostile):
+    import threading
+
+    from s3ft.judges.custom import make_custom_judge
+
+    judge = make_custom_judge(f"{hostile}:hangs", timeout=0.3)
+    caught = []
+
+    def run():
+        try:
+            judge([ex(7, "x")], ["Paris"])
+        except JudgeError as e:
+            caught.append(str(e))
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(10)
+    assert caught and "did not return within 0.3 s on example 'e7'" in caught[0]
+
+
+def test_judge_timeout_reaches_the_judge_from_the_recipe(tmp_path, hostile, capsys):
+    """Through the real `s3ft judge` command: judge_timeout on the command line reaches your judge;
+    the call that hangs is stopped, naming the example, and no output is written."""
+    data = trivia(tmp_path, 2)
+    code = main(["judge", "--task", "jsonl", "--data_files", f"{{train: {data}}}", "--id_field", "id",
+                 "--prompt_field", "question", "--response_field", "answer", "--judge", f"{hostile}:sleeps",
+                 "--judge_timeout", "0.3", "--predictions", str(_preds(tmp_path)), "--output", str(tmp_path / "o.jsonl")])
+    assert code == 2
+    assert "did not return within 0.3 s on example 't0'" in capsys.readouterr().err
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def _preds(tmp_path):
+    p = tmp_path / "p.jsonl"
+    p.write_text(json.dumps({"id": "t0", "response": "item 0"}) + "\n")
+    return p

@@ -1,5 +1,7 @@
 """Math judge: every GSM8K train solution is judged correct against its own final number, the
-same solution with the number changed is judged wrong, and the usual answer formats work."""
+same solution with the number changed is judged wrong, and the usual answer formats work. The
+whole final expression is compared: a boxed or stated expression that differs from the gold by
+any term is wrong ("\\boxed{9+1}" is not 9, "3\\sqrt{13}" is not 3), equivalent forms are right."""
 from __future__ import annotations
 
 import gzip
@@ -13,10 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from s3ft.judges import get_judge
-from s3ft.judges.math import extract_answer, judge_math, last_boxed, to_fraction
+from s3ft.judges.math import extract_answer, gold_answer, judge_math, last_boxed, to_fraction
 from s3ft.types import Example
 
 GSM8K_TRAIN = Path("/work/shared/data/gsm8k/train.jsonl.gz")
+GSM8K_TEST = Path(__file__).resolve().parents[2] / "src/s3ft/data/gsm8k/test.jsonl.gz"
 
 
 def ex(answer=None, gold=""):
@@ -84,6 +87,19 @@ CASES = [
     ("-3", "The answer is -3.", True),
     ("-3", "The answer is −3", True),
     ("16", "The answer is 18 - 2 = 16.", True),
+    ("13", "The answer is 15 - 2 = 13", True),  # the result after the last '='
+    ("13", "The answer is 13, since 15 - 2 = 13.", True),
+    ("13", "The answer is 13 (15 - 2 = 13).", True),
+    ("16", "The answer is: she earns 18 - 2 = 16 dollars.", True),
+    ("8", "The answer is $5 + $3 = $8.", True),
+    ("72", "The answer is \\boxed{72 \\text{ dollars}}", True),
+    ("5", "The answer is 5 kg.", True),
+    ("18", "The answer is **18**.", True),
+    ("18", "The answer is 18 cm^2.", True),
+    ("8", "The answer is 5 + 3 = 8, so she has 8 apples", True),
+    ("23", "The answer is: 18 + 2 + 3 = <<18+2+3=23>>23", True),  # calculator annotations
+    ("18000", "The answer is 18\\,000", True),
+    ("18", "The answer is 18\\,000", False),
     ("5", "The answer is x = 5", True),
     ("18", "The answer is that she has 18 apples.", True),
     ("72", "The answer is:\n\n72", True),
@@ -107,6 +123,80 @@ CASES = [
 def test_answer_formats(gold, response, expected):
     v = judge_math(ex(gold), response)
     assert v.correct is expected, v
+
+
+# gold expression, response, expected: the whole final expression is compared
+EXPRESSION_CASES = [
+    # differs from the gold by a term, a factor or a coefficient: wrong
+    ("9", "The answer is $\\boxed{9+1}$.", False),
+    ("9", "So we get \\boxed{9+1}", False),
+    ("9", "The answer is 9 + 1.", False),
+    ("9", "#### 9+1", False),
+    ("3\\sqrt{13}", "The answer is 3\\sqrt{13}+1", False),
+    ("3\\sqrt{13}", "The answer is $3\\sqrt{13}+1$.", False),
+    ("3\\sqrt{13}", "The answer is 3", False),  # the gold is 3*sqrt(13), not its leading 3
+    ("3\\sqrt{13}", "\\boxed{4\\sqrt{13}}", False),
+    ("\\frac{1}{2}", "The answer is \\frac{1}{2}+x", False),
+    ("\\frac{1}{2}", "\\boxed{\\frac{1}{2}+x}", False),
+    ("\\frac{3}{4}", "\\boxed{3}", False),
+    ("x^2-1", "\\boxed{x^2}", False),
+    ("2\\pi", "The answer is $2\\pi + 1$", False),
+    ("[0, 1)", "The answer is $[0, 1)+1$.", False),
+    ("3", "\\boxed{(1,2,3)+1}", False),  # math-verify's plain-expression fallback would read 3
+    ("5", "\\boxed{5t}", False),  # math-verify's unit stripping would read 5
+    ("-12+5t", "\\boxed{-7}", False),
+    # equivalent forms: right
+    ("\\frac{1}{2}", "The answer is 0.5", True),
+    ("0.5", "\\boxed{\\frac{1}{2}}", True),
+    ("\\frac{1}{2}", "The answer is $\\dfrac{1}{2}$.", True),
+    ("0.5", "\\boxed{\\dfrac12}", True),
+    ("\\frac{1}{2}", "The answer is \\frac{1}{2}, which is half of it.", True),
+    ("x^2-1", "The answer is x^2 - 1.", True),
+    ("x^2-1", "\\boxed{(x-1)(x+1)}", True),
+    ("3\\sqrt{13}", "\\boxed{3\\sqrt{13}}", True),
+    ("3\\sqrt{13}", "The answer is $\\sqrt{117}$.", True),
+    ("3\\sqrt{13}", "The answer is 3 sqrt(13).", True),
+    ("3\\sqrt{13}", "The answer is $3\\sqrt{13}$ square units.", True),
+    ("3\\sqrt{13}", "The answer is $3\\sqrt{13}\\text{ cm}^2$", True),
+    ("2\\pi", "The answer is 2 pi", True),
+    ("[0, 1)", "The answer is $\\left[0,1\\right)$.", True),
+    ("\\{1, 2\\}", "\\boxed{\\{2, 1\\}}", True),
+    ("(1, 2, 3)", "The answer is $(1,2,3)$", True),
+    ("y = 2x + 1", "The answer is y = 2x+1", True),
+    ("120", "The answer is $5!$", True),
+    ("90", "The answer is $90^\\circ$.", True),
+]
+
+
+@pytest.mark.parametrize("gold,response,expected", EXPRESSION_CASES)
+def test_whole_expression_is_compared(gold, response, expected):
+    v = judge_math(ex(gold), response)
+    assert v.correct is expected, v
+
+
+def test_extracted_span_is_the_whole_final_expression():
+    assert extract_answer("The answer is $\\boxed{9+1}$.") == ("9+1", "answer_is")
+    assert extract_answer("The answer is 3\\sqrt{13}+1")[0] == "3\\sqrt{13}+1"
+    assert extract_answer("The answer is 15 - 2 = 13") == ("13", "answer_is")
+    assert extract_answer("The answer is x = 5")[0] == "5"
+    assert extract_answer("we get \\boxed{\\frac{1}{2}+x}") == ("\\frac{1}{2}+x", "boxed")
+    assert gold_answer(ex("3\\sqrt{13}")) == "3\\sqrt{13}"  # an expression, not 3
+    assert gold_answer(ex("$1,000")) == "1000"
+
+
+def gsm8k_test_rows():
+    with gzip.open(GSM8K_TEST, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def test_gsm8k_test_gold_plus_one_appended_is_wrong():
+    rows = gsm8k_test_rows()[::6]
+    for row in rows:
+        n = row["answer"].rsplit("####", 1)[1].strip().replace(",", "")
+        e = ex(n)
+        assert judge_math(e, f"The answer is {n}.").correct is True
+        assert judge_math(e, f"The answer is {n}+1.").correct is False, n
+        assert judge_math(e, f"So the total is $\\boxed{{{n}+1}}$.").correct is False, n
 
 
 def test_gold_forms():
@@ -140,7 +230,8 @@ def test_helpers():
 
 def test_math_verify_path_works_off_the_main_thread():
     # math-verify uses signal.alarm in the main thread; elsewhere the judge must disable timeouts
-    pairs = [("0.75", "The answer is \\frac{3}{4}", True), ("2", "The answer is \\sqrt{5}", False)] * 4
+    pairs = [("0.75", "The answer is \\frac{3}{4}", True), ("2", "The answer is \\sqrt{5}", False),
+             ("3\\sqrt{13}", "\\boxed{3\\sqrt{13}+1}", False), ("3\\sqrt{13}", "\\boxed{\\sqrt{117}}", True)] * 4
     with ThreadPoolExecutor(4) as pool:
         out = list(pool.map(lambda p: judge_math(ex(p[0]), p[1]), pairs))
     assert [v.correct for v in out] == [p[2] for p in pairs]

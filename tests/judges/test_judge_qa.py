@@ -139,3 +139,59 @@ def test_never_raises_and_em_implies_correct(response, answers, policy):
         assert v.correct is True
     assert 0.0 <= f1_score(response, answers[0]) <= 1.0
     assert normalize_answer(normalize_answer(response)) == normalize_answer(response)
+
+
+# ------------------------------------------------------------------ judge_squad (the squad task's default)
+def _sq(answers, question):
+    from s3ft.types import Example
+
+    return Example("s", [{"role": "user", "content": question}], answers[0], {"answers": answers, "question": question})
+
+
+@pytest.mark.parametrize("reply, ok", [
+    ("Denver Broncos", True),
+    ("The Denver Broncos won Super Bowl 50.", True),
+    ("The answer is the Broncos.", True),
+    ("According to the context, the Denver Broncos.", True),
+    ("Broncos. They beat the Carolina Panthers 24-10 in the game.", True),  # the first sentence answers
+    ("Denver", False),  # part of the span is not the answer
+    ("Denver Colts", False),  # a wrong span of the right shape
+    ("The American Football Conference (AFC) champion Denver Broncos defeated the National Football Conference "
+     "(NFC) champion Carolina Panthers 24-10 to earn their third Super Bowl title.", False),  # a quoted sentence
+    ("Super Bowl 50 was won by a team.", False),  # restates the question, states no answer
+    ("", False),
+])
+def test_squad_judge_wants_a_stated_answer(reply, ok):
+    from s3ft.judges.qa import judge_squad
+
+    ex = _sq(["Denver Broncos", "Broncos"], "Which NFL team won Super Bowl 50?")
+    assert judge_squad(ex, reply).correct is ok, judge_squad(ex, reply)
+
+
+def test_squad_judge_probes_on_the_test_split():
+    """No model: the gold and sentences stating it pass; the quoting probe (the context sentence
+    sharing most words with the question), a gold-free context sentence and a mutated gold fail
+    - the lenient qa judge accepts the quoting probe most of the time."""
+    import importlib.util
+    from pathlib import Path
+
+    from s3ft.judges import get_judge
+    from s3ft.tasks import get_task
+
+    spec = importlib.util.spec_from_file_location("probe", Path(__file__).resolve().parents[2] / "bench" / "squad_judge_probe.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    exs = get_task("squad").load("test")
+    rows = [probe.probes(e, other) for e, other in zip(exs, [probe.gold_answers(e)[0] for e in exs[1:] + exs[:1]])]
+
+    def rate(name, kind):
+        pairs = [(e, r[kind]) for e, r in zip(exs, rows) if r[kind]]
+        verdicts = get_judge(name)([e for e, _ in pairs], [t for _, t in pairs])
+        return sum(v.correct is True for v in verdicts) / len(pairs)
+
+    assert rate("squad", "gold") == 1.0 and rate("squad", "The answer is GOLD.") == 1.0
+    assert rate("squad", "According to the context, GOLD.") == 1.0
+    assert rate("squad", "quoting probe: best-overlap context sentence") <= 0.30
+    assert rate("qa", "quoting probe: best-overlap context sentence") >= 0.70  # the probe does fool the lenient judge
+    assert rate("squad", "best-overlap sentence without a gold answer") <= 0.01
+    assert rate("squad", "gold with its last word replaced") <= 0.15

@@ -162,6 +162,19 @@ BAD_CASES = [
     ("line is a string", ['"just text"'], {}, 1, None, "got string"),
     ("line is null", [GOOD, GOOD, "null"], {}, 3, None, "got null"),
     ("not utf-8", [GOOD, GOOD, GOOD, b'{"prompt": "caf\xe9", "response": "r"}'], {}, 4, None, "UTF-8"),
+    # rows that used to pass (and go wrong later) or end in a traceback
+    ("duplicate key in a row", [GOOD, '{"prompt": "p", "response": "r", "prompt": "q"}'], {}, 2, None,
+     "key 'prompt' appears twice in one object"),
+    ("lone surrogate in a row", [GOOD, '{"prompt": "caf\\ud800", "response": "r"}'], {}, 2, "prompt",
+     "lone surrogate \\ud800"),
+    ("surrogate in an extra field", ['{"prompt": "p", "response": "r", "answers": ["ok", "\\udce9"]}'], {}, 1,
+     "answers", "not UTF-8"),
+    ("integer id of 5000 digits", [{"id": 1, **GOOD}, '{"id": 1' + "0" * 5000 + ', "prompt": "p", "response": "r"}'],
+     LONG_ID_FIELD, 2, None, "a number with more than 4300 digits"),
+    ("value nested 100 deep", ['{"prompt": "p", "response": "r", "tree": ' + "[" * 100 + "]" * 100 + "}"], {}, 1,
+     "tree", "nested more than 64 levels deep"),
+    ("JSON nested 100000 deep", [GOOD, '{"prompt": ' + "[" * 100000 + "]" * 100000 + "}"], {}, 2, None,
+     "nested too deeply to read"),
 ]
 
 
@@ -401,3 +414,51 @@ def test_urls_are_read_through_fsspec(tmp_path):
             get_task("jsonl", data_files={"train": "memory://s3ft-test/nope.parquet"})
     finally:
         fs.rm("/s3ft-test", recursive=True)
+
+
+# ------------------------------------------------------------------ several files for one split
+def test_a_split_may_be_a_list_of_files_read_in_order(tmp_path):
+    a = write(tmp_path / "a.jsonl", [GOOD, {"prompt": "p2", "response": "r2"}])
+    b = write(tmp_path / "b.csv", [])
+    b.write_text("prompt,response\nq1,s1\n")
+    task = get_task("jsonl", data_files={"train": [str(a), str(b)], "test": str(a)})
+    exs = task.load("train")
+    assert [(e.id, e.gold) for e in exs] == [("train-1-1", "r"), ("train-1-2", "r2"), ("train-2-2", "s1")]
+    assert [e.id for e in task.load("test")] == ["test-1", "test-2"]  # one file: ids as before
+    with_ids = get_task("jsonl", data_files={"train": [str(write(tmp_path / "c.jsonl", [{"id": "x", **GOOD}])),
+                                                       str(write(tmp_path / "d.jsonl", [GOOD, {"id": "x", **GOOD}]))]},
+                        id_field="id", on_invalid="skip")
+    assert [e.id for e in with_ids.load("train")] == ["x"]
+    assert [(b["file"], b["line"]) for b in with_ids.invalid["train"]] == [(str(tmp_path / "d.jsonl"), 1),
+                                                                           (str(tmp_path / "d.jsonl"), 2)]
+    assert f"d.jsonl line 2, field 'id': duplicate id 'x' (also on {tmp_path / 'c.jsonl'} line 1)" in with_ids.invalid["train"][1]["error"]
+
+
+def test_every_message_of_a_list_names_its_file(tmp_path):
+    a = write(tmp_path / "a.jsonl", [GOOD])
+    bad = write(tmp_path / "bad.jsonl", [GOOD, {"prompt": "p"}])
+    with pytest.raises(DataError, match=r"bad.jsonl line 2, field 'response': missing"):
+        get_task("jsonl", data_files={"train": [str(a), str(bad)]}).load("train")
+    with pytest.raises(DataError, match=r"nope.jsonl: file not found .*\(data_files\['train'\]\[1\]\)"):
+        get_task("jsonl", data_files={"train": [str(a), str(tmp_path / "nope.jsonl")]})
+    with pytest.raises(DataError, match=r"data_files\['train'\] is an empty list"):
+        get_task("jsonl", data_files={"train": []})
+    with pytest.raises(DataError, match=r"data_files\['train'\]\[1\] must be a file path, got \['x'\]"):
+        get_task("jsonl", data_files={"train": [str(a), ["x"]]})
+
+
+def test_data_files_that_are_not_regular_files(tmp_path):
+    import os
+
+    fifo = tmp_path / "fifo.jsonl"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match=r"fifo.jsonl: is a FIFO \(named pipe\), not a regular file \(data_files\['train'\]\)"):
+        get_task("jsonl", data_files={"train": str(fifo)})  # (reading it would block forever)
+    loop = tmp_path / "loop.jsonl"
+    loop.symlink_to(loop)
+    with pytest.raises(DataError, match=r"loop.jsonl: is a symbolic link loop"):
+        get_task("jsonl", data_files={"train": str(loop)})
+    dangling = tmp_path / "dangling.jsonl"
+    dangling.symlink_to(tmp_path / "gone.jsonl")
+    with pytest.raises(DataError, match=r"dangling.jsonl: is a broken symbolic link \(to .*gone.jsonl\)"):
+        get_task("jsonl", data_files={"train": str(dangling)})

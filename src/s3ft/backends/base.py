@@ -13,13 +13,20 @@ class Generator(Protocol):
     def generate(self, prompts: Sequence[Messages], max_new_tokens: int, **kw) -> list[str]: ...
 
 
+# Why generation stopped, recorded with every generated row: the model ended its turn (an end-of-turn
+# or eos token), a stop string matched, or the answer reached max_new_tokens (cut off).
+END_OF_TURN, STOP_STRING, LENGTH = "end_of_turn", "stop_string", "length"
+STOP_REASONS = (END_OF_TURN, STOP_STRING, LENGTH)
+
+
 class StreamingGenerator:
     """`generate` in terms of `stream`: a backend implements `stream(prompts, max_new_tokens, ...)`
-    yielding (index, text) in any order, and gets `generate` (texts in prompt order) from here."""
+    yielding (index, text, stop reason) in any order, and gets `generate` (texts in prompt order)
+    from here."""
 
     def generate(self, prompts: Sequence[Messages], max_new_tokens: int, **kw) -> list[str]:
         out: list[str | None] = [None] * len(prompts)
-        for i, text in self.stream(prompts, max_new_tokens, **kw):  # type: ignore[attr-defined]
+        for i, text, _ in self.stream(prompts, max_new_tokens, **kw):  # type: ignore[attr-defined]
             out[i] = text
         return out  # type: ignore[return-value]
 
@@ -44,6 +51,13 @@ def stop_ids(tokenizer, generation_config) -> list[int]:
         if tid is not None:
             ids.add(tid)
     return sorted(i for i in ids if i is not None)
+
+
+def stop_reason(new_ids: list[int], stop: list[int], max_new_tokens: int) -> str:
+    """Why generating `new_ids` ended: a stop token among them (end of turn), else the length limit."""
+    if any(t in stop for t in new_ids):
+        return END_OF_TURN
+    return LENGTH if len(new_ids) >= max_new_tokens else END_OF_TURN
 
 
 def decode(tokenizer, new_ids: list[int], stop: list[int]) -> str:

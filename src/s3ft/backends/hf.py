@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from s3ft.backends import hf_decode
-from s3ft.backends.base import StreamingGenerator, decode, render_prompt, stop_ids
+from s3ft.backends.base import StreamingGenerator, decode, render_prompt, stop_ids, stop_reason
 from s3ft.types import Messages
 
 
@@ -44,7 +44,8 @@ class HFGenerator(StreamingGenerator):
         seed: int | None = None,
         desc: str | None = None,
         progress: bool = True,
-    ) -> Iterator[tuple[int, str]]:
+    ) -> Iterator[tuple[int, str, str]]:
+        """Yields (index, text, stop reason) as each batch finishes."""
         import torch
         from tqdm.auto import tqdm
 
@@ -85,7 +86,7 @@ class HFGenerator(StreamingGenerator):
                         )
                         new = out[:, input_ids.shape[1]:].tolist()
                 for row, i in enumerate(batch):
-                    yield i, decode(tok, new[row], eos)
+                    yield i, decode(tok, new[row], eos), stop_reason(new[row], eos, max_new_tokens)
                 bar.update(len(batch))
                 start += len(batch)
         finally:

@@ -28,7 +28,7 @@ from typing import Any
 
 import openai  # the SDK (absolute import: this module is s3ft.backends.openai)
 
-from s3ft.backends.base import StreamingGenerator
+from s3ft.backends.base import END_OF_TURN, LENGTH, StreamingGenerator
 from s3ft.types import Messages
 
 # the api key the SDK is given when there is none (a local server needs none; the SDK insists on a
@@ -128,8 +128,10 @@ class OpenAIGenerator(StreamingGenerator):
         desc: str | None = None,
         progress: bool = True,
         n: int = 1,
-    ) -> Iterator[tuple[int, Any]]:
-        """Yields (index, text) as each request completes; with n > 1, (index, [n texts])."""
+    ) -> Iterator[tuple[int, Any, Any]]:
+        """Yields (index, text, stop reason) as each request completes; with n > 1, (index,
+        [n texts], [n stop reasons]). The server's finish_reason "length" is the length limit,
+        "stop" the end of the turn (s3ft sends no stop strings)."""
         from tqdm.auto import tqdm
 
         if n < 1:
@@ -174,9 +176,9 @@ class OpenAIGenerator(StreamingGenerator):
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
                     i = pending.pop(fut)
-                    texts = fut.result()  # raises OpenAIBackendError: the finally cancels the rest
+                    texts, reasons = fut.result()  # raises OpenAIBackendError: the finally cancels the rest
                     bar.update(1)
-                    yield i, texts if n > 1 else texts[0]
+                    yield (i, texts, reasons) if n > 1 else (i, texts[0], reasons[0])
                     submit_next()
         finally:
             stop.set()  # requests in flight end on their own, without retrying
@@ -186,8 +188,8 @@ class OpenAIGenerator(StreamingGenerator):
             bar.close()
 
     # ------------------------------------------------------------------ one request
-    def _complete(self, client: openai.OpenAI, kw: dict[str, Any]) -> list[str]:
-        """The texts of one request's choices, in choice order."""
+    def _complete(self, client: openai.OpenAI, kw: dict[str, Any]) -> tuple[list[str], list[str]]:
+        """The texts of one request's choices, in choice order, and their stop reasons."""
         try:
             raw = client.chat.completions.with_raw_response.create(**kw)
         except _Cancelled:
@@ -208,13 +210,15 @@ class OpenAIGenerator(StreamingGenerator):
         try:
             choices = sorted(raw.parse().choices, key=lambda c: c.index or 0)
             texts = [(c.message.content or "").strip() for c in choices]
+            reasons = [LENGTH if c.finish_reason == "length" else END_OF_TURN if c.finish_reason in (None, "stop")
+                       else str(c.finish_reason) for c in choices]
             if not texts:
                 raise ValueError("no choices")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError, openai.OpenAIError):
             raise OpenAIBackendError(
                 f"openai backend: {self.url} returned something that is not a chat completion: {raw.text[:300]!r}"
             ) from None
-        return texts
+        return texts, reasons
 
     def _no_answer(self, last: str, response) -> str:
         attempts = self.max_retries + 1

@@ -30,7 +30,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from s3ft.backends.base import StreamingGenerator, decode, render_prompt, stop_ids
+from s3ft.backends.base import LENGTH, STOP_STRING, StreamingGenerator, decode, render_prompt, stop_ids, stop_reason
 from s3ft.types import Messages
 
 INSTALL_HINT = ('the vllm backend needs vLLM (a GPU build): pip install "s3ft[vllm]" - or use backend: hf, '
@@ -157,7 +157,8 @@ class VLLMGenerator(StreamingGenerator):
         )
 
     def stream(self, prompts: Sequence[Messages], max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
-               seed: int | None = None, desc: str | None = None, progress: bool = True) -> Iterator[tuple[int, str]]:
+               seed: int | None = None, desc: str | None = None, progress: bool = True) -> Iterator[tuple[int, str, str]]:
+        """Yields (index, text, stop reason) as each chunk of prompts finishes."""
         tok = self.tokenizer
         ids = [tok(render_prompt(tok, p), add_special_tokens=False)["input_ids"] for p in prompts]
         greedy = not (temperature and temperature > 0)
@@ -172,7 +173,11 @@ class VLLMGenerator(StreamingGenerator):
             chunk = [{"prompt_token_ids": x} for x in ids[start : start + self.chunk_size]]
             outs = self.llm.generate(chunk, params, lora_request=lora, use_tqdm=progress)
             for j, out in enumerate(outs):  # vLLM returns outputs in the order of the inputs
-                yield start + j, decode(tok, list(out.outputs[0].token_ids), self._stop)  # as the hf backend
+                o = out.outputs[0]
+                new = list(o.token_ids)
+                why = (LENGTH if o.finish_reason == "length" else STOP_STRING if isinstance(o.stop_reason, str)
+                       else stop_reason(new, self._stop, max_new_tokens))
+                yield start + j, decode(tok, new, self._stop), why  # the text as the hf backend cuts it
 
 
 def _generation_config(model_path: str):

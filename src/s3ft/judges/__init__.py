@@ -14,7 +14,7 @@ from s3ft.types import Example, Verdict
 
 Judge = Callable[[Sequence[Example], Sequence[str]], list[Verdict]]
 
-JUDGES = ("qa", "math", "code", "llm", "exact")
+JUDGES = ("squad", "qa", "math", "code", "llm", "exact")
 
 
 def per_example(fn: Callable[..., Verdict], **options: Any) -> Judge:
@@ -38,11 +38,15 @@ def get_judge(name: str, **options: Any) -> Judge:
     from s3ft.judges.custom import is_custom, make_custom_judge
 
     if is_custom(name):
-        return make_custom_judge(name)
+        return make_custom_judge(name, **options)  # options: timeout (judge_timeout)
     if name == "qa":
         from s3ft.judges.qa import judge_qa
 
         return per_example(judge_qa, **options)
+    if name == "squad":
+        from s3ft.judges.qa import judge_squad
+
+        return per_example(judge_squad, **options)
     if name == "math":
         from s3ft.judges.math import judge_math
 

@@ -15,8 +15,10 @@ that calls a reward model or a remote service).
 `example.meta` holds every extra field of a JSONL row. Unlike the built-in judges, whose every
 exception becomes "cannot judge", an exception or a return value of another type stops the
 stage with the example's id: a judge that fails on every row would otherwise turn a whole run
-into silent "cannot judge" verdicts (every target falls back to the gold). The rows judged
-before it are kept; fix the judge and run again to resume.
+into silent "cannot judge" verdicts (every target falls back to the gold). So does a call that
+takes longer than `judge_timeout` seconds (a batched judge: one batch), and a judge that calls
+`sys.exit()` - in a call or when its file is imported - which would otherwise end the run with
+nothing done. The rows judged before it are kept; fix the judge and run again to resume.
 
 The stages that judge (own answers, paraphrases, evaluation) fingerprint the code the judge
 runs - the file as it was read when the run loaded it - so editing it re-judges in the next run;
@@ -29,8 +31,12 @@ import difflib
 import hashlib
 import importlib
 import inspect
+import signal
 import sys
+import threading
+import time
 import types
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -55,6 +61,66 @@ def _split(spec: str) -> tuple[str, str]:
     return where, func
 
 
+class JudgeTimeout(BaseException):
+    """Raised inside a judge call that ran past its time (a BaseException, so that the judge's own
+    `except Exception` does not swallow it)."""
+
+
+@contextmanager
+def _deadline(seconds: float | None) -> Any:
+    """Raise JudgeTimeout in the code run under it once `seconds` have passed (SIGALRM: the main
+    thread on a Unix; elsewhere no deadline - `call_with_deadline` runs the call in a thread)."""
+    if seconds is None:
+        yield
+        return
+    armed = [True]
+
+    def ring(signum, frame):
+        if armed[0]:
+            raise JudgeTimeout()
+
+    old = signal.signal(signal.SIGALRM, ring)
+    outer, _ = signal.setitimer(signal.ITIMER_REAL, seconds)  # an alarm set by someone else: put back after
+    start = time.monotonic()
+    try:
+        yield
+    finally:
+        armed[0] = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        if outer:
+            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - start), 0.001))
+
+
+def call_with_deadline(fn: Callable[..., Any], args: tuple, seconds: float | None) -> Any:
+    """fn(*args), raising JudgeTimeout when it has not returned after `seconds` (None: no limit).
+    In the main thread of a Unix process an alarm interrupts the call itself; elsewhere the call
+    runs in a daemon thread that is abandoned when it overruns."""
+    if seconds is None or (hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()):
+        with _deadline(seconds):
+            return fn(*args)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn(*args)
+        except BaseException as e:  # handed to the caller below
+            box["error"] = e
+
+    worker = threading.Thread(target=target, daemon=True, name="s3ft-judge-call")
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise JudgeTimeout()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _exit_text(e: SystemExit) -> str:
+    return f"sys.exit({e.code!r})" if e.code is not None else "sys.exit()"
+
+
 def _is_file(where: str) -> bool:
     return where.endswith(".py") or "/" in where or "\\" in where
 
@@ -62,13 +128,14 @@ def _is_file(where: str) -> bool:
 _MODULE_HASHES: dict[str, str] = {}  # module name -> hash of its source when first loaded here
 
 
-def _load_module(spec: str) -> tuple[Any, str]:
+def _load_module(spec: str, timeout: float | None = None) -> tuple[Any, str]:
     """(module, hash of the source it runs). A file is read once and that text is what runs and
     what is hashed; an edited file is a new module. A module named by import path is imported
-    once per process (not reloaded); its source file is hashed when first loaded here."""
+    once per process (not reloaded); its source file is hashed when first loaded here. Importing
+    may take `timeout` seconds, and must not exit the process."""
     where, _ = _split(spec)
     if _is_file(where):
-        path = Path(where)
+        path = Path(where).expanduser()
         if not path.is_file():
             what = "is a folder" if path.is_dir() else f"file not found (resolved to {path.resolve()})"
             raise JudgeError(f"judge {spec!r}: {where}: {what}")
@@ -84,13 +151,26 @@ def _load_module(spec: str) -> tuple[Any, str]:
         module.__file__ = str(resolved)
         sys.modules[name] = module  # dataclasses and pickling look a module up by name
         try:
-            exec(compile(source, str(resolved), "exec", dont_inherit=True), module.__dict__)  # (not this file's __future__)
-        except Exception as e:
+            code = compile(source, str(resolved), "exec", dont_inherit=True)  # (not this file's __future__)
+            call_with_deadline(exec, (code, module.__dict__), timeout)
+        except (Exception, SystemExit, JudgeTimeout) as e:
             del sys.modules[name]
+            if isinstance(e, SystemExit):
+                raise JudgeError(f"judge {spec!r}: importing {where} called {_exit_text(e)}; a judge file must not "
+                                 "exit the process (put script code under `if __name__ == \"__main__\":`)") from None
+            if isinstance(e, JudgeTimeout):
+                raise JudgeError(f"judge {spec!r}: importing {where} did not finish within {timeout:g} s "
+                                 "(judge_timeout)") from None
             raise JudgeError(f"judge {spec!r}: importing {where} failed: {type(e).__name__}: {e}") from e
         return module, digest
     try:
-        module = importlib.import_module(where)
+        module = call_with_deadline(importlib.import_module, (where,), timeout)
+    except SystemExit as e:
+        raise JudgeError(f"judge {spec!r}: importing module {where!r} called {_exit_text(e)}; a judge module must "
+                         "not exit the process") from None
+    except JudgeTimeout:
+        raise JudgeError(f"judge {spec!r}: importing module {where!r} did not finish within {timeout:g} s "
+                         "(judge_timeout)") from None
     except Exception as e:
         raise JudgeError(f"judge {spec!r}: cannot import module {where!r} ({type(e).__name__}: {e}); "
                          "a module must be importable (installed, or on PYTHONPATH) - or give a file path, "
@@ -106,10 +186,10 @@ def _load_module(spec: str) -> tuple[Any, str]:
     return module, _MODULE_HASHES[module.__name__]
 
 
-def load_function(spec: str) -> tuple[Callable[..., Any], str]:
+def load_function(spec: str, timeout: float | None = None) -> tuple[Callable[..., Any], str]:
     """(the judge function `spec` names, checked to be callable with (example, response); the hash
-    of the source it comes from)."""
-    module, digest = _load_module(spec)
+    of the source it comes from). Importing its file may take `timeout` seconds."""
+    module, digest = _load_module(spec, timeout)
     where, func = _split(spec)
     fn = getattr(module, func, None)
     if fn is None:
@@ -151,18 +231,29 @@ def to_verdict(value: Any, spec: str, example: Example) -> Verdict:
                      f"a judge returns {RETURNS}")
 
 
-def make_custom_judge(spec: str) -> Callable[[Sequence[Example], Sequence[str]], list[Verdict]]:
+def make_custom_judge(spec: str, timeout: float | None = 60.0) -> Callable[[Sequence[Example], Sequence[str]], list[Verdict]]:
     """The batch judge over the user's function (per example, or per batch when `fn.batched`).
-    Its `source_hash` is the hash of the code it runs (what the judging stages fingerprint)."""
-    fn, digest = load_function(spec)
+    Its `source_hash` is the hash of the code it runs (what the judging stages fingerprint). A call
+    that takes more than `timeout` seconds (None: no limit) or calls sys.exit() stops the stage
+    with a JudgeError naming the example."""
+    fn, digest = load_function(spec, timeout)
+
+    def stopped(e: BaseException, on: str) -> JudgeError:
+        if isinstance(e, JudgeTimeout):
+            return JudgeError(f"judge {spec!r} did not return within {timeout:g} s on {on} (judge_timeout: "
+                              f"{timeout:g}; raise it if the judge needs longer)")
+        if isinstance(e, SystemExit):
+            return JudgeError(f"judge {spec!r} called {_exit_text(e)} on {on}; a judge returns {RETURNS}, "
+                              "it must not exit the process")
+        return JudgeError(f"judge {spec!r} raised on {on}: {type(e).__name__}: {e}")
 
     def judge(examples: Sequence[Example], responses: Sequence[str]) -> list[Verdict]:
         if getattr(fn, "batched", False) is True:
             try:
-                values = fn(list(examples), list(responses))
-            except Exception as e:
-                raise JudgeError(f"judge {spec!r} raised on a batch of {len(examples)} starting with example "
-                                 f"{examples[0].id!r}: {type(e).__name__}: {e}") from e
+                values = call_with_deadline(fn, (list(examples), list(responses)), timeout)
+            except (Exception, SystemExit, JudgeTimeout) as e:
+                raise stopped(e, f"a batch of {len(examples)} starting with example {examples[0].id!r}") from (
+                    e if isinstance(e, Exception) else None)
             if not isinstance(values, (list, tuple)) or len(values) != len(examples):
                 got = f"a list of {len(values)}" if isinstance(values, (list, tuple)) else repr(values)[:80]
                 raise JudgeError(f"judge {spec!r} (batched) returned {got} for {len(examples)} responses; "
@@ -171,10 +262,9 @@ def make_custom_judge(spec: str) -> Callable[[Sequence[Example], Sequence[str]],
         out = []
         for ex, resp in zip(examples, responses, strict=True):
             try:
-                value = fn(ex, resp)
-            except Exception as e:
-                raise JudgeError(f"judge {spec!r} raised on example {ex.id!r} (response {resp[:80]!r}): "
-                                 f"{type(e).__name__}: {e}") from e
+                value = call_with_deadline(fn, (ex, resp), timeout)
+            except (Exception, SystemExit, JudgeTimeout) as e:
+                raise stopped(e, f"example {ex.id!r} (response {resp[:80]!r})") from (e if isinstance(e, Exception) else None)
             out.append(to_verdict(value, spec, ex))
         return out
 

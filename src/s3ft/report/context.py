@@ -88,6 +88,9 @@ def _mix(compare: Mapping[str, Any], summary: dict) -> dict | None:
     header = ["method", "own %", "paraphrase %", "gold %", "n"]
     if multi:
         header.append("counts per seed (own / paraphrase / gold)")
+    cut = any("cut_off" in p for rec in mix.values() for p in rec["per_seed"].values())
+    if cut:
+        header.append("passed over, cut off (own / paraphrase)")
     rows = []
     for m, rec in mix.items():
         per = rec["per_seed"]
@@ -98,11 +101,16 @@ def _mix(compare: Mapping[str, Any], summary: dict) -> dict | None:
             counts = "\n".join(
                 f"s{s}: " + " / ".join(count(p["counts"][k]) for k in MIX_KINDS) for s, p in per.items()
             )
-            rows.append([method_name(m), *cells, n_cell, counts])
+            row = [method_name(m), *cells, n_cell, counts]
         else:
             p = next(iter(per.values()))
             cells = [f"{f1(rec['percent'][k])} ({count(p['counts'][k])})" for k in MIX_KINDS]
-            rows.append([method_name(m), *cells, count(p["n"])])
+            row = [method_name(m), *cells, count(p["n"])]
+        if cut:
+            row.append(" / ".join(count((p.get("cut_off") or {}).get(k)) for p in list(per.values())[:1] for k in ("self", "paraphrase"))
+                       if len(per) == 1 else "\n".join(f"s{s}: " + " / ".join(count((p.get("cut_off") or {}).get(k))
+                                                                          for k in ("self", "paraphrase")) for s, p in per.items()))
+        rows.append(row)
     task = str(compare.get("task", ""))
     paper = None
     if task in PAPER_MIX:
@@ -114,11 +122,28 @@ def _kn(e: Mapping[str, Any]) -> str | None:
     return f"{e['k']}/{e['n']}" if e["k"] is not None and e["n"] is not None else None
 
 
+def _extra_cells(agg: Mapping[str, dict], m: str, keys: Sequence[str]) -> list[str]:
+    """SQuAD EM / F1 and the share of answers cut off, as mean over the seeds where recorded."""
+    per = agg[m]["per_seed"].values()
+    out = []
+    for key in keys:
+        vals = [e[key] for e in per if key in e]
+        if key == "cut_off":
+            ns = [e["n"] for e in per if key in e and e["n"]]
+            out.append(f"{f1(100 * sum(vals) / sum(ns))}" if vals and ns else NONE)
+        else:
+            out.append(f1(sum(vals) / len(vals)) if vals else NONE)
+    return out
+
+
 def _accuracy_table(agg: Mapping[str, dict], methods: Sequence[str], n_s: int) -> dict:
     has_base = BASE in agg
+    present = {k for a in agg.values() for e in a["per_seed"].values() for k in e}
+    extra = [k for k in ("em", "f1", "cut_off") if k in present]
+    extra_header = [{"em": "exact match %", "f1": "F1", "cut_off": "cut off %"}[k] for k in extra]
     rows = []
     if n_s <= 1:
-        header = ["method", "accuracy %", "k / n", "95% CI"] + (["change vs base"] if has_base else [])
+        header = ["method", "accuracy %", "k / n", "95% CI"] + (["change vs base"] if has_base else []) + extra_header
         for m in methods:
             if m not in agg:
                 continue
@@ -126,11 +151,12 @@ def _accuracy_table(agg: Mapping[str, dict], methods: Sequence[str], n_s: int) -
             row = [method_name(m), f1(e["acc"]), _kn(e) or NONE, ci(e["ci"]) if e["ci"] else NONE]
             if has_base:
                 row.append(NONE if m == BASE else signed(agg[m]["change"]))
-            rows.append(row)
+            rows.append(row + _extra_cells(agg, m, extra))
     else:
         header = ["method", "accuracy % (mean ± sd)", "per seed: accuracy (k / n)", "per seed: 95% CI"]
         if has_base:
             header.append("change vs base")
+        header += extra_header
         for m in methods:
             if m not in agg:
                 continue
@@ -140,8 +166,8 @@ def _accuracy_table(agg: Mapping[str, dict], methods: Sequence[str], n_s: int) -
             row = [method_name(m), mean_pm(agg[m]["mean"], agg[m]["sd"]), per_lines, ci_lines]
             if has_base:
                 row.append(NONE if m == BASE else mean_pm(agg[m]["change"], agg[m]["change_sd"], signed_=True))
-            rows.append(row)
-    return _table(header, rows, signed_cols=[len(header) - 1] if has_base else [])
+            rows.append(row + _extra_cells(agg, m, extra))
+    return _table(header, rows, signed_cols=[len(header) - 1 - len(extra)] if has_base else [])
 
 
 def _in_domain(compare: Mapping[str, Any], summary: dict) -> dict | None:

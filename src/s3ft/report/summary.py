@@ -86,7 +86,11 @@ def accuracy_entry(entry: Any) -> dict[str, Any] | None:
     ci = [num(ci[0]), num(ci[1])] if isinstance(ci, (list, tuple)) and len(ci) == 2 else None
     if ci is not None and None in ci:
         ci = None
-    return {"acc": acc, "k": None if k is None else int(k), "n": None if n is None else int(n), "ci": ci}
+    out = {"acc": acc, "k": None if k is None else int(k), "n": None if n is None else int(n), "ci": ci}
+    for key in ("em", "f1", "cut_off"):  # SQuAD exact match / F1 and cut-off answers, where recorded
+        if num(entry.get(key)) is not None:
+            out[key] = num(entry[key])
+    return out
 
 
 def _aggregate_accuracy(by_seed: Mapping[str, Mapping[str, Any]], seeds: Sequence[str]) -> dict[str, dict]:
@@ -211,6 +215,8 @@ def _summarize_mix(compare: Mapping[str, Any], seeds: Sequence[str]) -> dict[str
             if all(v is None for v in pct.values()):
                 continue
             per_method.setdefault(str(m), {})[s] = {"percent": pct, "counts": counts, "n": n}
+            if isinstance(rec.get("cut_off"), Mapping):  # candidates passed over because they were cut off
+                per_method[str(m)][s]["cut_off"] = {k: num(v) for k, v in rec["cut_off"].items()}
     if not per_method:
         return None
     out = {}

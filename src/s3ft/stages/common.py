@@ -22,6 +22,10 @@ from typing import Any, Callable, Iterable, Sequence
 from s3ft.runs import JsonlWriter, RunDir, fingerprint, read_jsonl, versions
 from s3ft.types import Example, Verdict
 
+# Rows record why generation stopped (cut-off answers are never targets): outputs written before
+# they did are regenerated once (part of every generating stage's fingerprint).
+STOP_RECORDED = "rows record their stop reason"
+
 # The stage groups, in pipeline order; `--force` takes one of these (or a stage's full name).
 STAGE_GROUPS = ("generate", "judge", "paraphrase", "build", "train", "eval", "general", "logprob")
 
@@ -89,22 +93,26 @@ def pending(out: Path, examples: Sequence[Example]) -> tuple[list[Example], int]
 
 
 def stream_rows(out: Path, todo: Sequence[Example], generator, prompts: Sequence, max_new_tokens: int,
-                gen_kwargs: dict[str, Any], desc: str, rows_for: Callable[[list[tuple[Example, str]]], list[dict[str, Any]]],
+                gen_kwargs: dict[str, Any], desc: str,
+                rows_for: Callable[[list[tuple[Example, str, str]]], list[dict[str, Any]]],
                 flush_every: int) -> None:
     """Generate for `todo` and append the rows `rows_for` makes of every `flush_every` answers
-    to `out` as soon as they exist (a crash loses at most that many)."""
+    (given as (example, text, stop reason))
+    to `out` as soon as they exist (a crash loses at most that many). Every row records why its
+    generation stopped (`stop`: end_of_turn, stop_string or length - cut off at max_new_tokens)."""
     with JsonlWriter(out) as w:
         if not todo:
             return
-        buf: list[tuple[Example, str]] = []
+        buf: list[tuple[Example, str, str]] = []
 
         def flush() -> None:
+            stops = {e.id: stop for e, _, stop in buf}
             for r in rows_for(buf):
-                w.write(r)
+                w.write({**r, "stop": stops[r["id"]]})
             buf.clear()
 
-        for i, text in generator.stream(prompts, max_new_tokens, desc=desc, **gen_kwargs):
-            buf.append((todo[i], text))
+        for i, text, stop in generator.stream(prompts, max_new_tokens, desc=desc, **gen_kwargs):
+            buf.append((todo[i], text, stop))
             if len(buf) >= flush_every:
                 flush()
         if buf:
@@ -130,7 +138,7 @@ class Decoding:
         """What a generation's output depends on besides model and prompts."""
         sampled = self.temperature > 0  # the seed matters to generation only when sampling
         return [self.backend, self.max_new_tokens, self.temperature, self.top_p if sampled else None,
-                self.seed if sampled else None, self.dtype] + list(self.served) + libs_fp()
+                self.seed if sampled else None, self.dtype] + list(self.served) + libs_fp() + [STOP_RECORDED]
 
 
 @dataclass

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from s3ft.evaluation import accuracy
+from s3ft.evaluation import accuracy, span_scores
 from s3ft.runs import fingerprint, read_jsonl
 from s3ft.stages.common import Decoding, Judge, Stages, examples_fp, log, pending, stream_rows
 from s3ft.types import Example
+
+
+SPAN_JUDGES = ("squad", "qa")  # judges of span answers: SQuAD EM / F1 are reported beside them
 
 
 def evaluate(stages: Stages, name: str, examples: Sequence[Example], generator, model_fp: str, decoding: Decoding,
@@ -23,8 +26,13 @@ def evaluate(stages: Stages, name: str, examples: Sequence[Example], generator, 
         todo, done = pending(out, examples)
         log(f"eval {name}: {len(todo)} {what} to answer ({done} already done) -> {out}")
         stream_rows(out, todo, generator, [e.prompt for e in todo], decoding.max_new_tokens, decoding.kwargs(),
-                    f"eval {name}", lambda batch: judge.rows([e for e, _ in batch], [t for _, t in batch]), flush_every)
-        a = info["accuracy"] = accuracy(read_jsonl(out))
-        log(f"eval {name}: {a['k']}/{a['n']} = {a['accuracy']}% (95% CI {a.get('ci95')})")
+                    f"eval {name}", lambda batch: judge.rows([e for e, _, _ in batch], [t for _, t, _ in batch]), flush_every)
+        rows = read_jsonl(out)
+        a = info["accuracy"] = accuracy(rows)
+        if judge.name in SPAN_JUDGES:  # SQuAD's exact match and F1 beside the judge's accuracy
+            a.update(span_scores(rows, examples))
+        log(f"eval {name}: {a['k']}/{a['n']} = {a['accuracy']}% (95% CI {a.get('ci95')})"
+            + (f", exact match {a['em']}%, F1 {a['f1']}" if "em" in a else "")
+            + (f"; {a['cut_off']} answers cut off at max_new_tokens" if a.get("cut_off") else ""))
 
     return stages.run_stage(stage, fp, [out], work)["accuracy"]

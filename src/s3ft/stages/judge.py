@@ -26,8 +26,8 @@ def judge(stages: Stages, own_path: Path, examples: Sequence[Example], judge: Ju
         with JsonlWriter(out) as w, tqdm(total=len(todo), desc="judge own", unit="ex", dynamic_ncols=True) as bar:
             for start in range(0, len(todo), CHUNK):
                 chunk = todo[start : start + CHUNK]
-                for row in judge.rows([exs[r["id"]] for r in chunk], [r["response"] for r in chunk]):
-                    w.write(row)
+                for src, row in zip(chunk, judge.rows([exs[r["id"]] for r in chunk], [r["response"] for r in chunk])):
+                    w.write({**row, "stop": src.get("stop")})  # (a cut-off answer is never a training target)
                 bar.update(len(chunk))
         rows = read_jsonl(out)
         info["rows"] = len(rows)

@@ -17,9 +17,16 @@ qa judge, `answer` for the math judge, `test_list` / `test_setup_code` for the c
 `meta["question"]` is the row's own `question` field when it has a non-empty string one, else
 the prompt text (the last user turn for chat rows).
 
-Ids: `str(row[id_field])` when `id_field` is set (ids must be unique within a file), else
+Ids: `str(row[id_field])` when `id_field` is set (ids must be unique within a split), else
 "<split>-<line number>". Blank lines are skipped; line numbers count every physical line, so
-they match what an editor shows. Plain `.jsonl` and gzip'd `.jsonl.gz` are both accepted
+they match what an editor shows. A split may be a list of files, read one after another
+(`data_files: {train: [a.jsonl, b.jsonl]}`); then the default id is "<split>-<k>-<line number>"
+for the k-th file (1-based), and every message names the file.
+
+Every row is checked whole: a key given twice in one JSON object (JSON keeps the last one
+silently), text that is not valid Unicode (a lone surrogate such as "\ud800", which the
+tokenizer would fail on mid-stage), an integer of more digits than Python reads, and values
+nested more than 64 levels deep are refused, naming the file, the line and the field. Plain `.jsonl` and gzip'd `.jsonl.gz` are both accepted
 (gzip is recognised by its magic bytes). Files are read when a split is loaded, not before;
 every problem raises `DataError` naming the file, the line and the field (a missing file is
 reported at once, when the task is made).
@@ -37,11 +44,13 @@ from __future__ import annotations
 
 import gzip
 import json
+import sys
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from s3ft.checks import brief, path_problem, value_problem
 from s3ft.tasks.base import Task
 from s3ft.types import Example
 
@@ -120,10 +129,10 @@ def check_source(path: Source) -> None:
             raise DataError(f"{path}: no such file" + (" - or not reachable: HF_HUB_OFFLINE is set, so the Hub is not asked"
                                                        if offline else ""))
         return
-    if not path.is_file():
-        what = ("is a folder, expected a data file (.jsonl, .jsonl.gz, .parquet, .csv, .json)" if path.is_dir()
-                else f"file not found (resolved to {path.resolve()})")
-        raise DataError(f"{path}: {what}")
+    if (problem := path_problem(path)) is not None:
+        if problem == "is a folder":
+            problem += ", expected a data file (.jsonl, .jsonl.gz, .parquet, .csv, .json)"
+        raise DataError(f"{path}: {problem}")
 
 
 def _read_bytes(path: Source) -> bytes:
@@ -175,7 +184,7 @@ def read_rows(path: Source, skip_bad_lines: list | None = None) -> tuple[str, It
     if fmt == "json":
         text = _decode(path, data)
         try:
-            rows = json.loads(text)
+            rows = loads(text, str(path))
         except json.JSONDecodeError as e:
             if e.msg != "Extra data":
                 raise DataError(f"{path} line {e.lineno}: invalid JSON: {e.msg} at column {e.colno}") from e
@@ -260,8 +269,9 @@ class _RowReader:
     """Turns the rows of one file into Examples, raising DataError with file/line/field."""
 
     def __init__(self, path: Source, split: str, prompt_field: str, response_field: str,
-                 messages_field: str | None, id_field: str | None, on_invalid: str = "error"):
+                 messages_field: str | None, id_field: str | None, on_invalid: str = "error", id_prefix: str | None = None):
         self.path, self.split = path, split
+        self.id_prefix = id_prefix or split  # default ids: <id_prefix>-<line>
         self.unit = "line"  # what positions count: line / row / item (set by read())
         self.on_invalid = on_invalid
         self.skipped: list[dict[str, Any]] = []  # with on_invalid="skip": {line, error} per bad row
@@ -325,7 +335,7 @@ class _RowReader:
 
     def example_id(self, row: dict, line: int) -> str:
         if self.id_field is None:
-            return f"{self.split}-{line}"
+            return f"{self.id_prefix}-{line}"
         if self.id_field not in row:
             self._missing(line, self.id_field, ", ".join(map(repr, row)) or "none")
         value = row[self.id_field]
@@ -334,11 +344,17 @@ class _RowReader:
                              f"{_type_name(value)}", self.id_field)
         return str(value)
 
-    def example(self, row: dict, line: int, seen: dict[str, int]) -> Example:
-        """One row -> Example, or DataError naming file, line and field."""
+    def example(self, row: dict, line: int, seen: dict[str, tuple[Source, str, int]]) -> Example:
+        """One row -> Example, or DataError naming file, line and field. `seen`: id -> (file, unit,
+        position) of the rows before (of every file of the split)."""
+        if (problem := value_problem(row)) is not None:
+            key, what = problem
+            raise self.error(line, what, key if isinstance(key, str) else None)
         ex_id = self.example_id(row, line)
         if ex_id in seen:
-            raise self.error(line, f"duplicate id {ex_id!r} (also on {self.unit} {seen[ex_id]})", self.id_field)
+            path, unit, pos = seen[ex_id]
+            also = f"{unit} {pos}" if path == self.path else f"{path} {unit} {pos}"
+            raise self.error(line, f"duplicate id {brief(ex_id)} (also on {also})", self.id_field)
         if self.messages_field is not None:
             prompt, gold = self.messages(row, line)
             question = next(m["content"] for m in reversed(prompt) if m["role"] == "user")
@@ -351,12 +367,14 @@ class _RowReader:
         meta = {k: v for k, v in row.items() if k not in used}
         if not (isinstance(meta.get("question"), str) and meta["question"].strip()):
             meta["question"] = question
-        seen[ex_id] = line  # only valid rows claim their id
+        seen[ex_id] = (self.path, self.unit, line)  # only valid rows claim their id
         return Example(id=ex_id, prompt=prompt, gold=gold, meta=meta)
 
-    def read(self) -> list[Example]:
+    def read(self, seen: dict[str, tuple[Source, str, int]] | None = None, require: bool = True) -> list[Example]:
+        """The file's examples; `seen` carries the ids of the split's earlier files. `require`: a file
+        whose every row is skipped as invalid is an error (a split of several files: when all are)."""
         examples: list[Example] = []
-        seen: dict[str, int] = {}
+        seen = {} if seen is None else seen
         self.skipped = []
         self.unit, rows = read_rows(self.path, skip_bad_lines=self.skipped if self.on_invalid == "skip" else None)
         for line, row in rows:
@@ -366,7 +384,7 @@ class _RowReader:
                 if self.on_invalid != "skip":
                     raise
                 self.skipped.append({"line": line, "error": str(e)})
-        if not examples:
+        if not examples and require:
             raise DataError(f"{self.path}: no valid examples ({len(self.skipped)} rows skipped as invalid)")
         return examples
 
@@ -397,6 +415,42 @@ def _iter_lines(path: Source, lines: list[tuple[int, bytes]], skip_bad_lines: li
         raise DataError(f"{path}: no examples ({what})")
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise _DuplicateKey(k)
+            seen.add(k)
+    return obj
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def loads(text: str, where: str) -> Any:
+    """json.loads, refusing what it would get silently wrong or fail on with a traceback: a key
+    given twice in one object, an integer too long for Python, nesting deep enough to exhaust the
+    stack. Raises json.JSONDecodeError for invalid JSON, DataError (naming `where`) for the rest."""
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except json.JSONDecodeError:
+        raise
+    except _DuplicateKey as e:
+        raise DataError(f"{where}: key {brief(e.key)} appears twice in one object (JSON keeps only the last "
+                        "silently); give each key once") from None
+    except RecursionError:
+        raise DataError(f"{where}: nested too deeply to read (objects or lists inside each other hundreds of "
+                        "levels deep)") from None
+    except ValueError as e:  # an integer of more digits than int() takes
+        raise DataError(f"{where}: a number with more than {sys.get_int_max_str_digits()} digits, longer than "
+                        f"Python reads ({str(e)[:60]}...); write it as a string") from None
+
+
 def _parse_line(path: Source, line: int, raw: bytes) -> dict[str, Any] | None:
     """One raw line -> a row dict, None for a blank line, or DataError."""
     where = f"{path} line {line}"
@@ -408,7 +462,7 @@ def _parse_line(path: Source, line: int, raw: bytes) -> dict[str, Any] | None:
     if not text.strip():
         return None
     try:
-        row = json.loads(text)
+        row = loads(text, where)
     except json.JSONDecodeError as e:
         hint = ""
         if line == 1 and text.lstrip().startswith("[") and _format(path) != "json":
@@ -422,7 +476,7 @@ def _parse_line(path: Source, line: int, raw: bytes) -> dict[str, Any] | None:
 
 
 def task(
-    data_files: dict[str, str] | None = None,
+    data_files: dict[str, str | list[str]] | None = None,
     prompt_field: str = "prompt",
     response_field: str = "response",
     messages_field: str | None = None,
@@ -432,7 +486,8 @@ def task(
     paraphrase_kind: str = "generic",
     on_invalid: str = "error",
 ) -> Task:
-    """A task over the user's JSON lines files: `data_files` maps split name -> path."""
+    """A task over the user's data files: `data_files` maps split name -> path, or a list of paths
+    read one after another."""
     if not data_files or not isinstance(data_files, dict):
         raise DataError(
             "the jsonl task needs data_files: a mapping split name -> JSONL path, "
@@ -447,25 +502,38 @@ def task(
         raise DataError(f"on_invalid must be 'error' or 'skip', got {on_invalid!r}")
     invalid: dict[str, list[dict[str, Any]]] = {}
 
-    def loader(split: str, path: Source) -> Callable[[], list[Example]]:
-        reader = _RowReader(path, split, prompt_field, response_field, messages_field, id_field, on_invalid)
+    def loader(split: str, paths: list[Source]) -> Callable[[], list[Example]]:
+        many = len(paths) > 1
+        readers = [_RowReader(path, split, prompt_field, response_field, messages_field, id_field, on_invalid,
+                              id_prefix=f"{split}-{k}" if many else split) for k, path in enumerate(paths, start=1)]
 
         def read() -> list[Example]:
-            examples = reader.read()
-            invalid[split] = [{"file": str(path), **s} for s in reader.skipped]
+            seen: dict[str, tuple[Source, str, int]] = {}  # ids are unique across the split's files
+            examples = [e for reader in readers for e in reader.read(seen, require=not many)]
+            invalid[split] = [{"file": str(reader.path), **s} for reader in readers for s in reader.skipped]
+            if not examples:
+                raise DataError(f"data_files[{split!r}] ({', '.join(map(str, paths))}): no valid examples "
+                                f"({len(invalid[split])} rows skipped as invalid)")
             return examples
 
         return read
 
     splits = {}
-    for split, path in data_files.items():
-        if not isinstance(path, (str, Path)) or not str(path):
-            raise DataError(f"data_files[{split!r}] must be a file path, got {path!r}")
-        path = as_source(str(path))
-        try:  # fail at once, not after hours of generation on another split
-            check_source(path)
-        except DataError as e:
-            raise DataError(f"{e} (data_files[{split!r}])") from None
-        splits[str(split)] = loader(str(split), path)
+    for split, value in data_files.items():
+        many = isinstance(value, (list, tuple))
+        if many and not value:
+            raise DataError(f"data_files[{split!r}] is an empty list; give a file path or a list of them")
+        paths = []
+        for k, path in enumerate(value if many else [value]):
+            at = f"data_files[{split!r}]" + (f"[{k}]" if many else "")
+            if not isinstance(path, (str, Path)) or not str(path):
+                raise DataError(f"{at} must be a file path, got {brief(path)}")
+            path = as_source(str(path))
+            try:  # fail at once, not after hours of generation on another split
+                check_source(path)
+            except DataError as e:
+                raise DataError(f"{e} ({at})") from None
+            paths.append(path)
+        splits[str(split)] = loader(str(split), paths)
     return Task(name="jsonl", judge=judge, max_new_tokens=max_new_tokens,
                 paraphrase_kind=paraphrase_kind, splits=splits, invalid=invalid)

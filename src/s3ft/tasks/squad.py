@@ -11,7 +11,8 @@ split, examples keep the file's order. Resulting sizes:
 
 Example: id = the original SQuAD id; prompt = one user turn with the context and the question;
 gold = the first gold answer; meta = answers (all gold strings, deduplicated, order kept),
-question, title. Judge "qa" (gold span contained in the reply, or token F1).
+question, title. Judge "squad": the reply must state a gold answer (the span, or a short sentence
+asserting it; `s3ft.judges.qa.judge_squad`); "qa" is the lenient judge (span contained anywhere).
 """
 from __future__ import annotations
 
@@ -80,6 +81,6 @@ def task(**options) -> Task:
     if options:
         raise TypeError(f"the squad task takes no options, got: {', '.join(options)}")
     return Task(
-        name="squad", judge="qa", max_new_tokens=32, paraphrase_kind="generic",
+        name="squad", judge="squad", max_new_tokens=32, paraphrase_kind="generic",
         splits={s: (lambda s=s: load_split(s)) for s in SPLITS},
     )

@@ -5,7 +5,7 @@ tasks' token limits are sized from.
 
 For each task, the base model (greedy, as `s3ft generate`) answers --n seeded training prompts and
 paraphrases their gold answers (the paraphrase prompt of `s3ft paraphrase`) with a generous cap
-(4x the task's limit, at least 256 tokens). Reported per kind: token-length percentiles of the
+(2x the task's limit, at least 256 tokens). Reported per kind: token-length percentiles of the
 answers that ended on their own (end of turn), how many ran into the generous cap (runaways that
 would never end), and how many a given limit would cut off. A limit fits when a normal answer
 (one that ends) fits with room to spare: the tasks use about 1.5x the 95th percentile of those.
@@ -37,7 +37,7 @@ def measure(task: str, n: int, gen, tokenizer) -> dict:
 
     t = get_task(task)
     exs = t.load("train", limit=n, seed=0)
-    cap = max(256, 4 * t.max_new_tokens)
+    cap = max(256, 2 * t.max_new_tokens)
     out = {"task": task, "prompts": len(exs), "cap": cap, "limits": {"answer": t.max_new_tokens,
            "paraphrase": t.paraphrase_max_new_tokens, "eval": t.eval_max_new_tokens}}
     for kind, prompts, limit in (("answer", [e.prompt for e in exs], t.max_new_tokens),

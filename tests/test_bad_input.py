@@ -16,7 +16,14 @@ def test_bad_input_table():
         assert code == 2, (kind, desc, code, err)
         assert err.startswith("s3ft: error: "), (kind, desc, err)
         assert "Traceback" not in err
+        assert "\n" not in err and len(err) < 1000, (desc, err)  # one line, even for a billion laughs
         if kind == "data file" and desc not in ("file missing", "empty file"):
             assert ".jsonl line " in err, (desc, err)
-        if kind == "recipe" and desc != "recipe file missing":
+        if kind == "recipe" and desc not in ("recipe file missing", "recipe is a FIFO", "recipe is a symbolic link loop"):
             assert ".yaml line " in err, (desc, err)
+        if kind == "data path":
+            assert "(data_files['train']" in err, (desc, err)
+        if kind == "output_dir":
+            assert "/tmp/x/" in err, (desc, err)  # names the folder
+    kinds = {kind for kind, *_ in rows}
+    assert {"recipe", "command line", "model", "judge", "data file", "data path", "predictions", "output_dir"} <= kinds

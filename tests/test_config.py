@@ -201,7 +201,7 @@ def test_a_billion_laughs_recipe_fails_fast_with_a_short_message(tmp_path):
     ("data_files: {train: [a.jsonl, [b.jsonl]]}\n", "field 'data_files', key 'train': expected a file path or a "
                                                      "non-empty list of file paths, got ['a.jsonl', ['b.jsonl']]"),
     ("data_files: {train: []}\n", "key 'train': expected a file path or a non-empty list of file paths, got []"),
-])
+], ids=["deep", "5000 digits", "4000 digits", "surrogate", "list in list", "empty list"])
 def test_recipes_that_used_to_raise_tracebacks(tmp_path, text, needle):
     p = write(tmp_path, text)
     with pytest.raises(ConfigError) as e:

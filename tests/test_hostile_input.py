@@ -166,8 +166,8 @@ SAFE = ("seed", "train_size", "eval_size", "lora_r", "learning_rate", "temperatu
 
 
 @st.composite
-def bad_recipe(draw) -> tuple[str, str]:
-    """(recipe text after the fixed model/output_dir lines, what makes it bad)."""
+def bad_recipe(draw) -> tuple[bytes, str]:
+    """(recipe after the fixed task/model/output_dir lines, what makes it bad)."""
     import yaml
 
     kind = draw(st.sampled_from(["range", "choice", "unknown key", "duplicate", "deep", "laughs", "bytes", "type"]))
@@ -194,28 +194,22 @@ def bad_recipe(draw) -> tuple[str, str]:
     company = {k: v for k, v in company.items() if k not in entry}
     head = yaml.safe_dump(company, allow_unicode=True) if company else ""
     if kind in ("range", "choice", "unknown key", "type"):
-        return head + yaml.safe_dump(entry, allow_unicode=False), kind
-    if kind == "duplicate":
-        return head + "seed: 1\nseed: 2\n", kind
-    if kind == "deep":
-        depth = draw(st.integers(2000, 20000))
-        return head + "lora_target_modules: " + "[" * depth + "]" * depth + "\n", kind
-    if kind == "laughs":
+        tail = yaml.safe_dump(entry, allow_unicode=False)
+    elif kind == "duplicate":
+        tail = "eval_base: true\neval_base: false\n"
+    elif kind == "deep":
+        depth = draw(st.integers(90, 5000))
+        tail = "lora_target_modules: " + "[" * depth + "]" * depth + "\n"
+    elif kind == "laughs":
         n = draw(st.integers(4, 9))
         lines = ["methods:", "  - &a [" + ",".join(["lol"] * 9) + "]"]
         for x, y in zip("abcdefghij"[: n - 1], "bcdefghij"[: n - 1]):
             lines.append(f"  - &{y} [" + ",".join([f"*{x}"] * 9) + "]")
-        return head + "\n".join(lines) + "\n", kind
-    raw = draw(st.binary(min_size=1, max_size=20).filter(lambda b: _not_utf8(b)))
-    return head + "model_note: " + raw.decode("latin-1") + "\n", "bytes"
-
-
-def _not_utf8(b: bytes) -> bool:
-    try:
-        b.decode("utf-8")
-    except UnicodeDecodeError:
-        return True
-    return False
+        tail = "\n".join(lines) + "\n"
+    else:  # bytes that are not UTF-8
+        raw = draw(st.binary(max_size=10)) + draw(st.sampled_from([b"\xff", b"\xe9", b"\xc3\x28", b"\xed\xa0\x80"]))
+        return head.encode() + b"eval_base: true  # " + raw + b"\n", kind
+    return (head + tail).encode(), kind
 
 
 @SETTINGS
@@ -223,8 +217,8 @@ def _not_utf8(b: bytes) -> bool:
 def test_random_bad_recipes_end_in_a_message_naming_the_recipe(tmp_path, dummy_model, existing_run, case):
     text, kind = case
     recipe = tmp_path / "random.yaml"
-    body = f"task: squad\nmodel: {dummy_model}\noutput_dir: {existing_run}\n" + text
-    recipe.write_bytes(body.encode("latin-1") if kind == "bytes" else body.encode("utf-8"))
+    body = f"task: squad\nmodel: {dummy_model}\noutput_dir: {existing_run}\n"
+    recipe.write_bytes(body.encode() + text)
     before = snapshot(existing_run)
     with pytest.raises(ConfigError) as e:
         load_config(recipe)

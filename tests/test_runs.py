@@ -183,3 +183,32 @@ def test_a_failed_manifest_write_leaves_the_old_manifest_and_no_temp_file(tmp_pa
         write_json(p, {"a": "caf\udce9"})  # (what a byte that is not UTF-8 on the command line used to do)
     assert json.loads(p.read_text()) == {"a": 1}
     assert not (tmp_path / "manifest.json.tmp").exists()
+
+
+def test_a_full_disk_mid_stage_names_the_file_and_a_rerun_continues_cleanly(tmp_path, monkeypatch):
+    """The error names the file and says nothing is lost; the half line a full disk leaves is cut
+    off by the next writer instead of being appended after."""
+    import errno
+
+    import pytest
+
+    p = tmp_path / "own.jsonl"
+    with JsonlWriter(p) as w:
+        w.write({"id": "a"})
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("s3ft.runs.os.fsync", full)
+    with pytest.raises(OSError) as e:
+        with JsonlWriter(p, sync_every=1) as w:
+            w.write({"id": "b"})
+    assert e.value.filename == str(p) and "No space left on device" in str(e.value)
+    assert "the rows written before are kept" in str(e.value)
+    monkeypatch.undo()
+    with p.open("a") as f:
+        f.write('{"id": "c", "respo')  # where the disk filled up
+    with JsonlWriter(p) as w:  # the rerun
+        w.write({"id": "c"})
+    assert [r["id"] for r in read_jsonl(p)] == ["a", "b", "c"]
+    assert p.read_text().count("\n") == 3

@@ -35,7 +35,7 @@ def brief(value: Any, limit: int = 120) -> str:
     one object) or an integer of thousands of digits is shown in a few dozen characters."""
     try:
         text = _Brief(limit).repr(value)
-    except Exception:  # (a user object whose repr raises)
+    except Exception:  # noqa: BLE001 - (a user object whose repr raises)
         return f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 4] + " ..."
 

@@ -6,6 +6,9 @@
     s3ft compare RECIPE.yaml [--methods base,sft,ssr,sdft,s3ft] [--seeds 1,2,3] [--general_benchmarks mmlu,...]
     s3ft demo [--key value ...]                               S3FT on the embedded model + squad
     s3ft fields                                               every recipe key with its help
+    s3ft export RUN_DIR [--method M] [--output DIR] [--dtype D] [--push_to_hub ORG/NAME]   a plain transformers folder
+    s3ft predict RUN_DIR --input IN.jsonl --output OUT.jsonl [--method M]   answers from the fine-tuned model
+    s3ft chat RUN_DIR [--method M]                            talk to the fine-tuned model (stdin, a terminal or a pipe)
 
 Recipe keys and overrides are the fields of `s3ft.config.S3FTConfig` (`s3ft fields`)."""
 from __future__ import annotations
@@ -130,7 +133,7 @@ def cmd_judge_file(args, rest: list[str]) -> int:
             if key not in row:
                 raise ValueError(f"{at}, field {key!r}: missing (rows need id and response)")
         if isinstance(row["id"], bool) or not isinstance(row["id"], (str, int)):
-            raise ValueError(f"{at}, field 'id': expected a string or an integer id, got {brief(row['id'])}")
+            raise ValueError(f"{at}, field 'id': expected a string or an integer id, got {brief(row['id'])}")  # noqa: TRY004
         rid = str(row["id"])
         if rid in lines:
             raise ValueError(f"{at}, field 'id': duplicate id {brief(rid)} (also on line {lines[rid]}); give each "
@@ -142,7 +145,7 @@ def cmd_judge_file(args, rest: list[str]) -> int:
             raise ValueError(f"{at}, field 'id': {brief(rid)} names a different example in each of the splits "
                              f"{', '.join(splits)}; say which split the predictions are for: --split {next(iter(splits))}")
         if not isinstance(row["response"], str):
-            raise ValueError(f"{at}, field 'response': expected a string, got {type(row['response']).__name__}")
+            raise ValueError(f"{at}, field 'response': expected a string, got {type(row['response']).__name__}")  # noqa: TRY004
         lines[rid] = lineno
         preds.append((row, next(iter(splits.values()))))
     counts = {True: 0, False: 0, None: 0}
@@ -206,6 +209,113 @@ def cmd_demo(args, rest: list[str]) -> int:
     return cmd_run(args, rest)
 
 
+def _trained(args):
+    from s3ft.trained import find_trained
+
+    return find_trained(args.run_dir, args.method, args.seed)
+
+
+def _no_extra(command: str, rest: list[str]) -> None:
+    if rest:
+        raise ValueError(f"s3ft {command}: unrecognized arguments: {' '.join(rest)} (s3ft {command} --help lists them)")
+
+
+def _generation_settings(rest: list[str]) -> dict[str, Any]:
+    """`--key value` generation settings (backend, device, ...) for predict and chat."""
+    from s3ft.config import parse_overrides
+
+    return parse_overrides(rest) if rest else {}
+
+
+def cmd_export(args, rest: list[str]) -> int:
+    from s3ft.export import check_repo_id, export, push_to_hub
+
+    _no_extra("export", rest)
+    if args.push_to_hub:
+        check_repo_id(args.push_to_hub)  # before the merge, not after it
+    tm = _trained(args)
+    out = export(tm, args.output, args.dtype)
+    print(f"exported the {tm.describe()} -> {out}")
+    if args.push_to_hub:
+        print(f"uploaded to {push_to_hub(out, args.push_to_hub, private=args.private)}")
+    return 0
+
+
+def cmd_predict(args, rest: list[str]) -> int:
+    from s3ft.predict import predict
+
+    settings = _generation_settings(rest)
+    if args.backend:
+        settings["backend"] = args.backend
+    r = predict(_trained(args), args.input, args.output, prompt_field=args.prompt_field,
+                messages_field=args.messages_field, id_field=args.id_field, max_new_tokens=args.max_new_tokens,
+                settings=settings)
+    print(f"predict: {r['written']} answers written ({r['done_before']} already there), {r['rows']} rows -> {r['output']}"
+          + (f"; {r['cut_off']} cut off at max_new_tokens" if r["cut_off"] else ""))
+    return 0
+
+
+def cmd_chat(args, rest: list[str]) -> int:
+    from s3ft.predict import chat
+
+    settings = _generation_settings(rest)
+    if args.backend:
+        settings["backend"] = args.backend
+    return chat(_trained(args), max_new_tokens=args.max_new_tokens, settings=settings)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return n
+
+
+def _add_use_parsers(sub) -> None:
+    """export, predict, chat: a finished run's fine-tuned model (docs/using-the-model.md)."""
+    def run_args(sp) -> None:
+        sp.add_argument("run_dir", help="the run directory (output_dir of `s3ft run` or `s3ft compare`)")
+        sp.add_argument("--method", help="which fine-tuned model (default: the run's method)")
+        sp.add_argument("--seed", type=int, help="`s3ft compare` runs: the training seed (seed-<k>/) when there are several")
+
+    ep = sub.add_parser("export", help="the fine-tuned model as a standard transformers folder (+ model card)",
+                        description="Merge the run's LoRA adapter into its base model in float32 (or take the full "
+                        "fine-tuned model), cast it to --dtype and write a transformers folder with the tokenizer, chat "
+                        "template and a model card (README.md) built from the run's results.")
+    run_args(ep)
+    ep.add_argument("--output", help="folder to write (default: RUN_DIR/[seed-<k>/]<method>/export)")
+    ep.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
+                    help="saved dtype (default: the dtype the run evaluated in)")
+    ep.add_argument("--push_to_hub", metavar="ORG/NAME", help="also upload the folder to this Hub model repository")
+    ep.add_argument("--private", action="store_true", help="with --push_to_hub: create the repository private")
+    pp = sub.add_parser("predict", help="answers of the fine-tuned model for a JSONL file of prompts (resumable)",
+                        description="Rows of --input (a prompt field or a messages field; ids from --id_field, else "
+                        "the line number) -> --output rows {id, prompt, response, stop}, written as they are generated; "
+                        "a rerun continues. Generation settings (--backend, --device, --batch_size, --openai_base_url, "
+                        "...) may be given as --key value.")
+    run_args(pp)
+    pp.add_argument("--input", required=True, help="JSONL file of prompts")
+    pp.add_argument("--output", required=True, help="JSONL file to write (not the input)")
+    which = pp.add_mutually_exclusive_group()
+    which.add_argument("--prompt_field", help="field holding the prompt text (default: prompt)")
+    which.add_argument("--messages_field", help="field holding chat messages (a last assistant turn is left out)")
+    pp.add_argument("--id_field", default="id", help="field holding the row id (default: id; else the line number)")
+    pp.add_argument("--max_new_tokens", type=_positive_int, help="answer length limit (default: the run's evaluation limit)")
+    pp.add_argument("--backend", choices=("hf", "vllm", "openai"), help="generation backend (default: the run's)")
+    cp = sub.add_parser("chat", help="talk to the fine-tuned model (lines from stdin; /reset, /exit)",
+                        description="Each line of stdin is a user turn; the reply is printed. /reset starts a new "
+                        "conversation, /exit or end of input quits. Works with a pipe.")
+    run_args(cp)
+    cp.add_argument("--max_new_tokens", type=_positive_int, help="reply length limit (default: the run's evaluation limit)")
+    cp.add_argument("--backend", choices=("hf", "vllm", "openai"), help="generation backend (default: the run's)")
+
+
+USE_COMMANDS = {"export": cmd_export, "predict": cmd_predict, "chat": cmd_chat}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="s3ft", description=USAGE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
@@ -222,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     jp.add_argument("recipe", nargs="?", help="recipe YAML file")
     sub.add_parser("demo", help="S3FT on the embedded model and bundled squad (~8 min on 2 cores)")
     sub.add_parser("fields", help="list every recipe key")
+    _add_use_parsers(sub)
     return p
 
 
@@ -275,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_judge_file(args, rest)
         if args.command == "judge" and not args.recipe:
             parser.error("s3ft judge needs a RECIPE, or --predictions PRED.jsonl --output OUT.jsonl --task TASK")
+        if args.command in USE_COMMANDS:
+            return USE_COMMANDS[args.command](args, rest)
         if args.command == "run":
             return cmd_run(args, rest)
         if args.command == "compare":

@@ -10,6 +10,7 @@ import math
 import os
 import re
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -386,7 +387,8 @@ def _yaml_lines(text: str) -> dict[str, int]:
     import yaml
 
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        with _shallow_stack():
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
     except (yaml.YAMLError, RecursionError):
         return {}
     if not isinstance(node, yaml.MappingNode):
@@ -394,7 +396,50 @@ def _yaml_lines(text: str) -> dict[str, int]:
     return {k.value: k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
 
 
-TOO_DEEP = "nested too deeply to read (lists or mappings inside each other hundreds of levels deep)"
+TOO_DEEP = "nested too deeply to read (lists or mappings inside each other more than about 100 levels deep)"
+
+
+def _too_deep(text: str, limit: int = 100) -> int | None:
+    """The line on which flow collections ([...], {...}) nest more than `limit` deep, or None. A
+    quick look before PyYAML, which takes seconds on such text (quotes and comments are skipped,
+    roughly; what this misses, _shallow_stack catches)."""
+    depth, line, quote, comment, prev = 0, 1, "", False, ""
+    for ch in text:
+        if ch == "\n":
+            line, comment, quote = line + 1, False, ("" if quote == "'" else quote)
+        elif comment:
+            pass
+        elif quote:
+            if ch == quote and not (quote == '"' and prev == "\\"):
+                quote = ""
+        elif ch in "\"'" and prev in " \t:[{,-":
+            quote = ch
+        elif ch == "#" and prev in " \t":
+            comment = True
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return line
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        prev = ch
+    return None
+
+
+@contextmanager
+def _shallow_stack(frames: int = 400):
+    """Let the code run under it recurse `frames` deeper than here, not the interpreter's whole
+    limit: PyYAML parses nesting recursively and ever more slowly (a 500-deep flow list takes
+    seconds before its RecursionError); a recipe has no reason to nest more than a few levels."""
+    depth, frame = 0, sys._getframe()
+    while frame is not None:
+        depth, frame = depth + 1, frame.f_back
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(min(old, depth + frames))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
 
 
 def read_recipe(path: str | Path) -> dict[str, tuple[Any, str]]:
@@ -412,8 +457,11 @@ def read_recipe(path: str | Path) -> dict[str, tuple[Any, str]]:
         raise ConfigError(f"recipe {path}: not UTF-8 text ({e})") from None
     except OSError as e:
         raise ConfigError(f"recipe {path}: cannot read it ({e.strerror})") from None
+    if (line := _too_deep(text)) is not None:
+        raise ConfigError(f"recipe {path} line {line}: {TOO_DEEP}")
     try:
-        data = yaml.load(text, Loader=_yaml_loader())
+        with _shallow_stack():
+            data = yaml.load(text, Loader=_yaml_loader())
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" line {mark.line + 1}" if mark else ""
@@ -461,8 +509,11 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
         where = f"command line --{key}"
         if (problem := text_problem(val)) is not None:
             raise ConfigError(f"{where}: the value {problem}; give it as UTF-8 text")
+        if _too_deep(val) is not None:
+            raise ConfigError(f"{where}: the value is {TOO_DEEP}")
         try:
-            parsed = yaml.load(val, Loader=loader) if val.strip() else val
+            with _shallow_stack():
+                parsed = yaml.load(val, Loader=loader) if val.strip() else val
         except loader.DuplicateKeyError as e:
             raise ConfigError(f"{where}: {e.problem}") from None
         except (yaml.YAMLError, ValueError):

@@ -87,23 +87,39 @@ class JsonlWriter:
         self._f = path.open("a", encoding="utf-8")
 
     def write(self, row: dict[str, Any]) -> None:
-        self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        self._f.flush()
-        self._n += 1
-        if self._n % self.sync_every == 0:
-            os.fsync(self._f.fileno())
+        line = json.dumps(row, ensure_ascii=False) + "\n"
+        try:
+            self._f.write(line)
+            self._f.flush()
+            self._n += 1
+            if self._n % self.sync_every == 0:
+                os.fsync(self._f.fileno())
+        except OSError as e:  # a full disk, a quota, a vanished mount: say which file, and that nothing is lost
+            raise OSError(e.errno, f"{e.strerror or e} (the rows written before are kept; free the space and run the "
+                                   "same command again to continue)", str(self.path)) from e
 
-    def close(self) -> None:
-        if not self._f.closed:
+    def close(self, quiet: bool = False) -> None:
+        """Flush, fsync and close; `quiet`: an error is already on its way, do not raise another
+        (what could not be written is at most a half line, cut off when the file is next opened)."""
+        if self._f.closed:
+            return
+        try:
             self._f.flush()
             os.fsync(self._f.fileno())
-            self._f.close()
+        except OSError as e:
+            if not quiet:
+                raise OSError(e.errno, e.strerror, str(self.path)) from e
+        finally:
+            try:
+                self._f.close()
+            except OSError:
+                pass
 
     def __enter__(self) -> "JsonlWriter":
         return self
 
     def __exit__(self, *exc) -> None:
-        self.close()
+        self.close(quiet=exc[0] is not None)
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -278,7 +294,7 @@ class RunDir:
             raise RunDirError(f"output_dir {path}: {existing} {why}; give a folder s3ft can write")
         if existing != path:
             return  # a new folder
-        entries = sorted(e for e in os.listdir(path) if e not in IGNORED)
+        entries = sorted(e for e in os.listdir(path) if e not in IGNORED and not e.startswith(".lock."))
         if not entries:
             return
         if MANIFEST in entries:
@@ -312,14 +328,10 @@ class RunDir:
         me = f"{os.getpid()} {platform.node()}"
         for _ in range(3):
             try:
-                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                _create_lock(lock, me)
             except FileExistsError:
                 self._stale_or_raise(lock)
                 continue
-            try:
-                os.write(fd, me.encode())
-            finally:
-                os.close(fd)
             break
         else:
             raise RunLockedError(f"{self.path}: could not take {lock}: another process keeps creating it")
@@ -358,6 +370,29 @@ class RunDir:
             raise RunLockedError(
                 f"{self.path} is in use by process {pid} ({other}); wait for it to finish, or stop it first")
         lock.unlink(missing_ok=True)  # stale: its process is gone
+
+
+def _create_lock(lock: Path, content: str) -> None:
+    """Create `lock` holding `content`, or raise FileExistsError. Written to a file of its own and
+    hard-linked into place, so that no one ever reads it empty; where the filesystem has no hard
+    links, created exclusively and then written (readers wait for the pid: `_stale_or_raise`)."""
+    tmp = lock.with_name(f"{lock.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(content)
+        try:
+            os.link(tmp, lock)
+            return
+        except FileExistsError:
+            raise
+        except OSError:  # no hard links here
+            pass
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        try:
+            os.write(fd, content.encode())
+        finally:
+            os.close(fd)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _read(path: Path) -> str | None:

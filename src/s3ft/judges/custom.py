@@ -104,7 +104,7 @@ def call_with_deadline(fn: Callable[..., Any], args: tuple, seconds: float | Non
     def target() -> None:
         try:
             box["value"] = fn(*args)
-        except BaseException as e:  # handed to the caller below
+        except BaseException as e:  # noqa: BLE001 - handed to the caller below
             box["error"] = e
 
     worker = threading.Thread(target=target, daemon=True, name="s3ft-judge-call")
@@ -251,7 +251,7 @@ def make_custom_judge(spec: str, timeout: float | None = 60.0) -> Callable[[Sequ
         if getattr(fn, "batched", False) is True:
             try:
                 values = call_with_deadline(fn, (list(examples), list(responses)), timeout)
-            except (Exception, SystemExit, JudgeTimeout) as e:
+            except (Exception, SystemExit, JudgeTimeout) as e:  # noqa: BLE001
                 raise stopped(e, f"a batch of {len(examples)} starting with example {examples[0].id!r}") from (
                     e if isinstance(e, Exception) else None)
             if not isinstance(values, (list, tuple)) or len(values) != len(examples):
@@ -263,7 +263,7 @@ def make_custom_judge(spec: str, timeout: float | None = 60.0) -> Callable[[Sequ
         for ex, resp in zip(examples, responses, strict=True):
             try:
                 value = call_with_deadline(fn, (ex, resp), timeout)
-            except (Exception, SystemExit, JudgeTimeout) as e:
+            except (Exception, SystemExit, JudgeTimeout) as e:  # noqa: BLE001
                 raise stopped(e, f"example {ex.id!r} (response {resp[:80]!r})") from (e if isinstance(e, Exception) else None)
             out.append(to_verdict(value, spec, ex))
         return out

@@ -447,8 +447,10 @@ def loads(text: str, where: str) -> Any:
         raise DataError(f"{where}: nested too deeply to read (objects or lists inside each other hundreds of "
                         "levels deep)") from None
     except ValueError as e:  # an integer of more digits than int() takes
+        if "digits" not in str(e):
+            raise DataError(f"{where}: invalid JSON: {e}") from None
         raise DataError(f"{where}: a number with more than {sys.get_int_max_str_digits()} digits, longer than "
-                        f"Python reads ({str(e)[:60]}...); write it as a string") from None
+                        "Python reads; write it as a string") from None
 
 
 def _parse_line(path: Source, line: int, raw: bytes) -> dict[str, Any] | None:

@@ -2,7 +2,7 @@
 naive per-example loop - same loaded model, same prompts, same greedy settings.
 
     python bench/generation_speed.py [--gsm8k 64] [--squad 48] [--batch_size 0] [--skip_naive]
-                                     [--generate_first] [--dtype auto] [--device cpu] [--out ...]
+                                     [--generate_first] [--threads 0] [--dtype auto] [--device cpu] [--out ...]
 
 For each task (the seeded `train_size` training prompts `s3ft generate` answers, with the task's
 answer length), three arms answer the same prompts with the same loaded model:
@@ -65,7 +65,7 @@ class LoadSampler:
         while not self._stop.wait(self.every):
             self.samples.append(os.getloadavg()[0])
 
-    def __enter__(self) -> "LoadSampler":
+    def __enter__(self):
         self._t.start()
         return self
 
@@ -98,8 +98,8 @@ def _count(ids, stop):
 
 
 def _greedy_kw(tok, max_new_tokens, stop) -> dict:
-    return dict(max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None, top_k=None,
-                eos_token_id=stop, pad_token_id=tok.pad_token_id)
+    return {"max_new_tokens": max_new_tokens, "do_sample": False, "temperature": None, "top_p": None, "top_k": None,
+            "eos_token_id": stop, "pad_token_id": tok.pad_token_id}
 
 
 def naive(model, tok, prompt_ids, max_new_tokens, stop):
@@ -143,8 +143,7 @@ class Recorder:
     token). Wrapping costs a sum over the answers' token lists per batch."""
 
     def __init__(self, stop):
-        import s3ft.backends.hf as hf
-        import s3ft.backends.hf_decode as hf_decode
+        from s3ft.backends import hf, hf_decode
 
         self.hf, self.hf_decode, self.stop = hf, hf_decode, stop
         self.orig_size, self.orig_decode = hf.auto_batch_size, hf_decode.greedy_decode
@@ -164,7 +163,7 @@ class Recorder:
         self.new_tokens += sum(_count(x, self.stop) for x in new)
         return new
 
-    def __enter__(self) -> "Recorder":
+    def __enter__(self):
         self.hf.auto_batch_size, self.hf_decode.greedy_decode = self.auto_batch_size, self.greedy_decode
         return self
 
@@ -247,7 +246,7 @@ def run_task(task: str, prompts: list, max_new: int, batch_size: int, gen, peak:
                 batches = plan_batches(order, batch_size or plan_auto(model, prompt_tokens, order, max_new))
                 r["batch_sizes_from"] = "fixed --batch_size" if batch_size else "auto_batch_size, called as HFGenerator.stream calls it"
             (texts[arm], new_tokens[arm]), seconds[arm], cpu[arm], load[arm] = timed(
-                lambda: batched_generate(model, tok, prompt_ids, batches, max_new, stop), device)
+                lambda b=batches: batched_generate(model, tok, prompt_ids, b, max_new, stop), device)
             r["batch_rows"] = [len(x) for x in batches]
         elif arm == "naive":
             (texts[arm], new_tokens[arm]), seconds[arm], cpu[arm], load[arm] = timed(
@@ -294,15 +293,15 @@ def markdown(doc: dict) -> list[str]:
     others = [x for x in ("generate", "naive") if x in arms]
     slash = " / ".join
     lines = ["# Generation speed: s3ft's greedy loop vs batched `model.generate`" + (" and a naive loop" if naive_run else "") + "\n",
-             f"Machine: {doc['machine']}; {doc['date']}; {doc['model']}; measured {doc['dtype']} matmul peak "
-             f"{doc['matmul_peak_gflops']} GFLOP/s (bench/roofline.py).\n",
-             f"Command: `{doc['command']}`; whole benchmark {doc['wall_seconds']} s (model load and peak measurement "
-             f"included); arms in the order {', '.join(arms)} on each task.\n",
-             f"Load: 1-minute load average {doc['load_avg_start']} at start, {doc['load_avg_end']} at end, "
-             f"{doc['cpu_count']} CPUs; this benchmark alone accounts for about {torch.get_num_threads()} "
-             "(its torch threads), anything above that is other work: these CPUs are shared with other agents, whose "
-             "load slows whichever arm it falls on - the load sampled during each arm is in the table, and so is each "
-             "arm's CPU time (this process, all threads), which other processes' load inflates less than wall time.\n",
+             (f"Machine: {doc['machine']}; {doc['date']}; {doc['model']}; measured {doc['dtype']} matmul peak "
+              f"{doc['matmul_peak_gflops']} GFLOP/s (bench/roofline.py).\n"),
+             (f"Command: `{doc['command']}`; whole benchmark {doc['wall_seconds']} s (model load and peak measurement "
+              f"included); arms in the order {', '.join(arms)} on each task.\n"),
+             (f"Load: 1-minute load average {doc['load_avg_start']} at start, {doc['load_avg_end']} at end, "
+              f"{doc['cpu_count']} CPUs; this benchmark alone accounts for about {torch.get_num_threads()} "
+              "(its torch threads), anything above that is other work: these CPUs are shared with other agents, whose "
+              "load slows whichever arm it falls on - the load sampled during each arm is in the table, and so is each "
+              "arm's CPU time (this process, all threads), which other processes' load inflates less than wall time.\n"),
              "Arms: **s3ft** = `HFGenerator.stream` (what `s3ft generate` calls; the stage's JSONL writing is "
              "not timed, negligible); **generate** = one left-padded `model.generate(do_sample=False)` call per "
              "batch, the same length-sorted batches s3ft used; "

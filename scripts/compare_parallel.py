@@ -44,11 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("recipe")
     args, overrides = ap.parse_known_args(argv)
 
-    from s3ft.compare import _seeds, tune_seed, tuning_candidates
+    from s3ft.compare import seeds_of, tune_seed, tuning_candidates
     from s3ft.config import load_config
 
     cfg = load_config(args.recipe, overrides)
-    seeds = _seeds(cfg)
+    seeds = seeds_of(cfg)
     root = Path(cfg.output_dir)
     first = tune_seed(cfg)
     if len(seeds) < 2:

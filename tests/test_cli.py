@@ -170,3 +170,12 @@ def test_fields_into_a_closed_pipe_is_quiet():
     err = p.stderr.read().decode()
     assert p.wait(timeout=60) == 141
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+def test_judge_predictions_with_a_recipe_and_no_task(tmp_path, capsys):
+    """--recipe alone (the task from the recipe) used to fail with an AttributeError."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("task: gsm8k\n")
+    out = tmp_path / "out.jsonl"
+    assert main(["judge", "--recipe", str(recipe), "--predictions", str(_gsm8k_preds(tmp_path)), "--output", str(out)]) == 0
+    assert [r["correct"] for r in _lines(out)] == [True, False]

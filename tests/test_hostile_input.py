@@ -137,6 +137,19 @@ def test_cuda_without_cuda_is_a_preflight_error(tmp_path, dummy_model, monkeypat
     assert not (tmp_path / "run").exists()
 
 
+def test_a_cuda_index_the_machine_lacks_is_named(monkeypatch):
+    import torch
+
+    from s3ft.models import ModelError, check_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    for ok in ("auto", "cpu", "cuda", "cuda:0", "cuda:1"):
+        check_device(ok)
+    with pytest.raises(ModelError, match=r"device 'cuda:2': this machine has 2 CUDA devices \(cuda:0 to cuda:1\)"):
+        check_device("cuda:2")
+
+
 # ---------------------------------------------------------------- random bad recipes
 def _out_of_range(name: str) -> st.SearchStrategy:
     """Values field `name` must refuse: outside its range, not finite, of another type."""

@@ -306,12 +306,14 @@ def test_force_names_are_checked_on_the_command_line():
         _split_force(["--force", "evaluate"])
 
 
-def test_cut_off_answers_are_never_targets(tmp_path, monkeypatch):
+@pytest.mark.parametrize("judge", ["qa", "math"])
+def test_cut_off_answers_are_never_targets(tmp_path, monkeypatch, judge):
     """Answers that hit max_new_tokens (stop reason "length") fall back like wrong ones - own ->
     paraphrase -> gold - and the mix counts the candidates passed over for it; every generated
-    row records its stop reason."""
+    row records its stop reason. With the math judge too, which reads a cut-off worked answer's
+    last number and may well call it right."""
     files = make_data(tmp_path)
-    cfg = load_config(None, {"task": "jsonl", "data_files": files, "judge": "qa", "id_field": "id",
+    cfg = load_config(None, {"task": "jsonl", "data_files": files, "judge": judge, "id_field": "id",
                              "output_dir": str(tmp_path / "run"), "method": "s3ft", "model": "org/unused"})
     gen = ScriptedGenerator(cut_off={0, 1, 3})
     monkeypatch.setattr(Session, "generator", lambda self, model=None: gen)

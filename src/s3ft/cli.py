@@ -114,7 +114,7 @@ def cmd_judge_file(args, rest: list[str]) -> int:
 
     pred_path, out = Path(args.predictions), Path(args.output)
     _check_judge_output(pred_path, out)
-    overrides = ["--task", args.task] + (["--judge", args.judge] if args.judge else []) + rest
+    overrides = (["--task", args.task] if args.task else []) + (["--judge", args.judge] if args.judge else []) + rest
     cfg = load_config(getattr(args, "recipe", None), overrides)
     s = Session(cfg)
     name = s.judge_name

@@ -582,7 +582,9 @@ def range_problem(name: str, value: Any) -> str | None:
         if in_range and abs(v) <= INT_LIMIT:
             continue
         if isinstance(value, list):
-            return f"{name}: every value must be a finite number{' ' + rng if rng else ''}, got {brief(value)}"
+            floats = _type_str(name).replace(" ", "").startswith("list[float]")
+            what = ("positive finite numbers" if rng == "> 0" else f"finite numbers {rng}") if floats else f"numbers {rng}"
+            return f"{name} must be {what}, got {brief(value)}"
         if in_range:  # (no upper bound of its own)
             return f"{name} must be below 2**63, got {brief(v)}"
         optional = _type_str(name).replace(" ", "").endswith("|None")

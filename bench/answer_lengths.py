@@ -8,7 +8,8 @@ paraphrases their gold answers (the paraphrase prompt of `s3ft paraphrase`) with
 (2x the task's limit, at least 256 tokens). Reported per kind: token-length percentiles of the
 answers that ended on their own (end of turn), how many ran into the generous cap (runaways that
 would never end), and how many a given limit would cut off. A limit fits when a normal answer
-(one that ends) fits with room to spare: the tasks use about 1.5x the 95th percentile of those.
+(one that ends) fits with room to spare: the tasks use about 1.5x the 90th percentile of those,
+rounded up to a multiple of 64 tokens.
 """
 from __future__ import annotations
 

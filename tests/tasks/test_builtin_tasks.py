@@ -15,11 +15,11 @@ EXPECTED_SIZES = {
     "mbpp": {"train": 374, "validation": 90, "test": 500, "prompt": 10},
     "nq_open": {"train": 2310, "validation": 300, "test": 1000},
 }
-TASK_DEFAULTS = {  # judge, max_new_tokens, paraphrase_kind
-    "squad": ("qa", 32, "generic"),
-    "gsm8k": ("math", 320, "math"),
-    "mbpp": ("code", 384, "code"),
-    "nq_open": ("qa", 32, "generic"),
+TASK_DEFAULTS = {  # judge, (own answer, paraphrase, evaluation) token limits, paraphrase_kind
+    "squad": ("squad", (128, 192, 128), "generic"),
+    "gsm8k": ("math", (320, 320, 320), "math"),
+    "mbpp": ("code", (384, 384, 384), "code"),
+    "nq_open": ("qa", (128, 128, 128), "generic"),
 }
 
 
@@ -32,7 +32,8 @@ def _split(name: str, split: str):
 def test_split_sizes_and_defaults(name):
     task = get_task(name)
     assert isinstance(task, Task) and task.name == name
-    assert (task.judge, task.max_new_tokens, task.paraphrase_kind) == TASK_DEFAULTS[name]
+    limits = (task.max_new_tokens, task.paraphrase_max_new_tokens, task.eval_max_new_tokens)
+    assert (task.judge, limits, task.paraphrase_kind) == TASK_DEFAULTS[name]
     assert set(task.splits) == set(EXPECTED_SIZES[name])
     for split, n in EXPECTED_SIZES[name].items():
         assert len(_split(name, split)) == n, (name, split)

@@ -4,8 +4,8 @@ containment against every gold answer.
 `judge_squad` (the squad task's default) checks that a reply *states* a gold answer: the bare
 span, or a short sentence asserting it. It reads the reply's first sentence, drops the words it
 shares with the question and a few lead-in words ("the answer is", "according to the context"),
-and asks that what is left contain a gold answer with few other words around it. A quoted
-context sentence that merely contains the span among other material fails. `judge_qa` is the lenient judge (gold contained anywhere in the reply, or F1 on the
+and asks that what is left begin with a gold answer or contain one with few other words around
+it. A quoted context sentence with the span in the middle of other material fails. `judge_qa` is the lenient judge (gold contained anywhere in the reply, or F1 on the
 whole reply): a reply quoting the context sentence that shares most words with the question
 passes it about 80% of the time on SQuAD with no model at all (bench/results/squad_judge.md).
 
@@ -154,20 +154,31 @@ def first_sentence(text: str) -> str:
     return next(iter(sentences(text)), "")
 
 
+def _stem(token: str) -> str:
+    """A crude stem, so that a restated question's "debuted" matches its "debut"."""
+    for suffix in ("ing", "ed", "es", "s"):
+        if len(token) > len(suffix) + 3 and token.endswith(suffix):
+            return token[: -len(suffix)]
+    return token
+
+
 def stated_answer(response: str, question: str, golds: list[str]) -> list[str]:
     """What the reply's first sentence says beyond restating the question: its normalised tokens
-    without the question's words and the lead-in words - except words of a gold answer."""
+    without the question's words (compared by a crude stem) and the lead-in words - except words
+    of a gold answer."""
     keep = {t for g in golds for t in normalize_answer(g).split()}
-    drop = (set(normalize_answer(question).split()) | FILLER) - keep
-    return [t for t in normalize_answer(first_sentence(response)).split() if t not in drop]
+    asked = {_stem(t) for t in normalize_answer(question).split()}
+    return [t for t in normalize_answer(first_sentence(response)).split()
+            if t in keep or (t not in FILLER and _stem(t) not in asked)]
 
 
 def judge_squad(example: Example, response: Any, extra_words: int = 3) -> Verdict:
     """Correct if the reply states a gold answer: it is one (normalised exact match), or what its
-    first sentence says beyond the question (`stated_answer`) contains a gold answer's words, in
-    order, with at most max(extra_words, that answer's length) other words around them. A
-    partial span ("July" for "July 1899"), a wrong one of the right shape ("July 1900") and a
-    quoted sentence with the span among much else all fail. The question comes from
+    first sentence says beyond the question (`stated_answer`) either begins with a gold answer
+    (the shape of a sentence answer: the question restated, the answer, then maybe more) or
+    contains one with at most max(extra_words, its length) other words around it. A partial span
+    ("July" for "July 1899"), a wrong one of the right shape ("July 1900") and a quoted sentence
+    with the span in the middle of other material fail. The question comes from
     example.meta["question"] (none: only the lead-in words are dropped). extracted = the gold."""
     all_golds = gold_answers(example)
     golds = [g for g in all_golds if normalize_answer(g)]
@@ -184,6 +195,9 @@ def judge_squad(example: Example, response: Any, extra_words: int = 3) -> Verdic
     if not stated:
         return Verdict(False, "the first sentence states nothing beyond the question", None)
     said = " ".join(stated)
+    for g in golds:
+        if f"{said} ".startswith(f"{normalize_answer(g)} "):
+            return Verdict(True, f"states {said[:80]!r}, which begins with gold {g!r}", g)
     contained = [g for g in golds if contains_score(said, g)]
     for g in sorted(contained, key=lambda g: -len(normalize_answer(g).split())):
         n = len(normalize_answer(g).split())

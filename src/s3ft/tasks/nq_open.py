@@ -62,6 +62,9 @@ def task(**options) -> Task:
     if options:
         raise TypeError(f"the nq_open task takes no options, got: {', '.join(options)}")
     return Task(
-        name="nq_open", judge="qa", max_new_tokens=32, paraphrase_kind="generic",
+        # limits: 1.5x the 90th percentile of the embedded model's replies that ended on their own
+        # (answers 79, paraphrases 84 tokens; bench/results/answer_lengths.md), up to a multiple of 64
+        name="nq_open", judge="qa", max_new_tokens=128, paraphrase_max_new_tokens=128, eval_max_new_tokens=128,
+        paraphrase_kind="generic",
         splits={s: (lambda s=s: load_split(s)) for s in SPLITS},
     )

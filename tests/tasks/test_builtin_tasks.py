@@ -17,8 +17,8 @@ EXPECTED_SIZES = {
 }
 TASK_DEFAULTS = {  # judge, (own answer, paraphrase, evaluation) token limits, paraphrase_kind
     "squad": ("squad", (128, 192, 128), "generic"),
-    "gsm8k": ("math", (320, 320, 320), "math"),
-    "mbpp": ("code", (384, 384, 384), "code"),
+    "gsm8k": ("math", (448, 384, 448), "math"),
+    "mbpp": ("code", (448, 256, 448), "code"),
     "nq_open": ("qa", (128, 128, 128), "generic"),
 }
 

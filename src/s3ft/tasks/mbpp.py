@@ -57,6 +57,9 @@ def task(**options) -> Task:
     if options:
         raise TypeError(f"the mbpp task takes no options, got: {', '.join(options)}")
     return Task(
-        name="mbpp", judge="code", max_new_tokens=384, paraphrase_kind="code",
+        # limits: 1.5x the 90th percentile of the embedded model's replies that ended on their own
+        # (programs 272, paraphrased programs 159 tokens; bench/results/answer_lengths.md), up to a multiple of 64
+        name="mbpp", judge="code", max_new_tokens=448, paraphrase_max_new_tokens=256, eval_max_new_tokens=448,
+        paraphrase_kind="code",
         splits={s: (lambda s=s: load_split(s)) for s in SPLITS},
     )

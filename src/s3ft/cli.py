@@ -205,7 +205,7 @@ def cmd_compare(args, rest: list[str]) -> int:
 def cmd_demo(args, rest: list[str]) -> int:
     args.recipe = str(demo_recipe())
     print("s3ft demo: S3FT on the embedded SmolLM2-135M-Instruct and the bundled SQuAD task "
-          f"(recipe {args.recipe}; about 8 minutes on 2 CPU cores)", flush=True)
+          f"(recipe {args.recipe}; 25 minutes or less on 2 CPU cores)", flush=True)
     return cmd_run(args, rest)
 
 
@@ -330,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "s3ft judge --task TASK --predictions PRED.jsonl --output OUT.jsonl [--judge NAME|FILE.py:FUNCTION]",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     jp.add_argument("recipe", nargs="?", help="recipe YAML file")
-    sub.add_parser("demo", help="S3FT on the embedded model and bundled squad (~8 min on 2 cores)")
+    sub.add_parser("demo", help="S3FT on the embedded model and bundled squad (25 min or less on 2 cores)")
     sub.add_parser("fields", help="list every recipe key")
     _add_use_parsers(sub)
     return p

@@ -70,6 +70,20 @@ def path_problem(path: str | Path, what: str = "file") -> str | None:
     return None
 
 
+def file_above(path: Path) -> Path | None:
+    """The nearest existing ancestor of `path` when it is a file (so `path` cannot be made under
+    it), else None."""
+    parent = Path(path).parent
+    while not os.path.lexists(parent):
+        parent = parent.parent
+    return None if parent.is_dir() else parent
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (also through links)."""
+    return Path(a).resolve() == Path(b).resolve() or (Path(a).exists() and Path(b).exists() and os.path.samefile(a, b))
+
+
 def text_problem(text: str) -> str | None:
     """Why `text` cannot be written as UTF-8 (a lone surrogate: a byte that was not UTF-8 on the
     command line, or a "\\ud800" escape in JSON / YAML), or None."""

@@ -168,19 +168,16 @@ def cmd_judge_file(args, rest: list[str]) -> int:
 
 def _check_judge_output(pred: Path, out: Path) -> None:
     """--output must be a file path of its own: not a folder, not under a file, not the predictions."""
-    from s3ft.checks import path_problem
+    from s3ft.checks import file_above, path_problem, same_file
 
     if out.is_dir():
         raise ValueError(f"--output {out} is a folder; give the file to write, e.g. {out / 'judged.jsonl'}")
     if os.path.lexists(out) and (problem := path_problem(out)) is not None and "not found" not in problem:
         raise ValueError(f"--output {out} {problem if problem.startswith('is ') else '(' + problem + ')'}; give a file path")
-    if out.resolve() == pred.resolve() or (out.exists() and pred.exists() and os.path.samefile(out, pred)):
+    if same_file(out, pred):
         raise ValueError(f"--output {out} is the predictions file (--predictions {pred}): the judged rows would replace "
                          "the predictions; write them to another file")
-    parent = out.parent
-    while not os.path.lexists(parent):
-        parent = parent.parent
-    if not parent.is_dir():
+    if (parent := file_above(out)) is not None:
         raise ValueError(f"--output {out}: {parent} is a file, so {out} cannot be made under it")
 
 

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from s3ft.checks import file_above
 from s3ft.methods import METHODS
 from s3ft.models import EMBEDDED_ALIASES
 from s3ft.runs import file_fingerprint, versions
@@ -54,10 +55,7 @@ def check_output(out: Path, tm: TrainedModel) -> None:
     if out.is_dir() and any(out.iterdir()) and not (out / EXPORT_RECORD).is_file():
         raise TrainedModelError(f"--output {out} is not empty and is not an earlier `s3ft export` (no {EXPORT_RECORD}); "
                                 "give a new or empty folder")
-    parent = out.parent
-    while not os.path.lexists(parent):
-        parent = parent.parent
-    if not parent.is_dir():
+    if (parent := file_above(out)) is not None:
         raise TrainedModelError(f"--output {out}: {parent} is a file, so the folder cannot be made under it")
 
 

@@ -14,12 +14,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from s3ft.checks import brief
+from s3ft.checks import brief, file_above, same_file
 from s3ft.runs import file_fingerprint, fingerprint, read_jsonl, write_json
 from s3ft.stages.common import Decoding, log, pending, stream_rows
 from s3ft.trained import TrainedModel
@@ -125,13 +124,10 @@ def meta_path(output: Path) -> Path:
 def check_output(inp: Path, out: Path) -> None:
     if out.is_dir():
         raise PredictError(f"--output {out} is a folder; give the file to write, e.g. {out / 'predictions.jsonl'}")
-    if out.resolve() == inp.resolve() or (out.exists() and inp.exists() and os.path.samefile(out, inp)):
+    if same_file(out, inp):
         raise PredictError(f"--output {out} is the input file (--input {inp}): the answers would be written into "
                            "the prompts; write them to another file")
-    parent = out.parent
-    while not os.path.lexists(parent):
-        parent = parent.parent
-    if not parent.is_dir():
+    if (parent := file_above(out)) is not None:
         raise PredictError(f"--output {out}: {parent} is a file, so {out} cannot be made under it")
 
 

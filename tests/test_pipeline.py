@@ -336,3 +336,35 @@ def test_cut_off_answers_are_never_targets(tmp_path, monkeypatch, judge):
     cut = {r["id"] for r in read_jsonl(s.run / "own.jsonl") if r["stop"] == "length"}
     assert not any(r["id"] in cut for r in rows.values() if r["source"] == "self")
     assert not any(para[r["id"]]["stop"] == "length" for r in rows.values() if r["source"] == "paraphrase")
+
+
+def test_late_failing_settings_fail_before_any_work(tmp_path, tiny_model_dir):
+    """Settings a library would only check when training starts - after generation, judging and
+    paraphrasing - fail in the first seconds, with nothing written: a LoRA target module that the
+    model does not have, a misspelled scheduler or tracker, an unknown device. The list form of a
+    list key works on the command line."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"model: {tiny_model_dir}\ntask: squad\noutput_dir: {tmp_path / 'run'}\ntrain_size: 4\neval_size: 2\n")
+    for args, needle in [
+        (["--lora_target_modules", "qproj", "v_proj"], "lora_target_modules: 'qproj' name no module of"),
+        (["--lr_scheduler_type", "cosin"], "did you mean 'cosine'"),
+        (["--report_to", "wandbb"], "did you mean 'wandb'"),
+        (["--device", "gpu"], "device must be auto, cpu, cuda or cuda:N"),
+    ]:
+        r = subprocess.run([sys.executable, "-m", "s3ft.cli", "train", str(recipe), *args], capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr, (args, r.stderr[-2000:])
+        assert not (tmp_path / "run" / "own.jsonl").exists()
+
+
+def test_lora_targets_are_checked_against_the_models_modules(tiny_model_dir):
+    from s3ft.config import parse_overrides
+    from s3ft.models import ModelError, check_lora_targets
+
+    assert parse_overrides(["--lora_target_modules", "q_proj", "v_proj", "--seed", "3"]) == {
+        "lora_target_modules": ["q_proj", "v_proj"], "seed": 3}
+    check_lora_targets(str(tiny_model_dir), ["q_proj", "v_proj"])
+    check_lora_targets(str(tiny_model_dir), ["self_attn.q_proj"])  # PEFT matches the name's last parts too
+    check_lora_targets(str(tiny_model_dir), ["all-linear"])
+    with pytest.raises(ModelError, match="did you mean 'q_proj'"):
+        check_lora_targets(str(tiny_model_dir), ["q_proj", "qproj"])

@@ -484,7 +484,8 @@ def read_recipe(path: str | Path) -> dict[str, tuple[Any, str]]:
 
 def parse_overrides(args: list[str]) -> dict[str, Any]:
     """`--key value`, `--key=value`, `--flag` (true) -> {key: raw value}. Dashes in keys become
-    underscores; values are read as YAML scalars/lists/mappings (so `--data_files "{train: a}"`)."""
+    underscores; values are read as YAML scalars/lists/mappings (so `--data_files "{train: a}"`).
+    A list key also takes several values in a row: `--lora_target_modules q_proj v_proj`."""
     import yaml
 
     loader = _yaml_loader()
@@ -507,6 +508,10 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
             else:
                 raise ConfigError(f"command line: option --{key} needs a value")
         where = f"command line --{key}"
+        if not eq and _type_str(key).replace(" ", "").startswith("list"):
+            while i + 1 < len(args) and not args[i + 1].startswith("--"):  # --key a b c
+                i += 1
+                val = f"{val},{args[i]}"
         if (problem := text_problem(val)) is not None:
             raise ConfigError(f"{where}: the value {problem}; give it as UTF-8 text")
         if _too_deep(val) is not None:

@@ -198,6 +198,36 @@ def check_device(device: str) -> None:
 CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "max_sequence_length")
 
 
+def module_names(name: str) -> list[str]:
+    """The full names of `name`'s modules, from its config alone: the model is built on the meta
+    device, so no weights load and no memory is taken (seconds for any size)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cfg = AutoConfig.from_pretrained(resolve_model(name))
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(cfg)
+    return [n for n, _ in model.named_modules() if n]
+
+
+def check_lora_targets(name: str, targets: list[str]) -> None:
+    """Every entry of lora_target_modules must name modules of the model the way PEFT matches
+    them (a full name, or its last parts): a typo fails here, not when training starts after
+    hours of generation."""
+    if list(targets) == ["all-linear"]:
+        return
+    names = module_names(name)
+    missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if missing:
+        import difflib
+
+        leaves = sorted({n.rsplit(".", 1)[-1] for n in names} - {n for n in (x.rsplit(".", 1)[-1] for x in names) if n.isdigit()})
+        close = difflib.get_close_matches(missing[0], leaves, n=1, cutoff=0.6)
+        raise ModelError(f"lora_target_modules: {', '.join(repr(m) for m in missing)} name no module of {name}"
+                         + (f" (did you mean {close[0]!r}?)" if close else "")
+                         + f"; its modules end in: {', '.join(leaves[:30])}; or use all-linear")
+
+
 def context_length(name: str) -> tuple[int, str] | None:
     """(the longest sequence - prompt + answer, in tokens - the model takes, where that number
     comes from): its config's max_position_embeddings (or n_positions, ...; a multimodal config's

@@ -117,7 +117,7 @@ def preflight(s: Session, stages: tuple[str, ...] = COMMANDS) -> None:
     resolves, the task and its data files load (every row validated), the judge can be built
     (e.g. the code judge without the opt-in fails here, not after an hour of generation)."""
     from s3ft.judges.custom import check_on_gold, is_custom
-    from s3ft.models import check_chat_template, check_device, resolve_model
+    from s3ft.models import check_chat_template, check_device, check_lora_targets, resolve_model
 
     c = s.cfg
     s.check_run_dir()  # a folder that is not an s3ft run is refused before anything else
@@ -144,6 +144,8 @@ def preflight(s: Session, stages: tuple[str, ...] = COMMANDS) -> None:
         if s.judge_name == "llm" and c.judge_model and not c.judge_base_url:
             check_chat_template(c.judge_model)  # the judge model is found and can be prompted
         check_prompt_lengths(s, stages)
+    if c.use_peft and {"train", "eval"} & set(stages):  # a typo in a module name fails here, not after generation
+        check_lora_targets(c.model, list(c.lora_target_modules))
     if s.judge_name == "llm" and c.judge_base_url and {"judge", "paraphrase", "eval"} & set(stages):
         s.judge_server_check()
     for split, rows in s.task.invalid.items():

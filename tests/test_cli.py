@@ -179,3 +179,17 @@ def test_judge_predictions_with_a_recipe_and_no_task(tmp_path, capsys):
     out = tmp_path / "out.jsonl"
     assert main(["judge", "--recipe", str(recipe), "--predictions", str(_gsm8k_preds(tmp_path)), "--output", str(out)]) == 0
     assert [r["correct"] for r in _lines(out)] == [True, False]
+
+
+def test_command_help_is_the_commands_own(capsys):
+    """`s3ft run --help` shows its usage with the overrides and points to `s3ft fields`, not the
+    whole key list; `s3ft demo --help` says what the demo runs."""
+    import pytest
+
+    for argv, needle in ((["run", "--help"], "usage: s3ft run RECIPE [--key value ...]"),
+                         (["demo", "--help"], "usage: s3ft demo [--key value ...]")):
+        with pytest.raises(SystemExit):
+            main(argv)
+        out = capsys.readouterr().out
+        assert needle in out and "s3ft fields" in out and "--lora_target_modules q_proj v_proj" in out
+        assert "--per_device_train_batch_size" not in out  # the key list lives in `s3ft fields`

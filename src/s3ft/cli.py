@@ -313,21 +313,31 @@ def _add_use_parsers(sub) -> None:
 USE_COMMANDS = {"export": cmd_export, "predict": cmd_predict, "chat": cmd_chat}
 
 
+OVERRIDES = """Any recipe key overrides the recipe: --key value (a list key takes several values:
+--lora_target_modules q_proj v_proj). `s3ft fields` lists every key with its type, default and
+help. --force STAGE re-runs a stage once: a group (generate, judge, paraphrase, build, train,
+eval, general, logprob) or one stage by its manifest name (eval.base, train.sft)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="s3ft", description=USAGE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = p.add_subparsers(dest="command", required=True)
     for name, helptext in (("run", "all stages"), ("compare", "every method, shared data pass, report"), ("generate", "own answers"), ("paraphrase", "paraphrases"),
                            ("build", "training set"), ("train", "fine-tune"), ("eval", "in-domain evaluation")):
-        sp = sub.add_parser(name, help=helptext, description=f"s3ft {name} RECIPE [--key value ...]. Keys:\n" + _fields(),
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        sp = sub.add_parser(name, help=helptext, description=f"s3ft {name}: {helptext}.\n\n{OVERRIDES}",
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            usage=f"s3ft {name} RECIPE [--key value ...] [--force STAGE ...]")
         sp.add_argument("recipe", help="recipe YAML file")
     jp = sub.add_parser("judge", help="judge own answers (stage) or a predictions file",
                         description="s3ft judge RECIPE  (the judge stage of a run), or\n"
                         "s3ft judge --task TASK --predictions PRED.jsonl --output OUT.jsonl [--judge NAME|FILE.py:FUNCTION]",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     jp.add_argument("recipe", nargs="?", help="recipe YAML file")
-    sub.add_parser("demo", help="S3FT on the embedded model and bundled squad (25 min or less on 2 cores)")
+    sub.add_parser("demo", help="S3FT on the embedded model and bundled squad (25 min or less on 2 cores)",
+                   description="s3ft demo: S3FT on the embedded SmolLM2-135M-Instruct and the bundled SQuAD task "
+                               "(src/s3ft/recipes/demo.yaml).\n\n" + OVERRIDES,
+                   usage="s3ft demo [--key value ...]", formatter_class=argparse.RawDescriptionHelpFormatter)
     sub.add_parser("fields", help="list every recipe key")
     _add_use_parsers(sub)
     return p

@@ -6,6 +6,8 @@ from __future__ import annotations
 import random
 from typing import Any, Mapping, Sequence
 
+from s3ft.selection import cut_off
+
 
 def accuracy(rows: Sequence[Mapping[str, Any]], n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Accuracy of judged rows ({correct: True/False/None}) with a percentile bootstrap 95% CI."""
@@ -17,7 +19,7 @@ def accuracy(rows: Sequence[Mapping[str, Any]], n_boot: int = 1000, seed: int = 
         "n": n,
         "accuracy": round(100.0 * k / n, 2) if n else None,
         "cannot_judge": sum(1 for r in rows if r.get("correct") is None),
-        "cut_off": sum(1 for r in rows if r.get("stop") == "length"),  # answers that hit max_new_tokens
+        "cut_off": sum(1 for r in rows if cut_off(r)),  # answers that hit max_new_tokens
     }
     if n:
         rng = random.Random(seed)

@@ -18,8 +18,10 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from s3ft.backends.base import LENGTH
 from s3ft.checks import brief, file_above, same_file
 from s3ft.runs import file_fingerprint, fingerprint, read_jsonl, write_json
+from s3ft.selection import cut_off
 from s3ft.stages.common import Decoding, log, pending, stream_rows
 from s3ft.trained import TrainedModel
 from s3ft.types import Example, Messages
@@ -179,7 +181,7 @@ def predict(tm: TrainedModel, input_path: str | Path, output_path: str | Path, p
     ids = {e.id for e in examples}
     rows = [r for r in read_jsonl(out) if r["id"] in ids]
     return {"rows": len(examples), "done_before": done, "written": len(todo), "output": str(out),
-            "cut_off": sum(r.get("stop") == "length" for r in rows)}
+            "cut_off": sum(cut_off(r) for r in rows)}
 
 
 # --------------------------------------------------------------------------- chat
@@ -221,7 +223,7 @@ def chat(tm: TrainedModel, stdin: TextIO | None = None, stdout: TextIO | None = 
         (_, reply, stop), = generator.stream([list(history)], decoding.max_new_tokens, progress=False, **decoding.kwargs())
         history.append({"role": "assistant", "content": reply})
         print(reply, file=stdout, flush=True)
-        if stop == "length":
+        if stop == LENGTH:
             print(f"(reply cut off at {decoding.max_new_tokens} tokens; --max_new_tokens N allows longer ones)",
                   file=sys.stderr, flush=True)
     return 0

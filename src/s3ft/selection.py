@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Mapping, Sequence
 
+from s3ft.backends.base import LENGTH
 from s3ft.methods import SOURCES, get_method
 from s3ft.types import Example
 
@@ -22,12 +23,9 @@ __all__ = ["SOURCES", "accepted_own", "accepted_paraphrase", "build_training_set
            "cut_off", "mix", "needs_paraphrase"]
 
 
-CUT_OFF = "length"  # the stop reason of an answer that reached max_new_tokens
-
-
 def cut_off(row: Mapping[str, Any] | None) -> bool:
     """Whether the row's generation stopped at the length limit (its text is cut off)."""
-    return bool(row) and row.get("stop") == CUT_OFF
+    return bool(row) and row.get("stop") == LENGTH
 
 
 def accepted_own(row: Mapping[str, Any] | None) -> str | None:

@@ -15,7 +15,7 @@ from s3ft.stages.common import Decoding, Judge, Stages, by_id, examples_fp, log,
 from s3ft.types import Example
 
 
-CUT_OFF = "cut off at max_new_tokens"  # the filter reason of a paraphrase that hit the length limit
+CUT_OFF_REASON = "cut off at max_new_tokens"  # the filter reason of a paraphrase that hit the length limit
 
 
 def paraphrase(stages: Stages, examples: Sequence[Example], judged_path: Path | None, scope: str, generator,
@@ -31,7 +31,7 @@ def paraphrase(stages: Stages, examples: Sequence[Example], judged_path: Path | 
                      judge.fingerprint(examples), kind, *([min_length_ratio] if min_length_ratio else []))
 
     def rows_for(batch: list[tuple[Example, str, str]]) -> list[dict[str, Any]]:
-        whys = {e.id: CUT_OFF if stop == LENGTH else filter_reason(t, e.gold, min_length_ratio) for e, t, stop in batch}
+        whys = {e.id: CUT_OFF_REASON if stop == LENGTH else filter_reason(t, e.gold, min_length_ratio) for e, t, stop in batch}
         keep = [(e, t) for e, t, _ in batch if whys[e.id] is None]
         judged = by_id(judge.rows([e for e, _ in keep], [t for _, t in keep])) if keep else {}
         rows = []

@@ -91,7 +91,7 @@ def cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
         ("bool expected", "use_peft: maybe\n"),
         ("invalid YAML", "task: squad\n  bad: [\n"),
         ("not a mapping", "- a\n- b\n"),
-        ("unknown method", "method: rft\n"),
+        ("unknown method", "method: xft\n"),
         ("misspelled task", "task: sqaud\n"),
         ("jsonl task without data", "task: jsonl\n"),
         ("misspelled judge", "judge: mth\n"),
@@ -148,6 +148,11 @@ def cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
     out.append(("model", "model folder without a tokenizer", ["run", recipe("notok", jsonl + f"model: {model}\n")]))
     out.append(("model", "tokenizer without a chat template (a base model)",
                 ["run", recipe("notemplate", jsonl + f"model: {_base_model(tmp / 'base-model')}\n")]))
+    out.append(("model", "chat_template file missing", ["run", recipe("template_missing", jsonl + f"model: {model}\n"
+                                                                      f"chat_template: {tmp / 'chatml.jinja'}\n")]))
+    out.append(("model", "chat_template that does not render (Jinja error)",
+                ["run", recipe("template_broken", jsonl + f"model: {_base_model(tmp / 'templated-model')}\n"
+                               "chat_template: \"{% for m in messages %}{{ m.content }\"\n")]))
     out.append(("model", "device cuda:7 on a machine without it", ["run", recipe("cuda", base + "task: squad\ndevice: cuda:7\n")]))
     out.append(("judge", "code judge without opt-in", ["run", recipe("code", base + "task: mbpp\n")]))
     judge_py = tmp / "my_judge.py"
@@ -185,6 +190,10 @@ def cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
     out.append(("data path", "a symbolic link loop as a data file", ["run", recipe("data_loop", base + f"task: jsonl\ndata_files: {{train: {data_loop}}}\n")]))
     out.append(("data path", "a list of files for one split, one missing",
                 ["run", recipe("data_list", base + f"task: jsonl\ndata_files: {{train: [{data}, {tmp / 'gone.jsonl'}]}}\n")]))
+    out.append(("data path", "a glob that matches no file",
+                ["run", recipe("data_glob", base + f"task: jsonl\ndata_files: {{train: {tmp / 'shards' / 'train-*.jsonl'}}}\n")]))
+    out.append(("data path", "dataset_name that cannot be loaded (offline, or no such dataset)",
+                ["run", recipe("data_hub", base + "task: jsonl\ndataset_name: test-org/no-such-dataset\n")]))
     missing = recipe("data_missing", base + f"task: jsonl\ndata_files: {{train: {tmp / 'none.jsonl'}}}\n")
     out.append(("data file", "file missing", ["run", missing]))
     empty = tmp / "empty.jsonl"

@@ -14,6 +14,7 @@ def test_compare_end_to_end(tmp_path, tiny_model_dir):
         "per_device_train_batch_size: 3\nmax_length: 512\nlearning_rate: 1.0e-3\n"
         "methods: [base, sft, ssr, sdft, s3ft]\nseeds: [1, 2]\n"
         "general_benchmarks: [arc_easy]\ngeneral_limit: 4\ncross_tasks: [gsm8k]\ncross_task_size: 2\n"
+        "ifeval: true\nifeval_limit: 3\nifeval_max_new_tokens: 8\ndrift: true\n"
     )
     r = subprocess.run([sys.executable, "-m", "s3ft.cli", "compare", str(recipe)], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-4000:]
@@ -32,6 +33,17 @@ def test_compare_end_to_end(tmp_path, tiny_model_dir):
         assert per["paired"]["s3ft_vs_sft"]["general"]["n"] == 4 and per["paired"]["s3ft_vs_sft"]["general"]["benchmarks"] == ["arc_easy"]
         assert {"sft_vs_base", "ssr_vs_base", "sdft_vs_base"} <= set(per["paired"]) and "general" in per["paired"]["s3ft_vs_base"]
         assert (out / f"seed-{seed}" / "s3ft" / "model" / "adapter_config.json").exists()
+        # IFEval for every model, drift of every trained model from the base, the honest reading
+        assert set(per["ifeval"]) == {"base", "sft", "ssr", "sdft", "s3ft"}
+        assert all(e["ifeval"]["prompts"] == 3 and e["style"]["answers"] == 3 for e in per["ifeval"].values())
+        assert set(per["drift"]) == {"sft", "ssr", "sdft", "s3ft"}
+        # (the tiny model's answers are often empty, which drift cannot score: counted apart;
+        # tests/test_forgetting.py checks the values on a model that writes)
+        assert all(d["general"]["answers"] + d["general"]["empty"] == 3 and d["task"]["answers"] + d["task"]["empty"] == 4
+                   for d in per["drift"].values())
+        f = per["forgetting"]
+        assert f["benchmarks"]["arc_easy"]["chance"] > 0 and f["sft"]["general"]["arc_easy"]["n"] == 4
+        assert f["sft"]["ifeval"]["prompt_strict"]["n"] == 3 and "words_median" in f["sft"]["style"]
     # one shared pass: paraphrases cover every example (sdft asked for), generated once
     assert len((out / "paraphrase.jsonl").read_text().splitlines()) == 6
     manifest = json.loads((out / "manifest.json").read_text())
@@ -39,6 +51,10 @@ def test_compare_end_to_end(tmp_path, tiny_model_dir):
     # logprob analysis: one gold row per training example
     assert len(res["logprob"]["gold"]) == 6
     assert (out / "report" / "report.html").exists() and (out / "report" / "report.md").exists()
+    report = (out / "report" / "report.md").read_text()
+    for section in ("IFEval (instruction following)", "Drift from the base model", "Output style on the IFEval prompts",
+                    "Multiple-choice benchmarks, read against chance"):
+        assert section in report, section
     # the audit files: every method's targets, every model's judged answers (in-domain and cross-task)
     import gzip
 

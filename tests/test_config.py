@@ -31,7 +31,7 @@ def test_bare_bool_flag():
     ("use_peft: maybe\n", "field 'use_peft' expects bool"),
     ("task: squad\n  bad: [\n", "invalid YAML"),
     ("- a\n- b\n", "expected a mapping"),
-    ("method: rft\n", "method must be one of sft, ssr, sdft, s3ft"),
+    ("method: xft\n", "method must be one of sft, ssr, sdft, s3ft"),
     ("task: sqaud\n", "unknown task 'sqaud' (did you mean 'squad'?)"),
     ("task: jsonl\n", "task jsonl needs data_files"),
     ("judge: mth\n", "unknown judge 'mth' (did you mean 'math'?)"),

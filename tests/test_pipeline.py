@@ -78,7 +78,7 @@ def test_stages_write_what_the_method_says(session):
     assert [r["id"] for r in rows] == [f"q{i}" for i in range(N)]
     for i in range(N):
         want = {0: ("self", f"answer {i}"), 1: ("paraphrase", f"It is answer {i}."), 2: ("gold", f"answer {i}")}[i % 3]
-        assert (by[f"q{i}"]["source"], by[f"q{i}"]["completion"]) == want
+        assert (by[f"q{i}"]["source"], by[f"q{i}"]["completion"]) == (want[0], [{"role": "assistant", "content": want[1]}])
     mix = s.run.stage_record("build.s3ft")["mix"]
     assert mix["counts"] == {"self": 4, "paraphrase": 4, "gold": 4}
     # second call: everything up to date, no generation

@@ -390,3 +390,235 @@ def test_dft_loss_is_the_probability_weighted_nll(tiny_model_dir, tmp_path):
     nll = (-tok_logp).sum() / mask.sum()
     assert abs(got - dft.item()) < 1e-4 * max(1.0, abs(dft.item()))
     assert abs(dft.item() - nll.item()) > 1e-3  # the weighting changes the loss
+
+
+# ---------------------------------------------------------------------------------------------
+# ASFT and KL-SFT: TRL's loss + weight * KL(base || model) over the supervised tokens
+# ---------------------------------------------------------------------------------------------
+def _batch(trainer):
+    return trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+
+
+def _perturb_lora(model, seed: int = 7) -> None:
+    """Give every LoRA B matrix (zero at initialisation) random values: the adapter now changes the model."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    for n, p in model.named_parameters():
+        if "lora_B" in n:
+            p.data.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+
+
+def _hand_loss_parts(policy_logits, base_logits, labels):
+    """By hand from full logits: (cross-entropy, DFT, KL(base || policy)), each the mean over the
+    supervised tokens (label != -100, shifted by one)."""
+    import torch
+
+    logp = torch.log_softmax(policy_logits[:, :-1].float(), dim=-1)
+    base_logp = torch.log_softmax(base_logits[:, :-1].float(), dim=-1)
+    target = labels[:, 1:]
+    mask = target != -100
+    tok_logp = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)[mask]
+    kl = (base_logp.exp() * (base_logp - logp)).sum(-1)[mask]
+    n = mask.sum()
+    return (-tok_logp).sum() / n, (-tok_logp * tok_logp.exp()).sum() / n, kl.sum() / n
+
+
+def test_kl_methods_in_the_table_and_config():
+    """asft is DFT's loss + asft_kl_weight * KL, klsft cross-entropy + klsft_beta * KL; both weights
+    are recipe keys with defaults, checked >= 0 at load (the error names the field)."""
+    from s3ft.config import FIELDS, ConfigError, S3FTConfig, load_config
+    from s3ft.methods import METHODS
+
+    assert (METHODS["asft"].loss, METHODS["asft"].kl_weight_key) == ("dft", "asft_kl_weight")
+    assert (METHODS["klsft"].loss, METHODS["klsft"].kl_weight_key) == ("nll", "klsft_beta")
+    assert all(m.kl_weight_key is None for k, m in METHODS.items() if k not in ("asft", "klsft"))
+    assert S3FTConfig().asft_kl_weight == 0.1 and S3FTConfig().klsft_beta == 0.1
+    for key in ("asft_kl_weight", "klsft_beta"):
+        assert FIELDS[key].metadata["ge"] == 0 and "KL(base || model)" in FIELDS[key].metadata["help"]
+        assert getattr(load_config(None, {key: 0}), key) == 0
+        with pytest.raises(ConfigError, match=f"{key} must be >= 0, got -0.5"):
+            load_config(None, {key: -0.5})
+
+
+@pytest.mark.parametrize("loss, weight", [("nll", 0.7), ("dft", 0.1)])
+def test_kl_loss_is_the_main_loss_plus_weight_times_hand_kl(sharp_model_dir, tmp_path, loss, weight):
+    """KL-SFT (nll) and ASFT (dft) with LoRA, on a fixed batch, adapter perturbed: the trainer's loss
+    equals cross-entropy (resp. DFT) + weight * KL(base || model), all computed by hand from the
+    full logits of the model and of the same model with its adapter disabled. (The sharp model:
+    the tiny one's next-token distributions are so flat that KL(base || model) and KL(model ||
+    base) agree to 1e-5 and a test could not tell the directions apart.)"""
+    import torch
+
+    from s3ft.kl_anchor import AnchoredSFTTrainer
+    from s3ft.training import build_trainer
+
+    cfg = _cfg(sharp_model_dir, per_device_train_batch_size=4, lora_dropout=0.0)
+    trainer, _ = build_trainer(_rows(4), cfg, tmp_path / loss, loss=loss, kl_weight=weight)
+    assert isinstance(trainer, AnchoredSFTTrainer) and trainer.ref_model is None  # LoRA: no second copy
+    batch = _batch(trainer)
+    model = trainer.model
+    _perturb_lora(model)
+    model.eval()
+    with torch.no_grad():
+        got = trainer.compute_loss(model, dict(batch)).item()
+        kw = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        policy = model(**kw).logits
+        with model.disable_adapter():
+            base = model(**kw).logits
+    ce, dft, kl = _hand_loss_parts(policy, base, batch["labels"])
+    _, _, reverse = _hand_loss_parts(base, policy, batch["labels"])
+    main = ce if loss == "nll" else dft
+    want = main + weight * kl
+    assert kl.item() > 1e-3 and abs(main.item() - want.item()) > 1e-4  # the KL term matters here
+    tol = 1e-5 * max(1.0, abs(want.item()))
+    assert abs(weight * (kl - reverse).item()) > 10 * tol  # and so does its direction
+    assert abs(got - want.item()) < tol, (got, want.item())
+    assert abs(trainer._metrics["eval"]["kl"][-1] - kl.item()) < 1e-5 * max(1.0, kl.item())
+
+
+def test_klsft_with_beta_zero_is_sft(tiny_model_dir, tmp_path):
+    """beta = 0: the same loss value and the same gradients as SFT, bit for bit, on a batch where
+    the KL is not zero (the adapter perturbed the same way in both) - and the KL is still logged."""
+    import torch
+
+    from s3ft.training import build_trainer
+
+    cfg = _cfg(tiny_model_dir, per_device_train_batch_size=4, lora_dropout=0.0)
+    results = {}
+    for name, kl_weight in (("sft", None), ("klsft", 0.0)):
+        trainer, _ = build_trainer(_rows(4), cfg, tmp_path / name, kl_weight=kl_weight)
+        model = trainer.model
+        _perturb_lora(model)
+        model.train()
+        model.zero_grad()
+        loss = trainer.compute_loss(model, dict(_batch(trainer)))
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+        results[name] = (loss.detach(), grads, trainer)
+    (l_sft, g_sft, _), (l_kl, g_kl, kl_trainer) = results["sft"], results["klsft"]
+    assert torch.equal(l_sft, l_kl)
+    assert g_sft.keys() == g_kl.keys() and len(g_sft) > 0
+    assert all(torch.equal(g_sft[n], g_kl[n]) for n in g_sft)
+    assert any(g.abs().sum() > 0 for g in g_sft.values())
+    assert kl_trainer._metrics["train"]["kl"][-1] > 1e-3
+
+
+def test_kl_is_zero_for_a_zero_adapter_and_positive_once_it_moves(tiny_model_dir, tmp_path):
+    """A fresh LoRA adapter (B = 0) leaves the model equal to its base: the KL term is exactly zero,
+    with LoRA dropout on and in training mode; after the adapter is perturbed it is positive, and
+    its gradient reaches the adapter."""
+    from s3ft.training import build_trainer
+
+    trainer, _ = build_trainer(_rows(4), _cfg(tiny_model_dir, per_device_train_batch_size=4), tmp_path, loss="dft",
+                               kl_weight=1.0)
+    model = trainer.model
+    assert all((p == 0).all() for n, p in model.named_parameters() if "lora_B" in n)
+    batch = _batch(trainer)
+    model.train()
+    trainer.compute_loss(model, dict(batch))
+    assert trainer._metrics["train"]["kl"][-1] == 0.0
+    _perturb_lora(model)
+    model.zero_grad()
+    trainer.kl_weight = 1.0
+    with_kl = trainer.compute_loss(model, dict(batch))
+    kl = trainer._metrics["train"]["kl"][-1]
+    assert kl > 1e-3
+    with_kl.backward()
+    g_with = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad()
+    trainer.kl_weight = 0.0
+    trainer.compute_loss(model, dict(batch)).backward()
+    diff = sum((g_with[n] - p.grad).abs().sum() for n, p in model.named_parameters() if p.requires_grad)
+    assert diff > 0  # the KL term adds its own gradient
+
+
+def test_full_finetuning_anchors_to_a_frozen_reference(sharp_model_dir, tmp_path):
+    """Full fine-tuning: the base is a frozen copy (no gradients, eval mode, not the trained
+    model); the KL is zero at step 0, and after the model moves the loss is cross-entropy + beta *
+    KL computed by hand against the reference's logits, while the reference stays the base."""
+    import torch
+
+    from s3ft.training import build_trainer
+
+    cfg = _cfg(sharp_model_dir, use_peft=False, dtype="float32", per_device_train_batch_size=4)
+    trainer, _ = build_trainer(_rows(4), cfg, tmp_path, kl_weight=2.0)
+    ref, model = trainer.ref_model, trainer.model
+    assert ref is not None and ref is not model and not ref.training
+    assert not any(p.requires_grad for p in ref.parameters())
+    assert {p.data_ptr() for p in ref.parameters()}.isdisjoint(p.data_ptr() for p in model.parameters())
+    batch = _batch(trainer)
+    model.train()
+    trainer.compute_loss(model, dict(batch))
+    assert trainer._metrics["train"]["kl"][-1] == 0.0
+    before = {n: p.clone() for n, p in ref.named_parameters()}
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.05)
+    model.eval()
+    with torch.no_grad():
+        got = trainer.compute_loss(model, dict(batch)).item()
+        kw = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        policy, base = model(**kw).logits, ref(**kw).logits
+    ce, _, kl = _hand_loss_parts(policy, base, batch["labels"])
+    _, _, reverse = _hand_loss_parts(base, policy, batch["labels"])
+    tol = 1e-5 * max(1.0, got)
+    assert kl.item() > 1e-3 and abs(2.0 * (kl - reverse).item()) > 10 * tol  # the direction matters here
+    assert abs(got - (ce + 2.0 * kl).item()) < tol
+    assert all(torch.equal(before[n], p) for n, p in ref.named_parameters())
+
+
+@pytest.mark.parametrize("method, use_peft, dtype", [("asft", True, "float32"), ("klsft", False, "bfloat16")])
+def test_kl_methods_train_end_to_end(tiny_model_dir, tmp_path, method, use_peft, dtype):
+    """train() with ASFT (LoRA) and KL-SFT (full fine-tuning, bf16 autocast): the KL is logged every
+    step, zero at the first (the model is still the base; the reference computes under the same
+    autocast as the model), positive once it has moved; the model is saved."""
+    from s3ft.config import S3FTConfig
+    from s3ft.methods import METHODS
+    from s3ft.training import train
+
+    m = METHODS[method]
+    cfg = _cfg(tiny_model_dir, use_peft=use_peft, dtype=dtype, per_device_train_batch_size=2, num_train_epochs=2,
+               learning_rate=1e-2 if use_peft else 5e-3, save_steps=100)
+    weight = getattr(cfg, m.kl_weight_key)
+    assert weight == getattr(S3FTConfig(), m.kl_weight_key)  # the default
+    metrics = train(_rows(4), cfg, tmp_path, loss=m.loss, kl_weight=weight)
+    log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    kls = [e["kl"] for e in log if "kl" in e]
+    assert metrics["global_step"] == 4 and len(kls) == 4
+    assert kls[0] == 0.0 and kls[-1] > 0
+    assert metrics["kl_weight"] == weight and metrics["last_kl"] == kls[-1] and metrics["loss_type"] == m.loss
+    assert (tmp_path / "model" / ("adapter_model.safetensors" if use_peft else "model.safetensors")).exists()
+
+
+def test_train_stage_passes_the_weight_and_fingerprints_it(tmp_path, monkeypatch):
+    """The train stage gives training the method's loss and KL weight; the weight is part of the
+    stage's fingerprint (a changed klsft_beta re-trains klsft), and klsft is not sft."""
+    import s3ft.training
+    from s3ft.runs import RunDir
+    from s3ft.stages.common import Stages
+    from s3ft.stages.train import train as train_stage
+
+    calls = []
+
+    def fake_train(rows, cfg, out_dir, loss="nll", kl_weight=None):
+        calls.append((out_dir.name, loss, kl_weight))
+        (out_dir / "model").mkdir(parents=True, exist_ok=True)
+        return {"global_step": 1}
+
+    monkeypatch.setattr(s3ft.training, "train", fake_train)
+    data = tmp_path / "train.jsonl"
+    data.write_text(json.dumps(_rows(1)[0]) + "\n")
+    run = RunDir(tmp_path / "run")
+
+    def stage(method, **kw):
+        cfg = S3FTConfig(**kw)
+        train_stage(Stages(run, frozenset(), set()), method, data, cfg, "model-id")
+
+    stage("klsft", klsft_beta=0.3)
+    stage("klsft", klsft_beta=0.3)  # up to date
+    stage("klsft", klsft_beta=0.0)
+    stage("asft")
+    stage("sft", klsft_beta=0.0)
+    assert calls == [("klsft", "nll", 0.3), ("klsft", "nll", 0.0), ("asft", "dft", 0.1), ("sft", "nll", None)]

@@ -28,7 +28,9 @@ USAGE = __doc__
 def _common_env() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from s3ft.models import show_download_progress
+
+    show_download_progress()  # Hub downloads show progress; transformers' per-load bars stay off
 
 
 def _split_force(rest: list[str]) -> tuple[list[str], set[str]]:
@@ -77,7 +79,8 @@ def _print_result(cfg, metrics, seconds: float) -> None:
     if mix:
         p, c = mix["percent"], mix["counts"]
         print(f"Training-set mix ({mix['n']} rows): own {c['self']} ({p['self']}%) / "
-              f"paraphrase {c['paraphrase']} ({p['paraphrase']}%) / gold {c['gold']} ({p['gold']}%)")
+              + (f"sampled {c['sampled']} ({p['sampled']}%) / " if "sampled" in c else "")
+              + f"paraphrase {c['paraphrase']} ({p['paraphrase']}%) / gold {c['gold']} ({p['gold']}%)")
     for name, a in (metrics.get("in_domain") or {}).items():
         print(f"In-domain accuracy {name:>6}: {a['k']}/{a['n']} = {a['accuracy']}%  (95% CI {a.get('ci95')})")
     print(f"Wall time {seconds / 60:.1f} min. Files: {cfg.output_dir}/ (summary.md, metrics.json, manifest.json)")
@@ -194,6 +197,8 @@ def cmd_compare(args, rest: list[str]) -> int:
         accs = [p["in_domain"][name]["accuracy"] for p in seeds.values() if name in p["in_domain"]]
         mix = next(iter(seeds.values()))["mix"].get(name) if seeds else None
         mix_s = f"  mix own/para/gold {mix['percent']['self']}/{mix['percent']['paraphrase']}/{mix['percent']['gold']}%" if mix else ""
+        if mix and "sampled" in mix["percent"]:
+            mix_s += f" (sampled {mix['percent']['sampled']}%)"
         print(f"{name:>5}: in-domain {', '.join(f'{a}%' for a in accs)}{mix_s}")
     print(f"Wall time {result['wall_seconds'] / 60:.1f} min. Report: {Path(cfg.output_dir) / 'report' / 'report.html'}")
     return 0

@@ -1,8 +1,9 @@
 """`s3ft compare`: every method from one shared generation / judging / paraphrase pass,
 trained with identical hyperparameters per seed, evaluated the same way, then reported.
 
-    <output_dir>/                      shared: own answers, judgments, paraphrases, training sets,
-                                       base model evaluations (in-domain, cross-task, general)
+    <output_dir>/                      shared: own answers, k samples, judgments, paraphrases,
+                                       likelihoods, training sets, base model evaluations
+                                       (in-domain, cross-task, general)
     <output_dir>/seed-<k>/<method>/    the adapter of each method for training seed k
     <output_dir>/seed-<k>/eval/ ...    its evaluations
     <output_dir>/logprob.jsonl         Figure 2: log p(response | prompt) under the base model
@@ -157,6 +158,8 @@ def evaluate_model(s: Session, name: str, model: str, model_fp: str, run: RunDir
     for task in s.cfg.cross_tasks:
         out["cross_task"][task] = pipeline.in_domain(cross_session(s, task), f"{task}.{name}", model, model_fp, run)
     out["general"] = pipeline.general_benchmarks(s, name, model, model_fp, run)
+    out["ifeval"] = pipeline.instruction_following(s, name, model, model_fp, run)
+    out["drift"] = pipeline.drift_from_base(s, name, model, model_fp, run)
     if model != s.cfg.model:
         s.models.release(model)
     return out
@@ -183,6 +186,7 @@ def run_compare(cfg: S3FTConfig, force: set[str] | None = None) -> dict[str, Any
         cfg = dataclasses.replace(cfg, paraphrase_scope=paraphrase_scope(trained))
     t0 = time.time()
     s = Session(cfg, force=set(force or ()))
+    s.shared.methods = tuple(trained)  # one data pass (own answers, samples, paraphrases, likelihoods) for all
     pipeline.preflight(s)
     if tuning_candidates(cfg):  # fail on a bad tuning setup before the shared pass; the split must load
         s.examples(cfg.tune_split, None)
@@ -236,7 +240,12 @@ def run_compare(cfg: S3FTConfig, force: set[str] | None = None) -> dict[str, Any
                     per["cross_task"].setdefault(task, {})[name] = acc
                 if ev["general"]:
                     per["general"][name] = ev["general"]
+                if ev.get("ifeval"):
+                    per.setdefault("ifeval", {})[name] = {k: ev["ifeval"][k] for k in ("ifeval", "style")}
+                if ev.get("drift"):
+                    per.setdefault("drift", {})[name] = ev["drift"]
             per["paired"] = paired_results(s.run.path, ss.method_run.path, trained)
+            per["forgetting"] = forgetting_results(s.run.path, ss.method_run.path, trained)
             result["per_seed"][str(seed)] = per
             result["wall_seconds"] = round(time.time() - t0, 1)
             result["stage_seconds"] = stage_seconds(root)
@@ -261,21 +270,25 @@ def write_audit(s: Session, trained: list[str], seeds: list[int]) -> dict[str, s
     import gzip
 
     from s3ft.models import load_tokenizer
+    from s3ft.selection import completion_text
 
     root = s.run.path
     tok = load_tokenizer(s.cfg.model)
     stops = {}
     for name in ("own_judged.jsonl", "paraphrase.jsonl"):
         stops[name] = {r["id"]: r.get("stop") for r in read_jsonl(root / name)}
+    sample_stops = {r["id"]: [x.get("stop") for x in r["samples"]] for r in read_jsonl(root / "samples_judged.jsonl")}
     targets, answers = root / "audit" / "targets.jsonl.gz", root / "audit" / "answers.jsonl.gz"
     targets.parent.mkdir(parents=True, exist_ok=True)
     with gzip.open(targets, "wt", encoding="utf-8") as f:
         for m in trained:
             for r in read_jsonl(root / f"train.{m}.jsonl"):
                 src = {"self": "own_judged.jsonl", "paraphrase": "paraphrase.jsonl"}.get(r["source"])
-                f.write(json.dumps({"method": m, "id": r["id"], "source": r["source"], "text": r["completion"],
-                                    "tokens": len(tok(r["completion"], add_special_tokens=False)["input_ids"]),
-                                    "stop": stops[src].get(r["id"]) if src else None,
+                text = completion_text(r)  # (one assistant message, or text in older run directories)
+                f.write(json.dumps({"method": m, "id": r["id"], "source": r["source"], "text": text,
+                                    "tokens": len(tok(text, add_special_tokens=False)["input_ids"]),
+                                    "stop": stops[src].get(r["id"]) if src else
+                                    sample_stops[r["id"]][r["sample"]] if r["source"] == "sampled" else None,
                                     "cut_off": r.get("cut_off", [])}, ensure_ascii=False) + "\n")
     with gzip.open(answers, "wt", encoding="utf-8") as f:
         folders = [(None, root)] + [(seed, root / f"seed-{seed}") for seed in seeds]
@@ -324,6 +337,39 @@ def paired_results(root: Path, seed_dir: Path, trained: list[str]) -> dict[str, 
     return out
 
 
+def forgetting_results(root: Path, seed_dir: Path, trained: list[str]) -> dict[str, Any]:
+    """Each trained model against the base model, read honestly (s3ft.forgetting): per general
+    benchmark the base model's score against chance (informative or not) and the model's paired
+    change with flips and MDE, the average change over the informative benchmarks; IFEval's
+    paired changes; the style change. Empty parts are left out."""
+    from s3ft import forgetting
+
+    out: dict[str, Any] = {}
+    base_general = general_scores(root, BASE)
+    readings = {b: forgetting.benchmark_reading(b, read_jsonl(root / "general" / BASE / f"{b}.jsonl"))
+                for b in base_general}
+    if readings:
+        out["benchmarks"] = readings
+    base_ifeval = read_jsonl(root / "ifeval" / f"{BASE}.jsonl")
+    base_style = (RunDir(root).stage_record(f"ifeval.{BASE}") or {}).get("style")
+    for m in trained:
+        part: dict[str, Any] = {}
+        general = general_scores(seed_dir, m)
+        if general and base_general:
+            changes = {b: forgetting.paired_change(general[b], base_general[b]) for b in general if b in base_general}
+            part["general"] = changes
+            part["informative_average"] = forgetting.informative_average(changes, readings, general, base_general)
+        rows = read_jsonl(seed_dir / "ifeval" / f"{m}.jsonl")
+        if rows and base_ifeval:
+            part["ifeval"] = forgetting.ifeval_change(rows, base_ifeval)
+            style = (RunDir(seed_dir).stage_record(f"ifeval.{m}") or {}).get("style")
+            if style and base_style:
+                part["style"] = forgetting.style_change(style, base_style)
+        if part:
+            out[m] = part
+    return out
+
+
 def refresh_report(root: str | Path) -> Path:
     """Recompute the paired comparisons of a finished compare run from the files it kept (judged
     answers, general-benchmark samples) and write compare.json and the report again - for a run
@@ -337,6 +383,7 @@ def refresh_report(root: str | Path) -> Path:
     trained = [m for m in result["methods"] if m != BASE]
     for seed, per in result["per_seed"].items():
         per["paired"] = paired_results(root, root / f"seed-{seed}", trained)
+        per["forgetting"] = forgetting_results(root, root / f"seed-{seed}", trained)
     write_json(root / "compare.json", result)
     write_report(result, root / "report")
     return root / "report"

@@ -54,6 +54,13 @@ class S3FTConfig:
                     "fine-tuning on a CPU with native bf16 - AVX512-BF16 or AMX - which autocasts to bfloat16), "
                     "float32, bfloat16, float16. Training autocasts and keeps float32 master weights.", choices=DTYPES)
     device: str = _f("auto", "auto, cpu, cuda, cuda:N.", pattern=(r"auto|cpu|cuda(:\d+)?", "auto, cpu, cuda or cuda:N"))
+    revision: str | None = _f(None, "Hub model: the branch, tag or commit of `model` to load (None: main); part of the "
+                              "model's identity in stage fingerprints.")
+    trust_remote_code: bool = _f(False, "Let transformers run the Python code a hub model's repository ships (models "
+                                 "whose architecture transformers lacks); passed to every model and tokenizer load.")
+    chat_template: str | None = _f(None, "The chat template to use instead of the tokenizer's: a .jinja file, or the "
+                                   "Jinja text itself. Used to render prompts for generation, training and evaluation, "
+                                   "saved with the trained model and its export; part of the model's identity.")
 
     # ---- task ----
     task: str = _f("squad", "Task: squad, gsm8k, mbpp, nq_open, or jsonl (your own data, see data_files).")
@@ -62,8 +69,14 @@ class S3FTConfig:
     train_size: int | None = _f(None, "Use a seeded subset of this many training examples (None: all).", ge=1)
     eval_size: int | None = _f(None, "Use a seeded subset of this many evaluation examples (None: all).", ge=1)
     data_files: dict[str, str | list[str]] = _f({}, "jsonl task: split name -> data file, e.g. {train: a.jsonl, test: b.jsonl}, "
-                                      "or a list of files read one after another, {train: [a.jsonl, b.jsonl]} "
+                                      "or a list of files read one after another, {train: [a.jsonl, b.jsonl]}, or a glob "
+                                      "(shards: {train: data/train-*.parquet}) "
                                       "(.jsonl[.gz], .parquet, .csv, .json; or a URL fsspec opens, e.g. hf://datasets/ORG/NAME/FILE.parquet).")
+    dataset_name: str | None = _f(None, "jsonl task, instead of data_files: a dataset loaded by the datasets library - a "
+                                  "Hub name (ORG/NAME, online), a folder written by save_to_disk, or a local folder of "
+                                  "data files; train_split and eval_split name its splits (slices too: train[:1000]).")
+    dataset_config: str | None = _f(None, "dataset_name: the dataset's configuration (subset) name, e.g. main.")
+    dataset_revision: str | None = _f(None, "dataset_name: the Hub dataset's branch, tag or commit (None: main).")
     prompt_field: str = _f("prompt", "jsonl task: field holding the input text.")
     response_field: str = _f("response", "jsonl task: field holding the gold response.")
     messages_field: str | None = _f(None, "jsonl task: field holding chat messages (last assistant turn is the gold); "
@@ -129,6 +142,18 @@ class S3FTConfig:
                                "all for sdft, none for sft/ssr), failed, all, none.",
                                choices=("auto", "failed", "all", "none"))
 
+    # ---- k sampled answers per training input (rft, grape, s3ft_k) ----
+    sample_k: int = _f(4, "rft, grape, s3ft_k: answers sampled per training input (vLLM's and the openai backend's n; "
+                       "the hf backend's num_return_sequences), each judged.", ge=1, le=1024)
+    sample_temperature: float = _f(0.7, "rft, grape, s3ft_k: sampling temperature of the k answers (Yuan et al.'s RFT: 0.7).",
+                                   gt=0, le=100)
+    sample_top_p: float = _f(1.0, "rft, grape, s3ft_k: nucleus sampling p of the k answers.", gt=0, le=1)
+    sample_seed: int = _f(0, "rft, grape, s3ft_k: seed of the k answers (apart from seed, so that every training seed "
+                          "trains on the same samples).", ge=0, le=SEED_MAX)
+    rft_gold: str = _f("fallback", "rft: the gold response as a target - fallback (for inputs without a correct sample), "
+                       "never (such inputs get no row), always (beside the correct samples: Yuan et al.'s augmented set).",
+                       choices=("fallback", "never", "always"))
+
     # ---- training (names follow transformers / TRL) ----
     use_peft: bool = _f(True, "Train a LoRA adapter (PEFT); false: full fine-tuning.")
     lora_r: int = _f(8, "LoRA rank (paper: 8).", ge=1)
@@ -149,10 +174,16 @@ class S3FTConfig:
                                 "else as computed), float32, bfloat16. bfloat16 halves their memory; the forward "
                                 "pass stays exact, the gradients round like bf16 autocast's.",
                                 choices=("auto", "float32", "bfloat16"))
+    asft_kl_weight: float = _f(0.1, "asft: weight of the KL(base || model) term added to DFT's loss, averaged per "
+                               "supervised token like it (Zhu et al.'s code: 0.1; their range about 0.05-0.1).", ge=0)
+    klsft_beta: float = _f(0.1, "klsft: weight beta of the KL(base || model) term added to the cross-entropy, averaged "
+                           "per supervised token (0: SFT's loss, the KL only logged).", ge=0)
     logging_steps: int = _f(5, "Log the training loss every N steps.", ge=1)
     save_steps: int = _f(50, "Checkpoint every N steps (training resumes from the last one).", ge=1)
     report_to: str = _f("none", "Experiment tracker for training logs: none, all, or trackers separated by commas "
-                        "(transformers names: tensorboard, wandb, mlflow, ...).")
+                        "(transformers names: tensorboard, wandb, mlflow, ...). At the end of `s3ft run` / `s3ft eval` "
+                        "the run's summary goes there too: mix, in-domain accuracy, general benchmarks and their change "
+                        "from the base model (TensorBoard: OUTPUT_DIR/tensorboard/).")
 
     # ---- evaluation ----
     eval_base: bool = _f(True, "Also evaluate the base model in-domain, for the base vs fine-tuned table.")
@@ -160,6 +191,19 @@ class S3FTConfig:
                                        "`s3ft eval` and `s3ft compare`: mmlu, mmlu_5shot, truthfulqa_mc1, truthfulqa_mc2, "
                                        "hellaswag, arc_easy, arc_challenge, winogrande.")
     general_limit: int | None = _f(None, "Evaluate a seeded subset of this many questions per general benchmark (None: full sets).", ge=1)
+    ifeval: bool = _f(False, "Answer the IFEval instruction-following prompts (bundled, scored offline with "
+                      "lm-evaluation-harness's checkers: prompt / instruction level, strict / loose) with every model "
+                      "`s3ft eval` and `s3ft compare` evaluate; the answers' style (length, short, empty, cut off, "
+                      "repetition) is recorded beside.")
+    ifeval_limit: int | None = _f(None, "Answer a seeded subset of this many of IFEval's 541 prompts (None: all).", ge=1)
+    ifeval_max_new_tokens: int = _f(1280, "Length limit of IFEval answers (lm-evaluation-harness's ifeval: 1280); "
+                                    "answers that hit it are counted as cut off in the style table.", ge=1)
+    drift: bool = _f(False, "Measure each fine-tuned model's drift from the base model: per-token KL(base || tuned) "
+                     "and the drop in log-likelihood, along the base model's own greedy answers to the IFEval prompts "
+                     "(the ifeval_limit subset) and to the task's evaluation prompts (turns on ifeval for the base model "
+                     "and eval_base).")
+    drift_tokens_per_batch: int = _f(2048, "Tokens per forward pass of the drift measure (bounds the memory of "
+                                     "the two models' logits).", ge=64)
     cross_tasks: list[str] = _f([], "Other built-in tasks evaluated in-domain-style as cross-task checks (e.g. [gsm8k]).")
     cross_task_size: int | None = _f(None, "Seeded subset size for each cross task's test split (None: all).", ge=1)
 
@@ -225,6 +269,24 @@ class S3FTConfig:
             knobs["saved_activations"] = packed
         return knobs
 
+    def chat_template_text(self) -> str | None:
+        """chat_template as Jinja text: the file's content when it names a file, else the value."""
+        if self.chat_template is None or is_jinja(self.chat_template):
+            return self.chat_template
+        return Path(os.path.expanduser(self.chat_template)).read_text(encoding="utf-8")
+
+    def model_options(self, model: str | None = None) -> dict[str, Any]:
+        """How `model` (default: the base model) is loaded - the keyword arguments of
+        models.load_model / load_tokenizer / model_identity: for the base model revision,
+        trust_remote_code and chat_template; for a model trained from it (its folder, whose saved
+        tokenizer carries the chat template it was trained with) revision, for an adapter's base,
+        and trust_remote_code; for an llm judge's judge_model trust_remote_code only."""
+        if model is None or model == self.model:
+            return {"revision": self.revision, "trust_remote_code": self.trust_remote_code,
+                    "chat_template": self.chat_template_text()}
+        return {"revision": None if model == self.judge_model else self.revision,
+                "trust_remote_code": self.trust_remote_code, "chat_template": None}
+
 
 FIELDS = {f.name: f for f in dataclasses.fields(S3FTConfig)}
 
@@ -238,6 +300,11 @@ TRAIN_FIELDS = (
 
 class ConfigError(ValueError):
     pass
+
+
+def is_jinja(text: str) -> bool:
+    """Whether a chat_template value is Jinja text (it has {{ or {%) rather than a file name."""
+    return "{{" in text or "{%" in text
 
 
 def suggest(key: str) -> str:
@@ -629,8 +696,24 @@ def validate(cfg: S3FTConfig, where: dict[str, str] | None = None, default: str 
 
     if cfg.task not in BUILTIN_TASKS:
         fail("task", f"unknown task {brief(cfg.task)}{suggest_in(cfg.task, BUILTIN_TASKS)}; built-in tasks: {', '.join(BUILTIN_TASKS)}")
-    if cfg.task == "jsonl" and not cfg.data_files:
-        fail("task", "task jsonl needs data_files, e.g. data_files: {train: train.jsonl, test: test.jsonl}")
+    if cfg.task == "jsonl" and not (cfg.data_files or cfg.dataset_name):
+        fail("task", "task jsonl needs data_files, e.g. data_files: {train: train.jsonl, test: test.jsonl}, or "
+                     "dataset_name (a Hub dataset or a save_to_disk folder)")
+    if cfg.dataset_name and cfg.data_files:
+        fail("dataset_name", "give data_files or dataset_name, not both")
+    if cfg.dataset_name and cfg.task != "jsonl":
+        fail("dataset_name", f"dataset_name is for your own data (task: jsonl); the task is {cfg.task}")
+    for name in ("dataset_config", "dataset_revision"):
+        if getattr(cfg, name) and not cfg.dataset_name:
+            fail(name, f"{name} goes with dataset_name, which is not set")
+    if cfg.chat_template is not None and not is_jinja(cfg.chat_template):
+        if (problem := path_problem(Path(os.path.expanduser(cfg.chat_template)), "chat template file")) is not None:
+            fail("chat_template", f"chat_template {brief(cfg.chat_template)}: not Jinja text (no {{{{ or {{%) and "
+                                  f"not a readable file: {problem}")
+        try:
+            cfg.chat_template_text()
+        except (OSError, UnicodeDecodeError) as e:
+            fail("chat_template", f"chat_template {cfg.chat_template}: cannot read it as UTF-8 text ({e})")
     from s3ft.judges import JUDGES
 
     from s3ft.judges.custom import JudgeError, is_custom, load_function

@@ -8,6 +8,27 @@ from typing import Any, Mapping, Sequence
 
 from s3ft.selection import cut_off
 
+# The smallest true change a comparison detects with 80% power at the 5% level (two-sided) is
+# (z_0.975 + z_0.80) x its standard error: 2.80 standard errors.
+Z95, Z80 = 1.959964, 0.841621
+
+
+def mde(se: float | None) -> float | None:
+    """Minimum detectable effect (in the unit of `se`): 2.80 standard errors (see Z95, Z80)."""
+    return None if se is None else round((Z95 + Z80) * se, 2)
+
+
+def mean_ci(values: Sequence[float]) -> dict[str, Any]:
+    """Mean of per-item values with its standard error, normal 95% interval and minimum
+    detectable change (`mde`), for figures that are means over questions or prompts."""
+    n = len(values)
+    if not n:
+        return {"mean": None, "n": 0}
+    m = sum(values) / n
+    se = (sum((v - m) ** 2 for v in values) / (n - 1) / n) ** 0.5 if n > 1 else 0.0
+    return {"mean": round(m, 6), "n": n, "se": round(se, 6),
+            "ci95": [round(m - Z95 * se, 6), round(m + Z95 * se, 6)], "mde": None if se is None else round((Z95 + Z80) * se, 6)}
+
 
 def accuracy(rows: Sequence[Mapping[str, Any]], n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Accuracy of judged rows ({correct: True/False/None}) with a percentile bootstrap 95% CI."""

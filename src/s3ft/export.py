@@ -65,14 +65,15 @@ def export(tm: TrainedModel, output: str | Path | None = None, dtype: str | None
     from transformers import AutoModelForCausalLM
 
     from s3ft.backends.base import stop_ids
-    from s3ft.models import load_tokenizer
+    from s3ft.models import load_tokenizer, pretrained_kwargs
 
     out = Path(output) if output else default_output(tm)
     check_output(out, tm)
     dtype = dtype or tm.eval_dtype()
     if dtype not in EXPORT_DTYPES:
         raise TrainedModelError(f"--dtype {dtype!r}: one of {', '.join(EXPORT_DTYPES)}")
-    tokenizer = load_tokenizer(str(tm.model_dir))
+    opts = tm.cfg.model_options(str(tm.model_dir))  # revision (a hub base), trust_remote_code
+    tokenizer = load_tokenizer(str(tm.model_dir), **opts)  # saved by training, with the chat template it used
     if tm.is_adapter:
         import warnings
 
@@ -80,13 +81,15 @@ def export(tm: TrainedModel, output: str | Path | None = None, dtype: str | None
 
         base = tm.base_path()
         log(f"export: merging the LoRA adapter {tm.model_dir} into {base} (float32), then casting to {dtype}")
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32,
+                                                     **pretrained_kwargs(base, opts["revision"], opts["trust_remote_code"]))
         with warnings.catch_warnings():  # PEFT asks transformers 5 a deprecated question
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
             model = PeftModel.from_pretrained(model, str(tm.model_dir)).merge_and_unload()
     else:
         log(f"export: the fully fine-tuned model {tm.model_dir}, cast to {dtype}")
-        model = AutoModelForCausalLM.from_pretrained(str(tm.model_dir), dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(str(tm.model_dir), dtype=torch.float32,
+                                                     **pretrained_kwargs(str(tm.model_dir), None, opts["trust_remote_code"]))
     model = model.to(getattr(torch, dtype)).eval()
     gen = model.generation_config
     stops = stop_ids(tokenizer, gen)  # a plain `generate` stops where s3ft's generators stop

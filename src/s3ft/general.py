@@ -193,6 +193,17 @@ def select_rows(source: str, limit: int | None, seed: int) -> list[int]:
     return sorted(chosen)
 
 
+def chance_levels(benchmark: str, rows: list[dict[str, Any]]) -> list[float]:
+    """The expected score of a uniform random guess on each question of a benchmark's samples
+    (rows as `<benchmark>.jsonl` holds them): 1 / number of choices, and for truthfulqa_mc2 (a
+    probability mass on the true answers) the share of its choices that are true."""
+    if BENCHMARKS[benchmark].name == "truthfulqa_mc2":
+        data = _rows(SOURCES["truthfulqa"].file)
+        labels = [data[r["row"]]["mc2_targets"]["labels"] for r in rows]
+        return [sum(x) / len(x) for x in labels]
+    return [1.0 / len(r["loglikelihoods"]) for r in rows]
+
+
 # ---------------------------------------------------------------------------------------------
 # task files
 

@@ -113,31 +113,100 @@ def resolve_model(name: str) -> str:
     )
 
 
-def model_identity(name: str) -> str:
-    """A short string that changes when the model's weights change (for stage fingerprints)."""
+def model_identity(name: str, revision: str | None = None, trust_remote_code: bool = False,
+                   chat_template: str | None = None) -> str:
+    """A short string that changes when the model's weights change (for stage fingerprints): a
+    local folder's files (names, sizes, times), a hub name as given; with a revision, remote code
+    or a chat template of the recipe's, those too (absent ones leave the identity as it was)."""
     path = Path(resolve_model(name))
     if not path.exists():
-        return name
-    parts = []
-    for f in sorted([*path.glob("*"), *path.glob("additional_chat_templates/*")]):
-        if f.is_file() and f.suffix in (".safetensors", ".bin", ".json", ".model", ".jinja", ".txt", ".tiktoken"):
-            st = f.stat()
-            parts.append(f"{f.name}:{st.st_size}:{int(st.st_mtime)}")
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+        ident = name
+    else:
+        parts = []
+        for f in sorted([*path.glob("*"), *path.glob("additional_chat_templates/*")]):
+            if f.is_file() and f.suffix in (".safetensors", ".bin", ".json", ".model", ".jinja", ".txt", ".tiktoken"):
+                st = f.stat()
+                parts.append(f"{f.name}:{st.st_size}:{int(st.st_mtime)}")
+        ident = hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+    extra = [x for x in (revision and f"revision={revision}", trust_remote_code and "trust_remote_code",
+                         chat_template and f"chat_template={chat_template}") if x]
+    return hashlib.sha256("|".join([ident, *extra]).encode()).hexdigest()[:16] if extra else ident
 
 
-def load_tokenizer(name: str):
+def is_hub_name(path: str) -> bool:
+    """Whether a resolved model (resolve_model) is a hub name rather than a local folder."""
+    return not Path(path).exists()
+
+
+_announced: set[tuple[str, str | None]] = set()
+
+
+def note_download(name: str, revision: str | None = None) -> None:
+    """Say, once per process, that the hub model `name` is about to be downloaded: when its
+    config.json is not in the local Hugging Face cache yet. transformers then downloads its files
+    with the Hub's progress bars (cli.main keeps those on; show_download_progress)."""
+    if (name, revision) in _announced:
+        return
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    _announced.add((name, revision))
+    if isinstance(try_to_load_from_cache(name, "config.json", revision=revision), str):
+        return  # downloaded before
+    at = f" (revision {revision})" if revision else ""
+    if constants.HF_HUB_OFFLINE:
+        print(f"[s3ft] {name}{at} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE is "
+              "set: it cannot be downloaded", flush=True)
+        return
+    print(f"[s3ft] downloading {name}{at} from the Hugging Face Hub into {constants.HF_HUB_CACHE} (once; later runs "
+          "load it from there)", flush=True)
+
+
+def pretrained_kwargs(path: str, revision: str | None = None, trust_remote_code: bool = False) -> dict:
+    """from_pretrained's keyword arguments for a resolved model `path`: the revision (a hub name
+    only; a local folder has none), trust_remote_code when set. Says first when a hub model is
+    about to be downloaded (note_download)."""
+    kw: dict = {}
+    if is_hub_name(path):
+        note_download(path, revision)
+        if revision:
+            kw["revision"] = revision
+    if trust_remote_code:
+        kw["trust_remote_code"] = True
+    return kw
+
+
+def load_tokenizer(name: str, revision: str | None = None, trust_remote_code: bool = False,
+                   chat_template: str | None = None):
+    """The tokenizer of `name` (an adapter folder without tokenizer files: its base's), with
+    `chat_template` (Jinja text) in place of its own when given, and a pad token."""
     from transformers import AutoTokenizer
 
     path = resolve_model(name)
     base = _adapter_base(path)
-    tok = AutoTokenizer.from_pretrained(path if base is None or (Path(path) / "tokenizer_config.json").exists() else base)
+    source = path if base is None or (Path(path) / "tokenizer_config.json").exists() else base
+    tok = AutoTokenizer.from_pretrained(source, **pretrained_kwargs(source, revision, trust_remote_code))
+    if chat_template:
+        tok.chat_template = chat_template
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
 
 
-def check_chat_template(name: str) -> None:
+def show_download_progress() -> None:
+    """Progress bars for downloads from the Hugging Face Hub (a first hub model can be gigabytes)
+    and none for the rest of the HF libraries' bars (transformers' "Loading weights" on every
+    load). Call before transformers is imported: it reads the setting then. A user's
+    HF_HUB_DISABLE_PROGRESS_BARS decides instead."""
+    if os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS"):
+        return
+    from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+
+    disable_progress_bars()
+    enable_progress_bars("huggingface_hub")  # the download bars' group (http_get, xet_get)
+
+
+def check_chat_template(name: str, revision: str | None = None, trust_remote_code: bool = False,
+                        chat_template: str | None = None) -> None:
     """s3ft talks to the model as a chat (prompts, paraphrases and training targets all go through
     the tokenizer's chat template, as S3FT starts from an instruction-tuned model): a tokenizer
     without one fails here, before the model's weights are loaded, with what to do about it."""
@@ -148,7 +217,7 @@ def check_chat_template(name: str) -> None:
         raise ModelError(f"model folder {path} has no tokenizer files (tokenizer.json, tokenizer_config.json, "
                          "vocab.*, *.model, ...): save the model's tokenizer into it (tokenizer.save_pretrained(folder))")
     try:
-        tok = load_tokenizer(name)
+        tok = load_tokenizer(name, revision, trust_remote_code, chat_template)
     except ModelError:
         raise
     except Exception as e:  # no tokenizer files, a broken tokenizer.json, ...
@@ -156,9 +225,17 @@ def check_chat_template(name: str) -> None:
     if not getattr(tok, "chat_template", None):
         raise ModelError(
             f"model {name!r}: its tokenizer has no chat template, and s3ft prompts the model as a chat "
-            "(S3FT starts from an instruction-tuned model). Use an instruct/chat model, or put the template "
-            "you want into the model folder as chat_template.jinja"
+            "(S3FT starts from an instruction-tuned model). Use an instruct/chat model, or give the template "
+            "you want as the recipe's chat_template (a .jinja file or the Jinja text), or put it into the model "
+            "folder as chat_template.jinja"
         )
+    if chat_template:  # the recipe's own template: it must render a conversation (Jinja errors show here)
+        try:
+            tok.apply_chat_template([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"},
+                                     {"role": "user", "content": "q"}], add_generation_prompt=True, tokenize=False)
+        except Exception as e:  # noqa: BLE001 - jinja2's TemplateSyntaxError, UndefinedError, the template's raise_exception
+            raise ModelError(f"chat_template: it does not render a conversation ({type(e).__name__}: "
+                             f"{str(e).strip()[:300]})") from e
 
 
 def _adapter_base(path: str) -> str | None:
@@ -198,25 +275,26 @@ def check_device(device: str) -> None:
 CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "max_sequence_length")
 
 
-def module_names(name: str) -> list[str]:
+def module_names(name: str, revision: str | None = None, trust_remote_code: bool = False) -> list[str]:
     """The full names of `name`'s modules, from its config alone: the model is built on the meta
     device, so no weights load and no memory is taken (seconds for any size)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    cfg = AutoConfig.from_pretrained(resolve_model(name))
+    path = resolve_model(name)
+    cfg = AutoConfig.from_pretrained(path, **pretrained_kwargs(path, revision, trust_remote_code))
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(cfg)
+        model = AutoModelForCausalLM.from_config(cfg, **({"trust_remote_code": True} if trust_remote_code else {}))
     return [n for n, _ in model.named_modules() if n]
 
 
-def check_lora_targets(name: str, targets: list[str]) -> None:
+def check_lora_targets(name: str, targets: list[str], revision: str | None = None, trust_remote_code: bool = False) -> None:
     """Every entry of lora_target_modules must name modules of the model the way PEFT matches
     them (a full name, or its last parts): a typo fails here, not when training starts after
     hours of generation."""
     if list(targets) == ["all-linear"]:
         return
-    names = module_names(name)
+    names = module_names(name, revision, trust_remote_code)
     missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
     if missing:
         import difflib
@@ -318,7 +396,8 @@ def resolve_dtype(dtype: str = "auto", device: str = "auto", full_training: bool
     return "bfloat16" if full_training and device == "cpu" and cpu_has_native_bf16() else "float32"
 
 
-def load_model(name: str, dtype: str = "auto", device: str = "auto", merge_adapter: bool | None = None):
+def load_model(name: str, dtype: str = "auto", device: str = "auto", merge_adapter: bool | None = None,
+               revision: str | None = None, trust_remote_code: bool = False):
     """Load a causal LM (or base + PEFT adapter) in eval mode.
     dtype: auto (see resolve_dtype: float32 on CPU, bf16 on a GPU), float32, bfloat16, float16.
 
@@ -326,7 +405,9 @@ def load_model(name: str, dtype: str = "auto", device: str = "auto", merge_adapt
     In bf16 / fp16 it stays a separate float32 branch, as in training: a LoRA update is about
     0.5% of a weight, the size of bf16's rounding step, so merging it into bf16 weights loses it
     for ~43% of the elements (measured on a SQuAD SFT adapter of SmolLM2-135M: the update the
-    merged model carries is off by 42-58% of its norm). Unmerged costs ~40% generation speed."""
+    merged model carries is off by 42-58% of its norm). Unmerged costs ~40% generation speed.
+    revision / trust_remote_code: for the model, or an adapter's base, from the Hub
+    (pretrained_kwargs)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -335,13 +416,15 @@ def load_model(name: str, dtype: str = "auto", device: str = "auto", merge_adapt
     path = resolve_model(name)
     base = _adapter_base(path)
     if base is None:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype,
+                                                     **pretrained_kwargs(path, revision, trust_remote_code))
     else:
         from peft import PeftModel
 
         import warnings
 
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype)
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype,
+                                                     **pretrained_kwargs(base, revision, trust_remote_code))
         with warnings.catch_warnings():  # PEFT asks transformers 5 a deprecated question
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
             model = PeftModel.from_pretrained(model, path)

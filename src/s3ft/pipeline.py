@@ -3,6 +3,7 @@ function of what it works on; this module hands each the outputs of the stages b
 stage asked for alone runs whatever stale stages it depends on first.
 
     generate -> judge -> paraphrase -> build -> train -> eval (+ general) -> summarize
+    (rft, grape, s3ft_k: sample -> judge.samples, and likelihood before build)
 
 A stage whose output is complete and current (same fingerprint) does nothing; an interrupted
 one continues where it stopped (`s3ft.stages.common`)."""
@@ -13,16 +14,21 @@ from pathlib import Path
 from typing import Any, Callable
 
 from s3ft.config import S3FTConfig
-from s3ft.methods import METHODS, paraphrase_scope
+from s3ft.methods import METHODS, failure_sources, paraphrase_scope, scored_sources
 from s3ft.runs import RunDir, file_fingerprint, world_size
 from s3ft.session import Session
 from s3ft.stages.build import build
 from s3ft.stages.common import log
+from s3ft.stages.drift import drift
 from s3ft.stages.evaluate import evaluate
 from s3ft.stages.general import general
+from s3ft.stages.ifeval import examples as ifeval_examples
+from s3ft.stages.ifeval import ifeval
 from s3ft.stages.generate import generate
-from s3ft.stages.judge import judge
+from s3ft.stages.judge import judge, judge_samples
+from s3ft.stages.likelihood import likelihood
 from s3ft.stages.paraphrase import paraphrase
+from s3ft.stages.sample import sample
 from s3ft.stages.summarize import summarize
 from s3ft.stages.train import train
 
@@ -41,6 +47,21 @@ def judged_answers(s: Session) -> Path:
     return judge(s.stages(), own_answers(s), s.train_examples(), s.judge())
 
 
+def sampled_answers(s: Session) -> Path:
+    """sample: sample_k answers of the base model per training input."""
+    return sample(s.stages(), s.train_examples(), s.generator(), s.model_id(), s.decoding("sample"), s.cfg.sample_k)
+
+
+def judged_samples(s: Session) -> Path:
+    """sample -> judge.samples."""
+    return judge_samples(s.stages(), sampled_answers(s), s.train_examples(), s.judge())
+
+
+def data_methods(s: Session) -> list[str]:
+    """The methods the run's data pass serves: `s3ft compare`'s (s.shared.methods), else cfg.method."""
+    return list(s.shared.methods) or [s.cfg.method]
+
+
 def paraphrase_scope_of(cfg: S3FTConfig) -> str:
     """paraphrase_scope, with `auto` resolved for cfg.method (`s3ft compare` resolves it for all
     its methods at once)."""
@@ -48,13 +69,31 @@ def paraphrase_scope_of(cfg: S3FTConfig) -> str:
 
 
 def paraphrases(s: Session) -> Path:
-    """(generate -> judge, when only failed own answers get one) -> paraphrase."""
+    """(generate -> judge and / or sample -> judge.samples, when only failed own answers get one)
+    -> paraphrase."""
     c = s.cfg
     scope = paraphrase_scope_of(c)
-    judged = judged_answers(s) if scope == "failed" else None
+    failure = failure_sources(data_methods(s)) if scope == "failed" else ()
+    judged = judged_answers(s) if "self" in failure else None
+    samples = judged_samples(s) if "sampled" in failure else None
     return paraphrase(s.stages(), s.train_examples(), judged, scope, s.generator(), s.model_id(),
                       s.decoding("paraphrase"), s.judge(), s.task.paraphrase_kind,
-                      paraphrase_length_ratio(c, s.task.paraphrase_kind), c.rows_per_call("judge_flush"))
+                      paraphrase_length_ratio(c, s.task.paraphrase_kind), c.rows_per_call("judge_flush"),
+                      samples_path=samples)
+
+
+def likelihoods(s: Session) -> Path:
+    """(the candidates' stages) -> likelihood: the candidates every method of the data pass picks
+    among by likelihood, scored once for all of them."""
+    c = s.cfg
+    kinds = scored_sources(data_methods(s))
+    judged = judged_answers(s) if "self" in kinds else None
+    para = paraphrases(s) if "paraphrase" in kinds else None
+    samples = judged_samples(s) if "sampled" in kinds else None
+    # a model loaded for scoring alone (backend vllm / openai) goes after it
+    done = (lambda: s.models.release(c.model)) if c.backend != "hf" else (lambda: None)
+    return likelihood(s.stages(), s.train_examples(), kinds, judged, para, samples, lambda: s.models.scorer(c.model),
+                      s.model_id(), c.resolved_dtype(), c.rows_per_call("logprob"), done=done)
 
 
 def paraphrase_length_ratio(cfg: S3FTConfig, kind: str) -> float:
@@ -66,10 +105,13 @@ def paraphrase_length_ratio(cfg: S3FTConfig, kind: str) -> float:
 def training_set(s: Session, method: str | None = None) -> Path:
     """The data stages the method needs -> build."""
     method = method or s.cfg.method
-    sources = METHODS[method].sources
-    judged = judged_answers(s) if "self" in sources else None
-    para = paraphrases(s) if "paraphrase" in sources else None
-    return build(s.stages(), method, s.train_examples(), judged, para)
+    m = METHODS[method]
+    judged = judged_answers(s) if "own" in m.needs else None
+    samples = judged_samples(s) if "samples" in m.needs else None
+    para = paraphrases(s) if "paraphrases" in m.needs else None
+    scores = likelihoods(s) if "likelihood" in m.needs else None
+    return build(s.stages(), method, s.train_examples(), judged, para, samples, scores,
+                 gold=s.cfg.rft_gold if "samples" in m.needs and m.samples == "all" else None)
 
 
 def trained_model(s: Session, method: str | None = None, barrier: Callable[[], None] | None = None) -> Path:
@@ -93,6 +135,45 @@ def general_benchmarks(s: Session, name: str, model: str, model_fp: str, run: Ru
     return general(s.stages(run), name, model, model_fp, s.cfg, free_memory=s.models.free_for_training)
 
 
+def instruction_following(s: Session, name: str, model: str, model_fp: str, run: RunDir) -> dict[str, Any]:
+    """ifeval: `model` answers the IFEval prompts (when the recipe asks for IFEval; the base
+    model also when it asks for drift, whose general prompts are answered by it)."""
+    c = s.cfg
+    if not (c.ifeval or (c.drift and model == c.model)):
+        return {}
+    return ifeval(s.stages(run), name, s.generator(model), model_fp, s.decoding("ifeval"), c.ifeval_limit, c.data_seed,
+                  c.rows_per_call("judge_flush"))
+
+
+def drift_from_base(s: Session, name: str, model: str, model_fp: str, run: RunDir) -> dict[str, Any]:
+    """drift: KL(base || `model`) along the base model's answers to the IFEval prompts and to the
+    evaluation split (both made first if they are not there yet); empty unless the recipe asks."""
+    c = s.cfg
+    if not c.drift or model == c.model:
+        return {}
+    instruction_following(s, "base", c.model, s.model_id(), s.run)
+    in_domain(s, "base", c.model, s.model_id(), s.run)
+    sets = {"general": (ifeval_examples(c.ifeval_limit, c.data_seed), s.run / "ifeval" / "base.jsonl"),
+            "task": (s.eval_examples(), s.run / "eval" / "base.jsonl")}
+
+    def load():
+        from s3ft.models import load_model, load_tokenizer
+
+        dtype = c.resolved_dtype()
+        opts = c.model_options(model)
+        tuned = load_model(model, dtype=dtype, device=c.device, merge_adapter=False, revision=opts["revision"],
+                           trust_remote_code=opts["trust_remote_code"])
+        reference = None
+        if not hasattr(tuned, "disable_adapter"):  # a full fine-tune: the base model beside it
+            base_opts = c.model_options()
+            reference = load_model(c.model, dtype=dtype, device=c.device, revision=base_opts["revision"],
+                                   trust_remote_code=base_opts["trust_remote_code"])
+        return tuned, load_tokenizer(model, **opts), reference
+
+    return drift(s.stages(run), name, model_fp, sets, load, c.resolved_dtype(), c.drift_tokens_per_batch,
+                 free_memory=s.models.free_for_training)["drift"]
+
+
 def evaluate_run(s: Session, method: str | None = None) -> dict[str, Any]:
     """eval for `s3ft run` / `s3ft eval`: the base model (eval_base), then train -> the fine-tuned one."""
     method = method or s.cfg.method
@@ -100,9 +181,13 @@ def evaluate_run(s: Session, method: str | None = None) -> dict[str, Any]:
     if s.cfg.eval_base:
         results["base"] = in_domain(s, "base", s.cfg.model, s.model_id(), s.run)
         general_benchmarks(s, "base", s.cfg.model, s.model_id(), s.run)
+        instruction_following(s, "base", s.cfg.model, s.model_id(), s.run)
     model_dir = trained_model(s, method)
-    results[method] = in_domain(s, method, str(model_dir), file_fingerprint(model_dir), s.method_run)
-    general_benchmarks(s, method, str(model_dir), file_fingerprint(model_dir), s.method_run)
+    fp = file_fingerprint(model_dir)
+    results[method] = in_domain(s, method, str(model_dir), fp, s.method_run)
+    general_benchmarks(s, method, str(model_dir), fp, s.method_run)
+    instruction_following(s, method, str(model_dir), fp, s.method_run)
+    drift_from_base(s, method, str(model_dir), fp, s.method_run)
     s.models.release(str(model_dir))
     return results
 
@@ -140,12 +225,12 @@ def preflight(s: Session, stages: tuple[str, ...] = COMMANDS) -> None:
 
         check_ready(list(c.general_benchmarks))
     if c.backend != "openai":  # (a server applies its own template)
-        check_chat_template(c.model)
+        check_chat_template(c.model, **c.model_options())
         if s.judge_name == "llm" and c.judge_model and not c.judge_base_url:
-            check_chat_template(c.judge_model)  # the judge model is found and can be prompted
+            check_chat_template(c.judge_model, **c.model_options(c.judge_model))  # found, and can be prompted
         check_prompt_lengths(s, stages)
     if c.use_peft and {"train", "eval"} & set(stages):  # a typo in a module name fails here, not after generation
-        check_lora_targets(c.model, list(c.lora_target_modules))
+        check_lora_targets(c.model, list(c.lora_target_modules), c.revision, c.trust_remote_code)
     if s.judge_name == "llm" and c.judge_base_url and {"judge", "paraphrase", "eval"} & set(stages):
         s.judge_server_check()
     for split, rows in s.task.invalid.items():
@@ -170,7 +255,7 @@ def check_prompt_lengths(s: Session, stages: tuple[str, ...] = COMMANDS) -> None
     limit, source = found
     if c.backend == "vllm" and c.vllm_max_model_len and c.vllm_max_model_len < limit:
         limit, source = c.vllm_max_model_len, "vllm_max_model_len"
-    tok = load_tokenizer(c.model)
+    tok = load_tokenizer(c.model, **c.model_options())
     room = s.decoding().max_new_tokens
     splits = {c.train_split: s.train_examples()}
     if "eval" in stages:

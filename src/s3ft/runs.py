@@ -444,7 +444,8 @@ def would_overwrite(entries: Iterable[str]) -> list[str]:
     """The names among a folder's `entries` that an s3ft run writes (and would replace)."""
     from s3ft.methods import METHODS
 
-    fixed = {MANIFEST, "own.jsonl", "own_judged.jsonl", "paraphrase.jsonl", "metrics.json", "summary.md",
+    fixed = {MANIFEST, "own.jsonl", "own_judged.jsonl", "samples.jsonl", "samples_judged.jsonl", "likelihood.jsonl",
+             "paraphrase.jsonl", "metrics.json", "summary.md",
              "compare.json", "logprob.jsonl", "eval", "general", "report", "tune", *METHODS}
     out = []
     for e in entries:

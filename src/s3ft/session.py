@@ -66,7 +66,8 @@ class ModelPool:
             c = self.cfg
             self.free_for_training()
             log(f"loading {model} ({c.resolved_dtype()})")
-            self._scorers[model] = HFGenerator.from_name(model, batch_size=c.batch_size, dtype=c.dtype, device=c.device)
+            self._scorers[model] = HFGenerator.from_name(model, batch_size=c.batch_size, dtype=c.dtype, device=c.device,
+                                                         **c.model_options(model))
         return self._scorers[model]
 
     # the llm judge on its own server --------------------------------------
@@ -167,6 +168,7 @@ class Shared:
     examples: dict[tuple, list[Example]] = field(default_factory=dict)
     judges: dict[tuple, Judge] = field(default_factory=dict)
     rerun: set[tuple[str, str]] = field(default_factory=set)  # (run dir, stage) re-run on --force
+    methods: tuple[str, ...] = ()  # the methods the shared data pass serves (`s3ft compare`'s; empty: cfg.method)
 
 
 class Session:
@@ -204,6 +206,8 @@ class Session:
             return {}
         opts = dict(data_files=c.data_files, prompt_field=c.prompt_field, response_field=c.response_field,
                     messages_field=c.messages_field, id_field=c.id_field, on_invalid=c.on_invalid)
+        if c.dataset_name:
+            opts.update(dataset_name=c.dataset_name, dataset_config=c.dataset_config, dataset_revision=c.dataset_revision)
         if c.judge:
             opts["judge"] = c.judge
         if c.max_new_tokens:
@@ -238,19 +242,27 @@ class Session:
 
     # models ------------------------------------------------------------------
     def model_id(self) -> str:
-        """The base model's identity (its weights and tokenizer files): part of fingerprints."""
+        """The base model's identity (its weights and tokenizer files; the recipe's revision,
+        trust_remote_code and chat_template): part of fingerprints."""
         from s3ft.models import model_identity
 
-        return model_identity(self.cfg.model)
+        return model_identity(self.cfg.model, **self.cfg.model_options())
 
     def generator(self, model: str | None = None):
         """A handle on `model`'s generator (default: the base model)."""
         return self.models.generator(model or self.cfg.model)
 
     def decoding(self, kind: str = "answer") -> Decoding:
-        """How `kind` (answer: own answers; paraphrase; eval: evaluation answers) is generated:
-        length limit, sampling, and what else the text depends on."""
+        """How `kind` (answer: own answers; sample: the k sampled answers - the own answers' length
+        limit, sample_temperature, sample_top_p, sample_seed; paraphrase; eval: evaluation answers;
+        ifeval: IFEval answers, greedy)
+        is generated: length limit, sampling, and what else the text depends on."""
         c, t = self.cfg, self.task
+        if kind == "sample":
+            return dataclasses.replace(self.decoding(), temperature=c.sample_temperature, top_p=c.sample_top_p,
+                                       seed=c.sample_seed)
+        if kind == "ifeval":  # greedy, as lm-evaluation-harness's ifeval task
+            return dataclasses.replace(self.decoding(), max_new_tokens=c.ifeval_max_new_tokens, temperature=0.0)
         limit = {"answer": c.max_new_tokens or t.max_new_tokens,
                  "paraphrase": c.paraphrase_max_new_tokens or c.max_new_tokens or t.paraphrase_max_new_tokens,
                  "eval": c.eval_max_new_tokens or c.max_new_tokens or t.eval_max_new_tokens}[kind]
@@ -277,7 +289,7 @@ class Session:
             from s3ft.backends.openai import server_url
 
             return f"{c.judge_model}@{server_url(c)}"
-        return model_identity(c.judge_model)
+        return model_identity(c.judge_model, **c.model_options(c.judge_model))
 
     def judge(self) -> Judge:
         """The run's judge, built once per session family (your own judge's code is read once)."""

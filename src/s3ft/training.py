@@ -38,8 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from s3ft.config import S3FTConfig
-from s3ft.models import load_tokenizer, resolve_model
+from s3ft.models import load_tokenizer, pretrained_kwargs, resolve_model
 from s3ft.runs import write_json, write_jsonl
+from s3ft.selection import as_messages, completion_text
 
 logger = logging.getLogger(__name__)
 
@@ -61,12 +62,10 @@ def to_trl_rows(rows: list[dict]) -> list[dict]:
             prompt = [{"role": "user", "content": prompt}]
         if not prompt or prompt[-1].get("role") == "assistant":
             raise ValueError(f"row {row.get('id', i)!r}: prompt must be chat messages ending in a non-assistant turn")
-        completion = row["completion"]
-        if not isinstance(completion, str):
-            raise ValueError(f"row {row.get('id', i)!r}: completion must be a string")
+        completion = completion_text(row)  # one assistant message (build's file), or its text
         out.append({
             "prompt": [{"role": m["role"], "content": m["content"]} for m in prompt],
-            "completion": [{"role": "assistant", "content": completion}],
+            "completion": as_messages(completion),
         })
     return out
 
@@ -340,10 +339,12 @@ def return_freed_memory() -> bool:
         return False
 
 
-def build_trainer(rows: list[dict], cfg: S3FTConfig, output_dir: str | Path, loss: str = "nll"):
+def build_trainer(rows: list[dict], cfg: S3FTConfig, output_dir: str | Path, loss: str = "nll",
+                  kl_weight: float | None = None):
     """The SFTTrainer `train` uses (model loaded, LoRA applied, dataset tokenised and labelled),
     without training it, plus the length statistics of the rows. Exposed for inspection (tests
-    look at a collated batch's labels)."""
+    look at a collated batch's labels). `kl_weight` (ASFT, KL-SFT): add kl_weight * KL(base ||
+    model) per supervised token to TRL's loss (kl_anchor.AnchoredSFTTrainer); None: TRL's loss alone."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, set_seed
@@ -361,7 +362,7 @@ def build_trainer(rows: list[dict], cfg: S3FTConfig, output_dir: str | Path, los
         torch.cuda.set_device(int(device.split(":", 1)[1]))
     base = _base_path(cfg)
 
-    tokenizer = load_tokenizer(base)
+    tokenizer = load_tokenizer(base, **cfg.model_options())  # (saved with the model: its chat template too)
     trl_rows = to_trl_rows(rows)
     lengths = length_stats(trl_rows, tokenizer, cfg.max_length)
     if lengths["truncated_rows"]:
@@ -374,9 +375,20 @@ def build_trainer(rows: list[dict], cfg: S3FTConfig, output_dir: str | Path, los
 
     score_only_supervised_positions()
     set_seed(cfg.seed)  # before the model and the LoRA weights are created
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=weights_dtype)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=weights_dtype,
+                                                 **pretrained_kwargs(base, cfg.revision, cfg.trust_remote_code))
     if cfg.gradient_checkpointing:
         model.config.use_cache = False
+
+    trainer_class, anchor = SFTTrainer, {}
+    if kl_weight is not None:
+        from s3ft.kl_anchor import AnchoredSFTTrainer
+
+        trainer_class, anchor = AnchoredSFTTrainer, {"kl_weight": kl_weight}
+        if not cfg.use_peft:  # full fine-tuning: a frozen copy of the base, made before TRL patches its forward;
+            import copy  # in the trained weights' dtype, under the same autocast: KL exactly 0 before the first update
+
+            anchor["ref_model"] = copy.deepcopy(model)
 
     peft_config = None
     if cfg.use_peft:
@@ -393,12 +405,13 @@ def build_trainer(rows: list[dict], cfg: S3FTConfig, output_dir: str | Path, los
 
     with warnings.catch_warnings():  # PEFT reads the deprecated model.is_gradient_checkpointing
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-        trainer = SFTTrainer(
+        trainer = trainer_class(
             model=model,
             args=make_sft_config(cfg, output_dir, on_cpu, dtype, loss),
             train_dataset=Dataset.from_list(trl_rows),
             processing_class=tokenizer,
             peft_config=peft_config,
+            **anchor,
         )
     if cfg.use_peft:
         from s3ft.lora_dropout import memory_efficient_lora_dropout
@@ -414,14 +427,16 @@ def build_trainer(rows: list[dict], cfg: S3FTConfig, output_dir: str | Path, los
     return trainer, info
 
 
-def train(rows: list[dict], cfg: S3FTConfig, output_dir: str | Path, loss: str = "nll") -> dict:
+def train(rows: list[dict], cfg: S3FTConfig, output_dir: str | Path, loss: str = "nll",
+          kl_weight: float | None = None) -> dict:
     """Fine-tune cfg.model on rows ({"id", "prompt": messages, "completion": str, "source"}),
     resuming from output_dir/checkpoints if a checkpoint is there. Saves the adapter / model to
-    output_dir/model and returns the metrics dict (also written to output_dir/train_metrics.json)."""
+    output_dir/model and returns the metrics dict (also written to output_dir/train_metrics.json).
+    `loss`: TRL's loss_type; `kl_weight`: weight of the KL-to-base term (build_trainer)."""
     import torch
 
     output_dir = Path(output_dir)
-    trainer, info = build_trainer(rows, cfg, output_dir, loss)
+    trainer, info = build_trainer(rows, cfg, output_dir, loss, kl_weight)
     labels = trainer.train_dataset["labels"]
     supervised_tokens = sum(sum(1 for t in seq if t != -100) for seq in labels)
     train_tokens = sum(len(seq) for seq in trainer.train_dataset["input_ids"])
@@ -463,12 +478,16 @@ def train(rows: list[dict], cfg: S3FTConfig, output_dir: str | Path, loss: str =
         "longest_row_tokens": info["longest_row_tokens"],
         "truncated_ids": [str(rows[i].get("id", i)) for i in info["truncated_indices"][:50]],
         "use_peft": bool(cfg.use_peft),
+        "loss_type": loss,
         "device": str(trainer.args.device),
         "dtype": info["dtype"],
         "weights_dtype": info["weights_dtype"],
         "saved_activations": info["saved_activations"],
         "model_path": str(model_dir),
     }
+    if kl_weight is not None:
+        kls = [e["kl"] for e in state.log_history if "kl" in e]
+        metrics |= {"kl_weight": kl_weight, "last_kl": float(kls[-1]) if kls else math.nan}
     if trainer.is_world_process_zero():
         output_dir.mkdir(parents=True, exist_ok=True)
         write_jsonl(output_dir / TRAIN_LOG, state.log_history)

@@ -23,7 +23,8 @@ def make_generator(cfg, model_name: str | None = None) -> Generator:
     if cfg.backend == "hf":
         from s3ft.backends.hf import HFGenerator
 
-        return HFGenerator.from_name(name, batch_size=cfg.batch_size, dtype=cfg.dtype, device=cfg.device)
+        return HFGenerator.from_name(name, batch_size=cfg.batch_size, dtype=cfg.dtype, device=cfg.device,
+                                     **cfg.model_options(name))
     if cfg.backend == "openai":
         from s3ft.backends.openai import OpenAIGenerator
 

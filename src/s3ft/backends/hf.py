@@ -2,15 +2,17 @@
 
 Prompts are rendered with the model's chat template, sorted by length into batches (so little
 padding is wasted), left-padded and decoded greedily with s3ft's own KV-cache loop
-(s3ft.backends.hf_decode), or sampled by `model.generate` with temperature > 0. `stream` yields
-`(index, text)` as every batch finishes, so a stage can write each row to disk the moment it
-exists.
+(s3ft.backends.hf_decode), or sampled by `model.generate` with temperature > 0 (`n` > 1: that many
+samples per prompt, `num_return_sequences`; each batch seeded with `seed` + its position, so the
+same prompts, seed and batch size give the same samples). `stream` yields `(index, text)` as
+every batch finishes, so a stage can write each row to disk the moment it exists.
 
 The same generator object serves the own-answer pass, the paraphrases, the LLM judge and the
 in-domain evaluation of one model in a run: the model is loaded once."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from s3ft.backends import hf_decode
 from s3ft.backends.base import StreamingGenerator, decode, render_prompt, stop_ids, stop_reason
@@ -30,10 +32,15 @@ class HFGenerator(StreamingGenerator):
             self.tokenizer.pad_token = self.tokenizer.eos_token
 
     @classmethod
-    def from_name(cls, name: str, batch_size: int = 0, dtype: str = "auto", device: str = "auto") -> HFGenerator:
+    def from_name(cls, name: str, batch_size: int = 0, dtype: str = "auto", device: str = "auto",
+                  revision: str | None = None, trust_remote_code: bool = False,
+                  chat_template: str | None = None) -> HFGenerator:
+        """`name` loaded (models.load_model / load_tokenizer): revision, trust_remote_code and
+        chat_template as S3FTConfig.model_options gives them."""
         from s3ft.models import load_model, load_tokenizer
 
-        return cls(load_model(name, dtype=dtype, device=device), load_tokenizer(name), batch_size=batch_size)
+        return cls(load_model(name, dtype=dtype, device=device, revision=revision, trust_remote_code=trust_remote_code),
+                   load_tokenizer(name, revision, trust_remote_code, chat_template), batch_size=batch_size)
 
     def stream(
         self,
@@ -44,10 +51,16 @@ class HFGenerator(StreamingGenerator):
         seed: int | None = None,
         desc: str | None = None,
         progress: bool = True,
-    ) -> Iterator[tuple[int, str, str]]:
-        """Yields (index, text, stop reason) as each batch finishes."""
+        n: int = 1,
+    ) -> Iterator[tuple[int, Any, Any]]:
+        """Yields (index, text, stop reason) as each batch finishes; with n > 1 (sampling only),
+        (index, [n texts], [n stop reasons]), n sequences per prompt (a batch of b prompts
+        generates b * n sequences: the batch size counts sequences)."""
         import torch
         from tqdm.auto import tqdm
+
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
 
         tok = self.tokenizer
         texts = [render_prompt(tok, p) for p in prompts]
@@ -57,21 +70,26 @@ class HFGenerator(StreamingGenerator):
         eos = stop_ids(tok, self.model.generation_config)
         sampled = bool(temperature and temperature > 0)
         gen_kw = {"max_new_tokens": max_new_tokens, "eos_token_id": eos, "pad_token_id": tok.pad_token_id}
+        if n > 1 and not sampled:
+            raise ValueError(f"{n} answers per prompt need sampling (temperature > 0): greedy answers are all the same")
         if sampled:
             gen_kw.update(do_sample=True, temperature=temperature, top_p=top_p)
+            if n > 1:
+                gen_kw["num_return_sequences"] = n
         else:
             gen_kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         greedy = not sampled and hf_decode.plain_greedy_ok(self.model)
         prefill_each = greedy and hf_decode.prefill_each_ok(self.model)
         prefix = None
-        if prefill_each and (n := hf_decode.shared_prefix_len(ids)) >= hf_decode.MIN_SHARED_PREFIX:
+        if prefill_each and (shared := hf_decode.shared_prefix_len(ids)) >= hf_decode.MIN_SHARED_PREFIX:
             with torch.inference_mode():
-                prefix = hf_decode.prefill_prefix(self.model, ids[0][:n], device)
+                prefix = hf_decode.prefill_prefix(self.model, ids[0][:shared], device)
         bar = tqdm(total=len(ids), desc=desc or "generate", unit="ex", disable=not progress, dynamic_ncols=True)
         try:
             start = 0
             while start < len(order):
                 size = self.batch_size or auto_batch_size(self.model, len(ids[order[start]]), max_new_tokens)
+                size = max(1, size // n)  # prompts per batch: n sequences each
                 batch = order[start : start + size]
                 input_ids, mask = left_pad([ids[i] for i in batch], tok.pad_token_id)
                 if seed is not None:
@@ -86,7 +104,11 @@ class HFGenerator(StreamingGenerator):
                         )
                         new = out[:, input_ids.shape[1]:].tolist()
                 for row, i in enumerate(batch):
-                    yield i, decode(tok, new[row], eos), stop_reason(new[row], eos, max_new_tokens)
+                    if n == 1:
+                        yield i, decode(tok, new[row], eos), stop_reason(new[row], eos, max_new_tokens)
+                    else:  # generate returns each prompt's n sequences one after another
+                        seqs = new[row * n : (row + 1) * n]
+                        yield i, [decode(tok, x, eos) for x in seqs], [stop_reason(x, eos, max_new_tokens) for x in seqs]
                 bar.update(len(batch))
                 start += len(batch)
         finally:

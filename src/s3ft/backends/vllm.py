@@ -106,7 +106,7 @@ class VLLMGenerator(StreamingGenerator):
                  tensor_parallel_size: int = 1, pipeline_parallel_size: int = 1,
                  distributed_executor_backend: str | None = None, gpu_memory_utilization: float = 0.85,
                  kv_cache_gib: float | None = None, dtype: str = "auto", max_model_len: int | None = None,
-                 seed: int = 0, chunk_size: int = 512):
+                 seed: int = 0, chunk_size: int = 512, revision: str | None = None, trust_remote_code: bool = False):
         """`lora_rank`: the largest adapter rank the engine must serve (None and no adapter: an
         engine without LoRA). The base model's generator and its adapters' share one engine when
         they ask for the same rank."""
@@ -125,6 +125,10 @@ class VLLMGenerator(StreamingGenerator):
             kw["max_model_len"] = max_model_len
         if distributed_executor_backend:
             kw["distributed_executor_backend"] = distributed_executor_backend
+        if revision and not Path(model_path).exists():  # a hub base model at a branch, tag or commit
+            kw.update(revision=revision, tokenizer_revision=revision)
+        if trust_remote_code:
+            kw["trust_remote_code"] = True
         if lora_rank or adapter_path:
             # vLLM's smallest supported max_lora_rank is 8; round the rank up to a supported one
             kw.update(enable_lora=True, max_loras=1, max_lora_rank=_supported_rank(lora_rank or 8))
@@ -140,6 +144,7 @@ class VLLMGenerator(StreamingGenerator):
         from s3ft.models import load_tokenizer, resolve_model
 
         name = model_name or cfg.model
+        opts = cfg.model_options(name)
         path = resolve_model(name)
         info = adapter_info(path)
         base, adapter = path, None
@@ -148,22 +153,29 @@ class VLLMGenerator(StreamingGenerator):
             base = resolve_model(info["base_model_name_or_path"])
             adapter, rank = path, max(int(info.get("r", 8)), rank or 0)
         return cfg_cls(
-            str(base), load_tokenizer(str(base)), adapter_path=adapter, lora_rank=rank,
+            # (an adapter's own tokenizer: training saved it with the chat template it used)
+            str(base), load_tokenizer(str(path), **opts), adapter_path=adapter, lora_rank=rank,
             tensor_parallel_size=cfg.vllm_tensor_parallel_size, pipeline_parallel_size=cfg.vllm_pipeline_parallel_size,
             distributed_executor_backend=cfg.vllm_distributed_executor_backend,
             gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, kv_cache_gib=cfg.vllm_kv_cache_gib,
             dtype=cfg.resolved_dtype(), max_model_len=cfg.vllm_max_model_len,
-            seed=cfg.seed, chunk_size=cfg.vllm_chunk_size,
+            seed=cfg.seed, chunk_size=cfg.vllm_chunk_size, revision=opts["revision"],
+            trust_remote_code=opts["trust_remote_code"],
         )
 
     def stream(self, prompts: Sequence[Messages], max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
-               seed: int | None = None, desc: str | None = None, progress: bool = True) -> Iterator[tuple[int, str, str]]:
-        """Yields (index, text, stop reason) as each chunk of prompts finishes."""
+               seed: int | None = None, desc: str | None = None, progress: bool = True,
+               n: int = 1) -> Iterator[tuple[int, Any, Any]]:
+        """Yields (index, text, stop reason) as each chunk of prompts finishes; with n > 1
+        (sampling only), (index, [n texts], [n stop reasons]): vLLM's `n` samples per request, each
+        request seeded with `seed` (its samples do not depend on the other prompts)."""
         tok = self.tokenizer
         ids = [tok(render_prompt(tok, p), add_special_tokens=False)["input_ids"] for p in prompts]
         greedy = not (temperature and temperature > 0)
+        if n < 1 or (n > 1 and greedy):
+            raise ValueError(f"n must be >= 1, and n > 1 needs sampling (temperature > 0); got n={n}")
         params = self._SamplingParams(
-            n=1, max_tokens=max_new_tokens, temperature=0.0 if greedy else temperature, top_p=1.0 if greedy else top_p,
+            n=n, max_tokens=max_new_tokens, temperature=0.0 if greedy else temperature, top_p=1.0 if greedy else top_p,
             seed=None if greedy else seed, stop_token_ids=list(self._stop), skip_special_tokens=True,
         )
         for start in range(0, len(ids), self.chunk_size):
@@ -173,11 +185,13 @@ class VLLMGenerator(StreamingGenerator):
             chunk = [{"prompt_token_ids": x} for x in ids[start : start + self.chunk_size]]
             outs = self.llm.generate(chunk, params, lora_request=lora, use_tqdm=progress)
             for j, out in enumerate(outs):  # vLLM returns outputs in the order of the inputs
-                o = out.outputs[0]
-                new = list(o.token_ids)
-                why = (LENGTH if o.finish_reason == "length" else STOP_STRING if isinstance(o.stop_reason, str)
-                       else stop_reason(new, self._stop, max_new_tokens))
-                yield start + j, decode(tok, new, self._stop), why  # the text as the hf backend cuts it
+                texts, whys = [], []
+                for o in out.outputs[:n]:
+                    new = list(o.token_ids)
+                    whys.append(LENGTH if o.finish_reason == "length" else STOP_STRING if isinstance(o.stop_reason, str)
+                                else stop_reason(new, self._stop, max_new_tokens))
+                    texts.append(decode(tok, new, self._stop))  # the text as the hf backend cuts it
+                yield (start + j, texts, whys) if n > 1 else (start + j, texts[0], whys[0])
 
 
 def _generation_config(model_path: str):

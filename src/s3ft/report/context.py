@@ -8,8 +8,9 @@ from typing import Any, Mapping, Sequence
 
 from s3ft.methods import BASE
 
-from .fmt import LOGPROB_LABELS, NONE, ci, compute_time, count, duration, f1, mean_pm, method_name, plain, signed
-from .summary import LOGPROB_KINDS, MIX_KINDS, accuracy_entry, num
+from .forgetting import build as forgetting_section
+from .fmt import LOGPROB_LABELS, NONE, ci, table, compute_time, count, duration, f1, mean_pm, method_name, plain, signed
+from .summary import LOGPROB_KINDS, MIX_KINDS, accuracy_entry, mix_kinds, num
 
 # What the paper reports (Mistral-7B-Instruct-v0.2), shown next to ours where the task matches.
 PAPER_MIX = {"gsm8k": (49.5, 42.1, 8.4), "mbpp": (30.2, 32.4, 37.4), "nq_open": (66.0, 25.6, 8.1)}
@@ -19,15 +20,6 @@ PAPER_IN_DOMAIN = {
     "nq_open": {"base": 64.7, "sft": 60.0, "sdft": 67.1, "s3ft": 67.1},
 }
 PAPER_TASK_NAMES = {"gsm8k": "GSM8K", "mbpp": "MBPP", "nq_open": "NQ"}
-
-
-def _table(header: list[str], rows: list[list[str]], signed_cols: Sequence[int] = (), bold_last: bool = False,
-           left_cols: int = 1) -> dict[str, Any]:
-    """A table for the templates' `table` macro: signed_cols are the columns whose +x / -x are
-    coloured in HTML, bold_last marks a total row, the first left_cols columns are text (aligned
-    left), the rest numbers."""
-    return {"header": header, "rows": rows, "signed_cols": sorted(signed_cols), "bold_last": bold_last,
-            "left_cols": left_cols}
 
 
 def _settings(compare: Mapping[str, Any], summary: dict) -> dict:
@@ -53,14 +45,14 @@ def _settings(compare: Mapping[str, Any], summary: dict) -> dict:
     ]
     if compare.get("created"):
         rows.append(["created", str(compare["created"])])
-    return _table(["setting", "value"], rows, left_cols=2)
+    return table(["setting", "value"], rows, left_cols=2)
 
 
 def _hyperparameters(compare: Mapping[str, Any]) -> dict | None:
     hp = compare.get("hyperparameters")
     if not isinstance(hp, Mapping) or not hp:
         return None
-    return _table(["hyperparameter", "value"], [[str(k), plain(v)] for k, v in hp.items()], left_cols=2)
+    return table(["hyperparameter", "value"], [[str(k), plain(v)] for k, v in hp.items()], left_cols=2)
 
 
 def _tuning(compare: Mapping[str, Any]) -> dict | None:
@@ -77,7 +69,7 @@ def _tuning(compare: Mapping[str, Any]) -> dict | None:
                      ci(interval) if interval else "-"])
     return {"split": str(tuning.get("split", "?")), "seed": str(tuning.get("seed", "?")),
             "learning_rate": plain(chosen.get("learning_rate")), "epochs": plain(chosen.get("num_train_epochs")),
-            "table": _table(["learning rate", "epochs", "correct", "accuracy %", "95% CI"], rows, left_cols=2)}
+            "table": table(["learning rate", "epochs", "correct", "accuracy %", "95% CI"], rows, left_cols=2)}
 
 
 def _mix(compare: Mapping[str, Any], summary: dict) -> dict | None:
@@ -85,9 +77,11 @@ def _mix(compare: Mapping[str, Any], summary: dict) -> dict | None:
     if not mix:
         return None
     multi = len(summary["seeds"]) > 1
-    header = ["method", "own %", "paraphrase %", "gold %", "n"]
+    kinds = mix_kinds(mix)
+    names = {"self": "own", "sampled": "sampled", "paraphrase": "paraphrase", "gold": "gold"}
+    header = ["method", *(f"{names[k]} %" for k in kinds), "n"]
     if multi:
-        header.append("counts per seed (own / paraphrase / gold)")
+        header.append(f"counts per seed ({' / '.join(names[k] for k in kinds)})")
     cut = any("cut_off" in p for rec in mix.values() for p in rec["per_seed"].values())
     if cut:
         header.append("passed over, cut off (own / paraphrase)")
@@ -95,16 +89,16 @@ def _mix(compare: Mapping[str, Any], summary: dict) -> dict | None:
     for m, rec in mix.items():
         per = rec["per_seed"]
         if multi:
-            cells = [mean_pm(rec["percent"][k], rec["sd"][k]) for k in MIX_KINDS]
+            cells = [mean_pm(rec["percent"][k], rec["sd"][k]) for k in kinds]
             ns = sorted({int(p["n"]) for p in per.values() if p["n"] is not None})
             n_cell = "/".join(map(str, ns)) if ns else NONE
             counts = "\n".join(
-                f"s{s}: " + " / ".join(count(p["counts"][k]) for k in MIX_KINDS) for s, p in per.items()
+                f"s{s}: " + " / ".join(count(p["counts"][k]) for k in kinds) for s, p in per.items()
             )
             row = [method_name(m), *cells, n_cell, counts]
         else:
             p = next(iter(per.values()))
-            cells = [f"{f1(rec['percent'][k])} ({count(p['counts'][k])})" for k in MIX_KINDS]
+            cells = [f"{f1(rec['percent'][k])} ({count(p['counts'][k])})" for k in kinds]
             row = [method_name(m), *cells, count(p["n"])]
         if cut:
             row.append(" / ".join(count((p.get("cut_off") or {}).get(k)) for p in list(per.values())[:1] for k in ("self", "paraphrase"))
@@ -115,7 +109,7 @@ def _mix(compare: Mapping[str, Any], summary: dict) -> dict | None:
     paper = None
     if task in PAPER_MIX:
         paper = {"task": PAPER_TASK_NAMES[task], **dict(zip(MIX_KINDS, map(str, PAPER_MIX[task])))}
-    return {"table": _table(header, rows), "paper": paper}
+    return {"table": table(header, rows), "paper": paper}
 
 
 def _kn(e: Mapping[str, Any]) -> str | None:
@@ -136,7 +130,7 @@ def _extra_cells(agg: Mapping[str, dict], m: str, keys: Sequence[str]) -> list[s
     return out
 
 
-def _accuracy_table(agg: Mapping[str, dict], methods: Sequence[str], n_s: int) -> dict:
+def _accuracytable(agg: Mapping[str, dict], methods: Sequence[str], n_s: int) -> dict:
     has_base = BASE in agg
     present = {k for a in agg.values() for e in a["per_seed"].values() for k in e}
     extra = [k for k in ("em", "f1", "cut_off") if k in present]
@@ -167,7 +161,7 @@ def _accuracy_table(agg: Mapping[str, dict], methods: Sequence[str], n_s: int) -
             if has_base:
                 row.append(NONE if m == BASE else mean_pm(agg[m]["change"], agg[m]["change_sd"], signed_=True))
             rows.append(row + _extra_cells(agg, m, extra))
-    return _table(header, rows, signed_cols=[len(header) - 1 - len(extra)] if has_base else [])
+    return table(header, rows, signed_cols=[len(header) - 1 - len(extra)] if has_base else [])
 
 
 def _in_domain(compare: Mapping[str, Any], summary: dict) -> dict | None:
@@ -179,7 +173,7 @@ def _in_domain(compare: Mapping[str, Any], summary: dict) -> dict | None:
     if task in PAPER_IN_DOMAIN:
         paper = {"task": PAPER_TASK_NAMES[task],
                  "accuracy": [{"method": method_name(m), "value": str(v)} for m, v in PAPER_IN_DOMAIN[task].items()]}
-    return {"table": _accuracy_table(agg, summary["methods"], len(summary["seeds"])), "paper": paper}
+    return {"table": _accuracytable(agg, summary["methods"], len(summary["seeds"])), "paper": paper}
 
 
 def _cross_task(summary: dict) -> dict | None:
@@ -208,7 +202,7 @@ def _cross_task(summary: dict) -> dict | None:
             change = NONE if m == BASE or BASE not in agg else mean_pm(a["change"], a["change_sd"], signed_=True)
             row += [acc, change]
         rows.append(row)
-    return {"table": _table(header, rows, signed_cols=[2 + 2 * i for i in range(len(cross))])}
+    return {"table": table(header, rows, signed_cols=[2 + 2 * i for i in range(len(cross))])}
 
 
 def _general(summary: dict) -> dict | None:
@@ -243,7 +237,7 @@ def _general(summary: dict) -> dict | None:
         rows.append(row)
     common = general["common"]
     return {
-        "table": _table(header, rows, signed_cols=range(2, len(header)), bold_last=bool(avg)),
+        "table": table(header, rows, signed_cols=range(2, len(header)), bold_last=bool(avg)),
         "has_base": general["has_base"],
         "common": common,
         "excluded": [b for b in general["benchmarks"] if b not in common],
@@ -267,7 +261,7 @@ def _paired(summary: dict) -> dict | None:
         rows.append([name, r["section"], str(r["seed"]), count(num(r.get("both"))), count(num(r.get("only_a"))),
                      count(num(r.get("only_b"))), count(num(r.get("neither"))), signed(num(r.get("diff"))), ci_s, p_s])
     header = ["comparison", "on", "seed", "both", "only A", "only B", "neither", "diff (pts)", "95% CI", "p"]
-    return {"table": _table(header, rows, signed_cols=[7])}
+    return {"table": table(header, rows, signed_cols=[7])}
 
 
 def _logprob(summary: dict) -> dict | None:
@@ -281,7 +275,7 @@ def _logprob(summary: dict) -> dict | None:
             rows.append([LOGPROB_LABELS[kind], str(v["n"]), f1(v["median_per_token"], 2), f1(v["median_total"]),
                          f1(v["median_tokens"], 0) if v["median_tokens"] is not None else NONE])
     header = ["target", "n", "median log-prob per token", "median total log-prob", "median tokens"]
-    return {"table": _table(header, rows)}
+    return {"table": table(header, rows)}
 
 
 def build(compare: Mapping[str, Any], summary: dict, plots: Mapping[str, Path], skipped: Mapping[str, str],
@@ -302,6 +296,7 @@ def build(compare: Mapping[str, Any], summary: dict, plots: Mapping[str, Path], 
         "cross_task": _cross_task(summary),
         "general": _general(summary),
         "paired": _paired(summary),
+        "forgetting": forgetting_section(compare),
         "logprob": _logprob(summary),
         "plots": {name: {"file": path.relative_to(out_dir).as_posix(), "path": path} for name, path in plots.items()},
         "skipped": dict(skipped),

@@ -3,7 +3,7 @@ changes, mean ± sd, durations, method display names (from the methods table).""
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from s3ft.methods import display_name
 
@@ -88,3 +88,12 @@ def duration(seconds: Any) -> str:
     if minutes < 120:
         return f"{s:.1f} s ({minutes:.1f} min)"
     return f"{s:.1f} s ({minutes / 60:.2f} h)"
+
+
+def table(header: list[str], rows: list[list[str]], signed_cols: Sequence[int] = (), bold_last: bool = False,
+          left_cols: int = 1) -> dict[str, Any]:
+    """A table for the templates' `table` macro: signed_cols are the columns whose +x / -x are
+    coloured in HTML, bold_last marks a total row, the first left_cols columns are text (aligned
+    left), the rest numbers."""
+    return {"header": header, "rows": rows, "signed_cols": sorted(signed_cols), "bold_last": bold_last,
+            "left_cols": left_cols}

@@ -16,12 +16,12 @@ from typing import Sequence
 from s3ft.methods import BASE, BASE_COLOR, METHODS
 
 from .fmt import LOGPROB_LABELS, method_name, signed
-from .summary import LOGPROB_KINDS, MIX_KINDS
+from .summary import LOGPROB_KINDS, mix_kinds
 
 DPI = 110
 PLOT_NAMES = ("in_domain_vs_drop", "general_changes", "mix", "logprob")
-MIX_LABELS = {"self": "own", "paraphrase": "paraphrase", "gold": "gold"}
-KIND_COLORS = {"self": "#2ca02c", "paraphrase": "#ff7f0e", "gold": "#1f77b4"}
+MIX_LABELS = {"self": "own", "sampled": "sampled", "paraphrase": "paraphrase", "gold": "gold"}
+KIND_COLORS = {"self": "#2ca02c", "sampled": "#17becf", "paraphrase": "#ff7f0e", "gold": "#1f77b4"}
 _EXTRA_COLORS = ["#1f77b4", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#393b79", "#637939"]
 
 
@@ -157,7 +157,7 @@ def plot_mix(summary: dict, path: Path) -> Path | None:
     fig = _figure(max(5.5, 1.8 + 1.1 * len(methods)), 4.6)
     ax = fig.subplots()
     bottoms = [0.0] * len(methods)
-    for kind in MIX_KINDS:
+    for kind in mix_kinds(mix):
         hs = [mix[m]["percent"][kind] or 0.0 for m in methods]
         width = 0.6 if len(methods) >= 3 else 0.45
         bars = ax.bar(range(len(methods)), hs, width, bottom=bottoms, color=KIND_COLORS[kind],

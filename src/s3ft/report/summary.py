@@ -13,6 +13,15 @@ from typing import Any, Iterable, Mapping, Sequence
 from s3ft.methods import BASE
 
 MIX_KINDS = ("self", "paraphrase", "gold")  # training-target sources, in the tables' order
+SAMPLED = "sampled"  # the k-sample methods' source (rft, grape, s3ft_k): a column only where a method has it
+ALL_MIX_KINDS = ("self", SAMPLED, "paraphrase", "gold")
+
+
+def mix_kinds(mix: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The sources a summarised mix shows, in the tables' order: MIX_KINDS, with sampled after self
+    when a method has it."""
+    sampled = any(SAMPLED in rec.get("percent", {}) for rec in mix.values())
+    return [k for k in ALL_MIX_KINDS if k in MIX_KINDS or sampled]
 LOGPROB_KINDS = ("gold", "paraphrase", "self")
 
 
@@ -200,16 +209,18 @@ def _summarize_general(compare: Mapping[str, Any], seeds: Sequence[str]) -> dict
 
 def _summarize_mix(compare: Mapping[str, Any], seeds: Sequence[str]) -> dict[str, dict] | None:
     per_method: dict[str, dict[str, dict]] = {}
+    recs = [rec for s in seeds for rec in (_per_seed(compare, s).get("mix") or {}).values() if isinstance(rec, Mapping)]
+    kinds = ALL_MIX_KINDS if any(SAMPLED in (rec.get("counts") or {}) for rec in recs) else MIX_KINDS
     for s in seeds:
         for m, rec in (_per_seed(compare, s).get("mix") or {}).items():
             if not isinstance(rec, Mapping):
                 continue
-            counts = {k: num((rec.get("counts") or {}).get(k)) for k in MIX_KINDS}
+            counts = {k: num((rec.get("counts") or {}).get(k, 0 if k == SAMPLED else None)) for k in kinds}
             n = num(rec.get("n"))
             if n is None and all(c is not None for c in counts.values()):
                 n = sum(counts.values())
-            pct = {k: num((rec.get("percent") or {}).get(k)) for k in MIX_KINDS}
-            for k in MIX_KINDS:
+            pct = {k: num((rec.get("percent") or {}).get(k, 0 if k == SAMPLED else None)) for k in kinds}
+            for k in kinds:
                 if pct[k] is None and counts[k] is not None and n:
                     pct[k] = 100.0 * counts[k] / n
             if all(v is None for v in pct.values()):
@@ -222,7 +233,7 @@ def _summarize_mix(compare: Mapping[str, Any], seeds: Sequence[str]) -> dict[str
     out = {}
     for m in _ordered_methods(compare, per_method):
         per = per_method[m]
-        pct = {k: mean_sd(p["percent"][k] for p in per.values()) for k in MIX_KINDS}
+        pct = {k: mean_sd(p["percent"][k] for p in per.values()) for k in kinds}
         out[m] = {"per_seed": per, "percent": {k: v[0] for k, v in pct.items()},
                   "sd": {k: v[1] for k, v in pct.items()}}
     return out

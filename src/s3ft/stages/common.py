@@ -27,7 +27,7 @@ from s3ft.types import Example, Verdict
 STOP_RECORDED = "rows record their stop reason"
 
 # The stage groups, in pipeline order; `--force` takes one of these (or a stage's full name).
-STAGE_GROUPS = ("generate", "judge", "paraphrase", "build", "train", "eval", "general", "logprob")
+STAGE_GROUPS = ("generate", "sample", "judge", "paraphrase", "likelihood", "build", "train", "eval", "general", "ifeval", "drift", "logprob")
 
 _said: set[str] = set()
 

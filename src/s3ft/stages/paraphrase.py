@@ -20,15 +20,21 @@ CUT_OFF_REASON = "cut off at max_new_tokens"  # the filter reason of a paraphras
 
 def paraphrase(stages: Stages, examples: Sequence[Example], judged_path: Path | None, scope: str, generator,
                model_id: str, decoding: Decoding, judge: Judge, kind: str, min_length_ratio: float,
-               flush_every: int) -> Path:
+               flush_every: int, samples_path: Path | None = None) -> Path:
     """`scope`: which examples get a paraphrase (failed: those whose own answer in `judged_path`
-    is not correct or was cut off; all; none). `decoding`: the paraphrases' generation settings
-    and length limit. `kind`: the task's paraphrase prompt (generic, math, code)."""
+    is not correct or was cut off, or, given `samples_path` (judged samples), that have no correct
+    uncut sample; all; none). `decoding`: the paraphrases' generation settings and length limit.
+    `kind`: the task's paraphrase prompt (generic, math, code)."""
     out = stages.run / "paraphrase.jsonl"
-    own = by_id(read_jsonl(judged_path)) if scope == "failed" and judged_path else {}
-    upstream = file_fingerprint(judged_path) if scope == "failed" and judged_path else "none"
+    failed = scope == "failed"
+    own = by_id(read_jsonl(judged_path)) if failed and judged_path else {}
+    samples = by_id(read_jsonl(samples_path)) if failed and samples_path else {}
+    # failed: no accepted answer in a pass given here (the greedy one when none is)
+    failure = tuple(k for k, path in (("self", judged_path), ("sampled", samples_path)) if path) or ("self",)
+    upstream = file_fingerprint(judged_path) if failed and judged_path else "none"
     fp = fingerprint("paraphrase", model_id, examples_fp(examples), scope, upstream, decoding.fingerprint(),
-                     judge.fingerprint(examples), kind, *([min_length_ratio] if min_length_ratio else []))
+                     judge.fingerprint(examples), kind, *([min_length_ratio] if min_length_ratio else []),
+                     *(["samples", file_fingerprint(samples_path)] if failed and samples_path else []))
 
     def rows_for(batch: list[tuple[Example, str, str]]) -> list[dict[str, Any]]:
         whys = {e.id: CUT_OFF_REASON if stop == LENGTH else filter_reason(t, e.gold, min_length_ratio) for e, t, stop in batch}
@@ -45,7 +51,7 @@ def paraphrase(stages: Stages, examples: Sequence[Example], judged_path: Path | 
         return rows
 
     def work(info: dict) -> None:
-        wanted = [e for e in examples if selection.needs_paraphrase(scope, own.get(e.id))]
+        wanted = [e for e in examples if selection.needs_paraphrase(scope, own.get(e.id), samples.get(e.id), failure)]
         todo, done = pending(out, wanted)
         log(f"paraphrase (scope {scope}): {len(todo)} to write ({done} already done) -> {out}")
         stream_rows(out, todo, generator, [paraphrase_prompt(e, kind) for e in todo],

@@ -1,10 +1,16 @@
-"""The run's summary: metrics.json and summary.md, from the stage records in manifest.json."""
+"""The run's summary: metrics.json and summary.md, from the stage records in manifest.json; the
+headline numbers (training-set mix, in-domain accuracy, general benchmarks and their change from
+the base model) also go to the experiment trackers of `report_to`, through accelerate's tracker
+classes (log_to_trackers)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 from s3ft.config import S3FTConfig
 from s3ft.runs import RunDir, write_json
+from s3ft.stages.common import log
 
 
 def summarize(run: RunDir, method_run: RunDir, cfg: S3FTConfig, method: str, judge_name: str) -> Path:
@@ -16,10 +22,13 @@ def summarize(run: RunDir, method_run: RunDir, cfg: S3FTConfig, method: str, jud
         "judge": judge_name,
         "own_correct": {k: st.get("judge", {}).get(k) for k in ("correct", "rows")},
         "paraphrase": {k: st.get("paraphrase", {}).get(k) for k in ("accepted", "filtered", "rows")},
+        **({"samples": {k: st["judge.samples"].get(k) for k in ("rows", "correct", "inputs_with_correct", "distinct_correct")}}
+           if "judge.samples" in st else {}),
         "mix": st.get(f"build.{method}", {}).get("mix"),
         "train": {k: v for k, v in st.get(f"train.{method}", {}).items() if k not in ("status", "fingerprint", "started", "finished")},
         "in_domain": {name: r.stage_record(f"eval.{name}")["accuracy"]
                       for name, r in (("base", run), (method, method_run)) if r.stage_record(f"eval.{name}")},
+        **general_results(run, method_run, method),
         "stage_seconds": {k: v.get("seconds") for k, v in st.items()},
     }
     write_json(run / "metrics.json", metrics)
@@ -29,12 +38,22 @@ def summarize(run: RunDir, method_run: RunDir, cfg: S3FTConfig, method: str, jud
     if metrics["mix"]:
         c, p = metrics["mix"]["counts"], metrics["mix"]["percent"]
         lines += ["## Training-set mix", "", "| source | rows | % |", "|---|---|---|"]
-        lines += [f"| {name} | {c[k]} | {p[k]} |" for k, name in (("self", "own answer"), ("paraphrase", "paraphrased gold"), ("gold", "gold"))]
+        names = {"self": "own answer", "sampled": "correct sampled answer", "paraphrase": "paraphrased gold", "gold": "gold"}
+        lines += [f"| {names.get(k, k)} | {c[k]} | {p[k]} |" for k in c]
         lines.append("")
     if metrics["in_domain"]:
         lines += [f"## In-domain accuracy ({cfg.eval_split} split)", "", "| model | correct | accuracy % | 95% CI |", "|---|---|---|---|"]
         for name, a in metrics["in_domain"].items():
             lines.append(f"| {name} | {a['k']}/{a['n']} | {a['accuracy']} | {a.get('ci95')} |")
+        lines.append("")
+    if metrics.get("general"):
+        models, change = list(metrics["general"]), metrics["general_change"]
+        lines += ["## General benchmarks", "", f"| benchmark | {' | '.join(models)} | change |", "|---" * (len(models) + 2) + "|"]
+        for b in sorted({b for r in metrics["general"].values() for b in r}):
+            lines.append(f"| {b} | " + " | ".join(str(metrics["general"][m].get(b, "")) for m in models)
+                         + f" | {change.get(b, '')} |")
+        if "mean" in change:
+            lines.append(f"| mean change | {' | '.join('' for _ in models)} | {change['mean']} |")
         lines.append("")
     t = metrics["train"]
     if t:
@@ -44,4 +63,90 @@ def summarize(run: RunDir, method_run: RunDir, cfg: S3FTConfig, method: str, jud
     lines += ["## Stage wall times (s)", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in metrics["stage_seconds"].items()]
     (run / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    log_to_trackers(cfg.report_to, tracker_values(metrics, method), run / "tensorboard", f"{run.path.name}.{method}",
+                    step=metrics["train"].get("global_step"))
     return run / "summary.md"
+
+
+def general_results(run: RunDir, method_run: RunDir, method: str) -> dict[str, Any]:
+    """{"general": {model: {benchmark: value}}, "general_change": {benchmark: fine-tuned minus
+    base, "mean": their mean}} from the general stages' records (negative change: ability the
+    fine-tuning cost); {} when no general benchmarks ran."""
+    general = {}
+    for name, r in (("base", run), (method, method_run)):
+        results = (r.stage_record(f"general.{name}") or {}).get("results") or {}
+        values = {b: x.get("value") for b, x in results.items() if isinstance(x, dict) and _number(x.get("value"))}
+        if values:
+            general[name] = values
+    if not general:
+        return {}
+    base, tuned = general.get("base", {}), general.get(method, {})
+    change = {b: round(tuned[b] - base[b], 6) for b in sorted(set(base) & set(tuned))}
+    if change:
+        change["mean"] = round(sum(change.values()) / len(change), 6)
+    return {"general": general, "general_change": change}
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def tracker_values(metrics: dict[str, Any], method: str) -> dict[str, float]:
+    """The summary as flat scalars for experiment trackers, under summary/: the mix (percent per
+    source, rows), in-domain accuracy (percent) per model and its change, general benchmarks per
+    model and their change from the base model."""
+    out: dict[str, Any] = {}
+    mix = metrics.get("mix") or {}
+    out |= {f"summary/mix/{k}_percent": v for k, v in (mix.get("percent") or {}).items()}
+    out["summary/mix/rows"] = mix.get("n")
+    acc = {name: (a or {}).get("accuracy") for name, a in (metrics.get("in_domain") or {}).items()}
+    out |= {f"summary/in_domain/{name}": v for name, v in acc.items()}
+    if _number(acc.get("base")) and _number(acc.get(method)):
+        out["summary/in_domain/change"] = acc[method] - acc["base"]
+    out |= {f"summary/general/{b}/{name}": v for name, res in (metrics.get("general") or {}).items() for b, v in res.items()}
+    out |= {f"summary/general_change/{b}": v for b, v in (metrics.get("general_change") or {}).items()}
+    return {k: float(v) for k, v in out.items() if _number(v)}
+
+
+def log_to_trackers(report_to: str, values: dict[str, float], logging_dir: Path, run_name: str,
+                    step: int | None = None) -> list[str]:
+    """Log `values` once to each tracker of `report_to` (transformers' names; none: nothing; all:
+    every tracker installed) through accelerate's tracker classes: TensorBoard into
+    `logging_dir`/`run_name` (the TENSORBOARD_LOGGING_DIR environment variable, which
+    transformers' training logs follow too, moves it), W&B into the project WANDB_PROJECT
+    (default huggingface, as transformers' training logs) as run `run_name`, the others by
+    `run_name`; at `step` (the training's last step). A tracker that fails is reported and
+    skipped - the numbers are in metrics.json. Returns the trackers that took them."""
+    names = [t.strip() for t in report_to.split(",") if t.strip() and t.strip() != "none"]
+    if not names or not values:
+        return []
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
+
+    if "all" in names:
+        names = [str(t) for t in get_available_trackers()]
+    logging_dir = Path(os.environ.get("TENSORBOARD_LOGGING_DIR") or logging_dir)
+    sent = []
+    for name in dict.fromkeys(names):
+        cls = LOGGER_TYPE_TO_CLASS.get(name)
+        if cls is None:
+            log(f"report_to {name}: accelerate has no tracker for it, so the summary metrics are not sent there "
+                "(they are in metrics.json)")
+            continue
+        try:
+            if name == "wandb":
+                tracker = cls(os.environ.get("WANDB_PROJECT", "huggingface"), name=run_name)
+            elif cls.requires_logging_directory:
+                tracker = cls(run_name, str(logging_dir))
+            else:
+                tracker = cls(run_name)
+            tracker.start()
+            tracker.log(values, step=step)
+            tracker.finish()
+            sent.append(name)
+        except Exception as e:  # noqa: BLE001 - a tracker's own failure (no network, no login) must not lose the run
+            log(f"warning: report_to {name}: the summary metrics could not be sent ({type(e).__name__}: "
+                f"{str(e).strip()[:200]}); they are in metrics.json")
+    if sent:
+        log(f"summary metrics ({len(values)} values) sent to {', '.join(sent)}"
+            + (f" (TensorBoard: {logging_dir / run_name})" if "tensorboard" in sent else ""))
+    return sent

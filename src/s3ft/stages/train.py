@@ -20,11 +20,13 @@ def train(stages: Stages, method: str, train_path: Path, cfg: S3FTConfig, model_
     looks for a checkpoint to resume."""
     from s3ft import training
 
-    loss = METHODS[method].loss
+    loss, kl_key = METHODS[method].loss, METHODS[method].kl_weight_key
+    kl_weight = getattr(cfg, kl_key) if kl_key else None  # ASFT, KL-SFT: the weight of KL(base || model)
     out_dir = stages.run / method
     model_dir = out_dir / "model"
     name = f"train.{method}"
-    knobs = cfg.train_knobs() | ({"loss_type": loss} if loss != "nll" else {})  # (nll: as before the key existed)
+    knobs = (cfg.train_knobs() | ({"loss_type": loss} if loss != "nll" else {})  # (nll: as before the key existed)
+             | ({kl_key: kl_weight} if kl_key else {}))
     fp = fingerprint(name, model_id, file_fingerprint(train_path), knobs, libs_fp("trl", "peft", "accelerate"))
 
     def work(info: dict) -> None:
@@ -33,8 +35,9 @@ def train(stages: Stages, method: str, train_path: Path, cfg: S3FTConfig, model_
         rows = read_jsonl(train_path)
         free_memory()
         log(f"train ({method}): {len(rows)} rows, {'LoRA' if cfg.use_peft else 'full fine-tuning'}"
-            + (f", {loss} loss" if loss != "nll" else "") + f" -> {model_dir}")
-        metrics = training.train(rows, cfg, out_dir, loss=loss)
+            + (f", {loss} loss" if loss != "nll" else "")
+            + (f" + {kl_weight:g} * KL to the base" if kl_key else "") + f" -> {model_dir}")
+        metrics = training.train(rows, cfg, out_dir, loss=loss, kl_weight=kl_weight)
         info.update({k: v for k, v in metrics.items() if k != "model_path"})
 
     # checkpoints of another fingerprint must not be resumed: they go with the stale model

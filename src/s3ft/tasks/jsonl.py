@@ -35,7 +35,15 @@ Other formats, by file name: `.parquet` (positions are "row N", 1-based), `.csv`
 header row, then one example per record; every value is a string; positions are the line a
 record starts on) and `.json` (an array of objects, "item N"; a `.json` file holding JSON lines
 is read as JSON lines, "line N"). A path may also be a URL that fsspec opens - `hf://datasets/ORG/NAME/FILE.parquet`
-for a file of a Hugging Face Hub dataset (online), `s3://...`, `https://...`.
+for a file of a Hugging Face Hub dataset (online), `s3://...`, `https://...`. A path with `*`, `?` or `[`
+that names no file as written is a glob: the files it matches (shards, `data/train-*.parquet`, a URL
+too) in name order, read one after another like a list.
+
+Instead of files, `dataset_name` names a dataset that the `datasets` library loads - a Hub name
+(with `dataset_config` and `dataset_revision`), a folder written by `save_to_disk`, or a local
+folder of data files; its splits are the task's splits. Its rows are checked the same way, and
+messages name the dataset, the split and the row ("dataset ORG/NAME split train row 7, field
+'answer': ...").
 
 This module also holds `bundled_rows`, the reader of the data files shipped inside the package
 (`s3ft/data/...`), used by the built-in tasks.
@@ -269,8 +277,12 @@ class _RowReader:
     """Turns the rows of one file into Examples, raising DataError with file/line/field."""
 
     def __init__(self, path: Source, split: str, prompt_field: str, response_field: str,
-                 messages_field: str | None, id_field: str | None, on_invalid: str = "error", id_prefix: str | None = None):
+                 messages_field: str | None, id_field: str | None, on_invalid: str = "error", id_prefix: str | None = None,
+                 rows: Callable[[], tuple[str, Iterable[tuple[int, dict[str, Any]]]]] | None = None):
+        """`rows`: where the rows come from when not from the file `path` (a dataset loaded by
+        `datasets`; `path` then names it in messages): () -> (unit, (position, row)s)."""
         self.path, self.split = path, split
+        self.rows = rows
         self.id_prefix = id_prefix or split  # default ids: <id_prefix>-<line>
         self.unit = "line"  # what positions count: line / row / item (set by read())
         self.on_invalid = on_invalid
@@ -376,7 +388,10 @@ class _RowReader:
         examples: list[Example] = []
         seen = {} if seen is None else seen
         self.skipped = []
-        self.unit, rows = read_rows(self.path, skip_bad_lines=self.skipped if self.on_invalid == "skip" else None)
+        if self.rows is not None:
+            self.unit, rows = self.rows()
+        else:
+            self.unit, rows = read_rows(self.path, skip_bad_lines=self.skipped if self.on_invalid == "skip" else None)
         for line, row in rows:
             try:
                 examples.append(self.example(row, line, seen))
@@ -475,6 +490,97 @@ def _parse_line(path: Source, line: int, raw: bytes) -> dict[str, Any] | None:
     return row
 
 
+# ---------------------------------------------------------------------------------------------
+# globs (shards) and datasets by name
+
+GLOB_CHARS = "*?["
+
+
+def expand(path: str, at: str) -> list[Source]:
+    """The files a data_files entry names: itself, or for a glob (data/train-*.parquet,
+    hf://datasets/ORG/NAME/data/train-*.parquet) the files it matches, sorted by name (a path
+    that exists as written is taken as written). DataError naming `at` when a glob matches none."""
+    if not any(c in path for c in GLOB_CHARS):
+        return [as_source(path)]
+    if is_url(path):
+        try:
+            import fsspec
+
+            fs, inner = fsspec.core.url_to_fs(path)
+            found = [fs.unstrip_protocol(f) for f in sorted(fs.glob(inner)) if fs.isfile(f)]
+        except Exception as e:
+            raise DataError(f"{path}: cannot reach it ({type(e).__name__}: {e}) ({at})") from e
+    else:
+        import glob
+        import os
+
+        if os.path.lexists(path):
+            return [Path(path)]
+        found = [Path(f) for f in sorted(glob.glob(os.path.expanduser(path), recursive=True)) if not os.path.isdir(f)]
+    if not found:
+        raise DataError(f"{path}: the pattern matches no file ({at})")
+    return found
+
+
+def dataset_label(name: str, config: str | None = None) -> str:
+    return f"dataset {name}" + (f" (config {config})" if config else "")
+
+
+def saved_dataset(name: str) -> Path | None:
+    """The folder `name` when `datasets`' save_to_disk wrote it (a DatasetDict's
+    dataset_dict.json, or one Dataset's state.json), else None."""
+    folder = Path(name).expanduser()
+    if folder.is_dir() and ((folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file()):
+        return folder
+    return None
+
+
+def dataset_splits(name: str, config: str | None = None, revision: str | None = None) -> list[str]:
+    """The split names of a dataset `datasets` loads: a save_to_disk folder's (one saved Dataset is
+    the split "train"), else datasets.get_dataset_split_names - a local folder of data files, a
+    Hub name (online, or in the Hugging Face cache). DataError naming the dataset otherwise."""
+    label = dataset_label(name, config)
+    folder = saved_dataset(name)
+    if folder is not None:
+        if config or revision:
+            raise DataError(f"{label}: a save_to_disk folder has no configs or revisions; leave dataset_config and "
+                            "dataset_revision unset")
+        if not (folder / "dataset_dict.json").is_file():
+            return ["train"]
+        try:
+            return [str(x) for x in loads((folder / "dataset_dict.json").read_text(encoding="utf-8"), str(folder))["splits"]]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise DataError(f"{label}: cannot read {folder / 'dataset_dict.json'} ({type(e).__name__}: {e})") from e
+    try:
+        from datasets import get_dataset_split_names
+
+        return [str(x) for x in get_dataset_split_names(name, config, revision=revision)]
+    except Exception as e:  # noqa: BLE001 - not found, offline, a config it lacks: all end the same way
+        raise DataError(f"{label}: cannot load it with datasets ({type(e).__name__}: {str(e).strip()[:400]})") from e
+
+
+def dataset_rows(name: str, config: str | None, revision: str | None, split: str) -> list[tuple[int, dict[str, Any]]]:
+    """(row number, row) of one split of a dataset `datasets` loads (dataset_splits), 1-based."""
+    folder = saved_dataset(name)
+    try:
+        if folder is not None:
+            from datasets import load_from_disk
+
+            ds = load_from_disk(str(folder))
+            ds = ds[split] if (folder / "dataset_dict.json").is_file() else ds
+        else:
+            from datasets import load_dataset
+
+            if not Path(name).expanduser().exists():
+                print(f"[s3ft] loading {dataset_label(name, config)} split {split}"
+                      + (f" (revision {revision})" if revision else "") + " with datasets (a Hub dataset downloads once "
+                      "into the Hugging Face cache)", flush=True)
+            ds = load_dataset(name, config, split=split, revision=revision)
+        ds = ds.with_format(None)  # plain Python values, whatever format it was saved with
+    except Exception as e:  # noqa: BLE001
+        raise DataError(f"{dataset_label(name, config)} split {split}: cannot load it ({type(e).__name__}: "
+                        f"{str(e).strip()[:400]})") from e
+    return list(enumerate(ds, start=1))
 
 
 def task(
@@ -487,13 +593,20 @@ def task(
     max_new_tokens: int = 256,
     paraphrase_kind: str = "generic",
     on_invalid: str = "error",
+    dataset_name: str | None = None,
+    dataset_config: str | None = None,
+    dataset_revision: str | None = None,
 ) -> Task:
-    """A task over the user's data files: `data_files` maps split name -> path, or a list of paths
-    read one after another."""
-    if not data_files or not isinstance(data_files, dict):
+    """A task over the user's data files - `data_files` maps split name -> path, a glob, or a list
+    of them read one after another - or over the dataset `dataset_name` loaded by `datasets`
+    (dataset_splits), its rows checked the same way."""
+    if dataset_name is not None:
+        if data_files:
+            raise DataError("give data_files or dataset_name, not both")
+    elif not data_files or not isinstance(data_files, dict):
         raise DataError(
             "the jsonl task needs data_files: a mapping split name -> JSONL path, "
-            f"e.g. {{train: train.jsonl, test: test.jsonl}} (got {data_files!r})"
+            f"e.g. {{train: train.jsonl, test: test.jsonl}} (got {data_files!r}), or dataset_name"
         )
     for name, value in (("prompt_field", prompt_field), ("response_field", response_field),
                         ("messages_field", messages_field), ("id_field", id_field)):
@@ -521,21 +634,38 @@ def task(
         return read
 
     splits = {}
-    for split, value in data_files.items():
+    if dataset_name is not None:
+        def from_dataset(split: str) -> Callable[[], list[Example]]:
+            def rows() -> tuple[str, list[tuple[int, dict[str, Any]]]]:
+                return "row", dataset_rows(dataset_name, dataset_config, dataset_revision, split)
+
+            reader = _RowReader(f"{dataset_label(dataset_name, dataset_config)} split {split}", split, prompt_field,
+                                response_field, messages_field, id_field, on_invalid, rows=rows)
+
+            def read() -> list[Example]:
+                examples = reader.read()
+                invalid[split] = [{"dataset": dataset_name, **row} for row in reader.skipped]
+                return examples
+
+            return read
+
+        for split in dataset_splits(dataset_name, dataset_config, dataset_revision):
+            splits[split] = from_dataset(split)
+    for split, value in (data_files or {}).items():
         many = isinstance(value, (list, tuple))
         if many and not value:
             raise DataError(f"data_files[{split!r}] is an empty list; give a file path or a list of them")
         paths = []
-        for k, path in enumerate(value if many else [value]):
+        for k, entry in enumerate(value if many else [value]):
             at = f"data_files[{split!r}]" + (f"[{k}]" if many else "")
-            if not isinstance(path, (str, Path)) or not str(path):
-                raise DataError(f"{at} must be a file path, got {brief(path)}")
-            path = as_source(str(path))
-            try:  # fail at once, not after hours of generation on another split
-                check_source(path)
-            except DataError as e:
-                raise DataError(f"{e} ({at})") from None
-            paths.append(path)
+            if not isinstance(entry, (str, Path)) or not str(entry):
+                raise DataError(f"{at} must be a file path, got {brief(entry)}")
+            for path in expand(str(entry), at):
+                try:  # fail at once, not after hours of generation on another split
+                    check_source(path)
+                except DataError as e:
+                    raise DataError(f"{e} ({at})") from None
+                paths.append(path)
         splits[str(split)] = loader(str(split), paths)
     return Task(name="jsonl", judge=judge, max_new_tokens=max_new_tokens,
                 paraphrase_kind=paraphrase_kind, splits=splits, invalid=invalid)

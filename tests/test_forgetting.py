@@ -164,6 +164,10 @@ def test_run_measures_a_model_trained_to_answer_in_one_word(tmp_path, sharp_mode
     assert d["general"]["answers"] == 6 and d["task"]["answers"] == 4
     assert d["general"]["kl"]["mean"] > 0.5 and d["general"]["logp_drop"]["mean"] > 0
     assert len(read_rows(tmp_path / "run" / "drift" / "sft.jsonl")) == 10
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())  # the run's summary has them too
+    assert set(metrics["ifeval"]) == {"base", "sft"} and metrics["drift"]["general"]["kl"]["mean"] == d["general"]["kl"]["mean"]
+    summary = (tmp_path / "run" / "summary.md").read_text()
+    assert "## IFEval and output style" in summary and "## Drift of sft from the base model" in summary
     r2 = subprocess.run([sys.executable, "-m", "s3ft.cli", "run", str(recipe)], capture_output=True, text=True, timeout=900)
     assert r2.returncode == 0 and "drift.sft: up to date" in r2.stdout and "ifeval.base: up to date" in r2.stdout
 

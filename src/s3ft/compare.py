@@ -190,6 +190,8 @@ def run_compare(cfg: S3FTConfig, force: set[str] | None = None) -> dict[str, Any
     pipeline.preflight(s)
     if tuning_candidates(cfg):  # fail on a bad tuning setup before the shared pass; the split must load
         s.examples(cfg.tune_split, None)
+    if sweep_grid(cfg):  # the same for the sweep's choice split
+        s.examples(cfg.tune_split, cfg.eval_size)
     for task in cfg.cross_tasks:
         cross_session(s, task).eval_examples()  # fail early on a bad cross task
     root = s.run.path
@@ -251,6 +253,9 @@ def run_compare(cfg: S3FTConfig, force: set[str] | None = None) -> dict[str, Any
             result["stage_seconds"] = stage_seconds(root)
             write_json(compare_path, result)
             log(f"seed {seed} done: {compare_path}")
+        if sweep_grid(cfg):  # 5. the learning-forgetting sweep (docs/compare.md#frontiers)
+            result["frontier"] = sweep(s, trained, tune_seed(cfg))
+            write_json(compare_path, result)
         result["wall_seconds"] = round(time.time() - t0, 1)
         result["stage_seconds"] = stage_seconds(root)
         result["audit"] = write_audit(s, trained, seeds)
@@ -260,6 +265,103 @@ def run_compare(cfg: S3FTConfig, force: set[str] | None = None) -> dict[str, Any
         paths = write_report(result, root / "report")
         log(f"report: {paths.get('html', root / 'report')}")
         return result
+
+
+def sweep_grid(cfg: S3FTConfig) -> dict[str, list] | None:
+    """The sweep the recipe asks for (learning rates, epochs, lora / full, alphas), None when none;
+    a recommendation chosen on the test split is refused here, before any work."""
+    if not (cfg.sweep_learning_rates or cfg.sweep_epochs or cfg.sweep_finetuning or cfg.interpolation_alphas):
+        return None
+    if cfg.tune_split == cfg.eval_split:
+        raise ConfigError(f"tune_split must differ from eval_split ({cfg.eval_split!r}): the sweep's recommendation is "
+                          "chosen on tune_split and reported on the test split")
+    return {"learning_rates": list(dict.fromkeys(cfg.sweep_learning_rates)) or [cfg.learning_rate],
+            "epochs": sorted(set(cfg.sweep_epochs)) or [cfg.num_train_epochs],
+            "peft": [v == "lora" for v in dict.fromkeys(cfg.sweep_finetuning)] or [cfg.use_peft],
+            "alphas": sorted(set(cfg.interpolation_alphas))}
+
+
+def sweep(s: Session, trained: list[str], seed: int) -> dict[str, Any]:
+    """The learning-forgetting sweep (docs/compare.md#frontiers): every method x learning rate x
+    lora / full trained once, for the largest epoch count, at training seed `seed`; each kept
+    epoch's model and its interpolations toward the base (s3ft.interpolate) evaluated as a point
+    - in-domain on the test split and on tune_split, and the recipe's forgetting measures.
+    Everything lives under <output_dir>/sweep/ and resumes stage by stage; the points are written
+    to sweep/points.jsonl as each is done. Returns compare.json's `frontier` section."""
+    from s3ft import frontier
+    from s3ft.interpolate import interpolate
+    from s3ft.runs import fingerprint, write_jsonl
+
+    cfg, root = s.cfg, s.run.path
+    grid = sweep_grid(cfg)
+    top = max(grid["epochs"])
+    points_path = root / "sweep" / "points.jsonl"
+    done = {(r["split"], *frontier.key(r)): r for r in read_jsonl(points_path)}
+
+    def record(meta: dict[str, Any], ps: Session, name: str, model: str, fp: str) -> None:
+        vs = ps.derive(seed_dir=ps.seed_dir, eval_split=cfg.tune_split)
+        val = pipeline.in_domain(vs, f"{cfg.tune_split}.{name}", model, fp, ps.method_run)
+        if model == cfg.model:  # (its test evaluations are the comparison's own, in the run's root)
+            ev = evaluate_model(s, BASE, model, fp, s.run)
+            measures = {"ifeval_drop": 0.0 if cfg.ifeval else None, "kl_general": 0.0 if cfg.drift else None,  # it forgets
+                        "kl_task": 0.0 if cfg.drift else None, "mc_drop": 0.0 if cfg.general_benchmarks else None}  # nothing
+        else:
+            ev = evaluate_model(ps, name, model, fp, ps.method_run)
+            measures = frontier.measures_of(forgetting_results(root, ps.method_run.path, [name]).get(name, {}), ev["drift"])
+        for split, acc in ((cfg.eval_split, ev["in_domain"]), (cfg.tune_split, val)):
+            done[(split, *frontier.key(meta))] = {**meta, "split": split, "in_domain": acc["accuracy"],
+                                                  "ci95": acc.get("ci95"), "n": acc["n"], **measures}
+        write_jsonl(points_path, list(done.values()))
+
+    base_s = s.derive(seed_dir=str(root / "sweep"))
+    record({"method": BASE, "learning_rate": None, "epoch": 0, "peft": None, "alpha": 0.0}, base_s, BASE, cfg.model,
+           s.model_id())
+    for lr in grid["learning_rates"]:
+        for peft in grid["peft"]:
+            ts = s.derive(seed_dir=str(root / "sweep" / f"lr{lr:g}-{'lora' if peft else 'full'}"), learning_rate=lr,
+                          num_train_epochs=top, use_peft=peft, seed=seed)
+            for m in trained:
+                from s3ft.training import epoch_dir
+
+                model_dir = pipeline.trained_model(ts, m, keep_epochs=tuple(int(e) for e in grid["epochs"] if e != top))
+                for e in grid["epochs"]:
+                    path = model_dir if e == top else epoch_dir(model_dir.parent, e)
+                    meta = {"method": m, "learning_rate": lr, "epoch": e, "peft": peft}
+                    fp = file_fingerprint(path)
+                    record({**meta, "alpha": 1.0}, ts, f"{m}-e{e:g}", str(path), fp)
+                    for a in grid["alphas"]:
+                        name = f"{m}-e{e:g}-a{a:g}"
+                        dst = model_dir.parent / "interpolated" / f"epoch-{e:g}-a{a:g}"
+                        ts.stages(ts.method_run).run_stage(
+                            f"interpolate.{name}", fingerprint("interpolate", s.model_id(), fp, a), [dst],
+                            lambda info, path=path, dst=dst, a=a: interpolate(
+                                cfg.model, path, dst, a, cfg.revision, cfg.trust_remote_code), resumable=False)
+                        record({**meta, "alpha": a}, ts, name, str(dst), file_fingerprint(dst))
+    points = list(done.values())
+    return frontier_results(points, cfg, seed, grid)
+
+
+def frontier_results(points: list[dict[str, Any]], cfg: S3FTConfig, seed: int, grid: dict[str, list]) -> dict[str, Any]:
+    """compare.json's `frontier` section from the sweep's points: per forgetting measure that was
+    taken, each method's Pareto front on the test split and the matched comparisons; the
+    recommendation within the recipe's budget (chosen on tune_split)."""
+    from s3ft import frontier
+
+    test = [p for p in points if p["split"] == cfg.eval_split]
+    val = [p for p in points if p["split"] == cfg.tune_split]
+    trained = [p for p in test if p["method"] != BASE]
+    out: dict[str, Any] = {"seed": seed, "grid": grid, "split": cfg.eval_split, "choice_split": cfg.tune_split,
+                           "points": test, "validation_points": val, "measures": {}}
+    for measure in frontier.MEASURES:
+        if not any(p.get(measure) is not None for p in trained):
+            continue
+        fs = frontier.fronts(trained, measure)
+        out["measures"][measure] = {"fronts": fs, "matched_forgetting": frontier.matched_forgetting(fs, measure),
+                                    "matched_score": frontier.matched_score(fs, measure)}
+    if cfg.forgetting_max is not None:
+        out["budget"] = {"measure": cfg.forgetting_measure, "maximum": cfg.forgetting_max}
+        out["recommendation"] = frontier.recommend(val, test, cfg.forgetting_measure, cfg.forgetting_max)
+    return out
 
 
 def write_audit(s: Session, trained: list[str], seeds: list[int]) -> dict[str, str]:
@@ -273,7 +375,7 @@ def write_audit(s: Session, trained: list[str], seeds: list[int]) -> dict[str, s
     from s3ft.selection import completion_text
 
     root = s.run.path
-    tok = load_tokenizer(s.cfg.model)
+    tok = load_tokenizer(s.cfg.model, **s.cfg.model_options())
     stops = {}
     for name in ("own_judged.jsonl", "paraphrase.jsonl"):
         stops[name] = {r["id"]: r.get("stop") for r in read_jsonl(root / name)}

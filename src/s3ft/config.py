@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from s3ft.checks import brief, path_problem, text_problem
+from s3ft.frontier import MEASURES
 from s3ft.judges.qa import POLICIES
 from s3ft.methods import BASE, METHODS, PAPER_METHODS, method_help
 from s3ft.models import DTYPES, on_gpu, resolve_dtype
@@ -221,6 +222,24 @@ class S3FTConfig:
     tune_seed: int | None = _f(None, "`s3ft compare`: training seed of the tuning trials (None: the first of seeds). "
                                "Set it when seeds run in separate invocations (scripts/compare_parallel.py) so that "
                                "they share one tuning.", ge=0, le=SEED_MAX)
+    # ---- learning-forgetting frontier (s3ft compare; docs/compare.md#frontiers) ----
+    sweep_learning_rates: list[float] = _f([], "`s3ft compare` sweep: learning rates every method trains at, each point "
+                                         "evaluated in-domain and on the recipe's forgetting measures (empty, with the "
+                                         "other sweep keys empty too: no sweep; else [learning_rate]).", gt=0)
+    sweep_epochs: list[int] = _f([], "`s3ft compare` sweep: epochs whose end-of-epoch model is evaluated; one training run "
+                                 "of the largest count per learning rate serves them all (its checkpoints, under its "
+                                 "learning-rate schedule). Empty: [num_train_epochs].", ge=1)
+    sweep_finetuning: list[str] = _f([], "`s3ft compare` sweep: lora, full or both (empty: as use_peft says).")
+    interpolation_alphas: list[float] = _f([], "`s3ft compare` sweep: WiSE-FT points between the base (0) and each trained "
+                                         "model (1) at no training cost: a LoRA update scaled by alpha, a full fine-tune's "
+                                         "weights (1 - alpha) * base + alpha * tuned.", gt=0, lt=1)
+    forgetting_measure: str = _f("ifeval_drop", "`s3ft compare` sweep: the forgetting measure of the budget: ifeval_drop "
+                                 "(IFEval prompt-strict points lost; needs ifeval), kl_general or kl_task (KL drift from "
+                                 "the base on IFEval / task prompts, nats per token; needs drift), mc_drop (informative "
+                                 "multiple-choice points lost; needs general_benchmarks).", choices=tuple(MEASURES))
+    forgetting_max: float | None = _f(None, "`s3ft compare` sweep: the forgetting budget, the most forgetting_measure may "
+                                      "reach; the report recommends the point with the best in-domain score within it, "
+                                      "chosen on tune_split and reported on the test split (None: no recommendation).", ge=-100)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -738,6 +757,14 @@ def validate(cfg: S3FTConfig, where: dict[str, str] | None = None, default: str 
     if unknown:
         fail("methods", f"methods: unknown {', '.join(map(brief, unknown))}{suggest_in(unknown[0], tuple(METHODS))}; "
                         f"choose from {BASE}, {', '.join(METHODS)}")
+    bad = [v for v in cfg.sweep_finetuning if v not in ("lora", "full")]
+    if bad:
+        fail("sweep_finetuning", f"sweep_finetuning takes lora and / or full, got {brief(bad[0])}")
+    if cfg.forgetting_max is not None:
+        needs = {"ifeval_drop": ("ifeval", cfg.ifeval), "kl_general": ("drift", cfg.drift), "kl_task": ("drift", cfg.drift),
+                 "mc_drop": ("general_benchmarks", bool(cfg.general_benchmarks))}[cfg.forgetting_measure]
+        if not needs[1]:
+            fail("forgetting_max", f"forgetting_measure {cfg.forgetting_measure} is not measured: set {needs[0]}")
     bad = [t for t in cfg.cross_tasks if t not in BUILTIN_TASKS or t == "jsonl"]
     if bad:
         fail("cross_tasks", f"cross_tasks must be built-in tasks (squad, gsm8k, mbpp, nq_open), got {', '.join(map(brief, bad))}")

@@ -326,13 +326,18 @@ def check_ready(benchmarks: list[str]) -> None:
 # evaluation
 
 
-def _model_args(model: str, batch_size: int | str, device: str, dtype: str) -> dict[str, Any]:
+def _model_args(model: str, batch_size: int | str, device: str, dtype: str, revision: str | None = None,
+                trust_remote_code: bool = False) -> dict[str, Any]:
     from s3ft.models import resolve_device, resolve_dtype, resolve_model
 
     path = resolve_model(model)
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
     args: dict[str, Any] = {"pretrained": path, "device": device, "dtype": dtype, "batch_size": batch_size}
+    if revision:  # of the model, or an adapter's base, on the Hub (lm-eval's HFLM arguments)
+        args["revision"] = revision
+    if trust_remote_code:
+        args["trust_remote_code"] = True
     adapter_cfg = Path(path) / "adapter_config.json"
     if adapter_cfg.exists():
         base = json.loads(adapter_cfg.read_text())["base_model_name_or_path"]
@@ -411,13 +416,16 @@ def evaluate_general(
     device: str = "auto",
     dtype: str = "auto",
     resume: bool = False,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
 ) -> dict[str, dict]:
     """Score `model` (a model folder, a PEFT adapter folder, or a name s3ft.models resolves) on
     the named benchmarks; writes `output_dir/general.json`, and per benchmark `<benchmark>.jsonl`
     (one line per question) and `<benchmark>.result.json` as soon as it is scored. With
     resume=True a benchmark whose result file is already there is not scored again (the caller
     vouches that output_dir holds results of the same model and settings: the pipeline clears it
-    when those change). Returns {benchmark: {metric, value (%), stderr (%), n, rows, ...}}."""
+    when those change). revision / trust_remote_code: as for s3ft.models.load_model.
+    Returns {benchmark: {metric, value (%), stderr (%), n, rows, ...}}."""
     import lm_eval
 
     from s3ft.general_lm import PrefixSharingHFLM
@@ -425,7 +433,7 @@ def evaluate_general(
     names = check_benchmarks(benchmarks)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    args = _model_args(model, batch_size, device, dtype)
+    args = _model_args(model, batch_size, device, dtype, revision, trust_remote_code)
     started = time.time()
     results: dict[str, dict] = {}
     load_seconds = 0.0

@@ -114,11 +114,13 @@ def training_set(s: Session, method: str | None = None) -> Path:
                  gold=s.cfg.rft_gold if "samples" in m.needs and m.samples == "all" else None)
 
 
-def trained_model(s: Session, method: str | None = None, barrier: Callable[[], None] | None = None) -> Path:
-    """build -> train; the model goes under s.method_run."""
+def trained_model(s: Session, method: str | None = None, barrier: Callable[[], None] | None = None,
+                  keep_epochs: tuple[int, ...] = ()) -> Path:
+    """build -> train; the model goes under s.method_run (and the models at the end of
+    `keep_epochs` beside it, training.epoch_dir)."""
     method = method or s.cfg.method
     return train(s.stages(s.method_run), method, training_set(s, method), s.cfg, s.model_id(),
-                 free_memory=s.models.free_for_training, barrier=barrier)
+                 free_memory=s.models.free_for_training, barrier=barrier, keep_epochs=keep_epochs)
 
 
 def in_domain(s: Session, name: str, model: str, model_fp: str, run: RunDir) -> dict[str, Any]:

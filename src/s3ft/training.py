@@ -427,16 +427,44 @@ def build_trainer(rows: list[dict], cfg: S3FTConfig, output_dir: str | Path, los
     return trainer, info
 
 
+EPOCHS = "epochs"
+
+
+def epoch_dir(output_dir: str | Path, epoch: float) -> Path:
+    """Where `train(..., keep_epochs=...)` saves the model as it is at the end of `epoch`."""
+    return Path(output_dir) / EPOCHS / f"epoch-{epoch:g}"
+
+
+def keep_epochs_callback(trainer, epochs, output_dir: Path):
+    """A TrainerCallback that saves the model (adapter or full) to epoch_dir at the end of each
+    of `epochs` (whole epochs)."""
+    from transformers import TrainerCallback
+
+    wanted = {int(e) for e in epochs}
+
+    class KeepEpochs(TrainerCallback):
+        def on_epoch_end(self, args, state, control, **kwargs):
+            e = round(state.epoch or 0)
+            if e in wanted and abs((state.epoch or 0) - e) < 1e-3:
+                trainer.save_model(str(epoch_dir(output_dir, e)))
+
+    return KeepEpochs()
+
+
 def train(rows: list[dict], cfg: S3FTConfig, output_dir: str | Path, loss: str = "nll",
-          kl_weight: float | None = None) -> dict:
+          kl_weight: float | None = None, keep_epochs: tuple[int, ...] = ()) -> dict:
     """Fine-tune cfg.model on rows ({"id", "prompt": messages, "completion": str, "source"}),
     resuming from output_dir/checkpoints if a checkpoint is there. Saves the adapter / model to
     output_dir/model and returns the metrics dict (also written to output_dir/train_metrics.json).
-    `loss`: TRL's loss_type; `kl_weight`: weight of the KL-to-base term (build_trainer)."""
+    `loss`: TRL's loss_type; `kl_weight`: weight of the KL-to-base term (build_trainer);
+    `keep_epochs`: whole epochs at whose end the model is also saved, to epoch_dir (the learning
+    rate schedule is the whole run's: these are checkpoints of it, not shorter runs)."""
     import torch
 
     output_dir = Path(output_dir)
     trainer, info = build_trainer(rows, cfg, output_dir, loss, kl_weight)
+    if keep_epochs:
+        trainer.add_callback(keep_epochs_callback(trainer, keep_epochs, output_dir))
     labels = trainer.train_dataset["labels"]
     supervised_tokens = sum(sum(1 for t in seq if t != -100) for seq in labels)
     train_tokens = sum(len(seq) for seq in trainer.train_dataset["input_ids"])

@@ -35,7 +35,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from . import context, plots
+from . import context, frontiers, plots
 from .fmt import compute_time as _compute_time  # noqa: F401  (s3ft.report._compute_time, for the tests)
 from .fmt import method_name
 from .plots import PLOT_NAMES
@@ -64,8 +64,13 @@ def write_report(compare: dict, out_dir: Path) -> dict[str, Path]:
         skipped = {name: "matplotlib is not installed (pip install 's3ft[eval]')" for name in PLOT_NAMES}
     else:
         drawn, skipped = plots.draw(summary, plots_dir), {}
+    for stale in plots_dir.glob("frontier_*.png"):
+        stale.unlink()
+    if compare.get("frontier") and not skipped:
+        drawn.update(frontiers.draw(compare, plots_dir))
 
     ctx = context.build(compare, summary, drawn, skipped, out_dir)
+    ctx["frontier"] = frontiers.context(compare)
     md_path = out_dir / "report.md"
     html_path = out_dir / "report.html"
     md_path.write_text(render("report.md.j2", ctx), encoding="utf-8")

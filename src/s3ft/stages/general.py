@@ -27,7 +27,8 @@ def general(stages: Stages, name: str, model: str, model_fp: str, cfg: S3FTConfi
         free_memory()
         res = evaluate_general(model=model, benchmarks=list(cfg.general_benchmarks), limit=cfg.general_limit,
                                seed=cfg.data_seed, output_dir=out_dir, batch_size=cfg.rows_per_call("lm_eval"),
-                               device=cfg.device, dtype=cfg.resolved_dtype(), resume=True)
+                               device=cfg.device, dtype=cfg.resolved_dtype(), resume=True,
+                               revision=cfg.model_options(model)["revision"], trust_remote_code=cfg.trust_remote_code)
         info["results"] = {b: {k: v for k, v in r.items() if k in ("metric", "value", "stderr", "n")} for b, r in res.items()}
         log("general " + name + ": " + ", ".join(f"{b} {r.get('value')}" for b, r in info["results"].items()))
 

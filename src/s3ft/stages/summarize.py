@@ -1,6 +1,6 @@
 """The run's summary: metrics.json and summary.md, from the stage records in manifest.json; the
 headline numbers (training-set mix, in-domain accuracy, general benchmarks and their change from
-the base model) also go to the experiment trackers of `report_to`, through accelerate's tracker
+the base model, IFEval, answer style and drift) also go to the experiment trackers of `report_to`, through accelerate's tracker
 classes (log_to_trackers)."""
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ def summarize(run: RunDir, method_run: RunDir, cfg: S3FTConfig, method: str, jud
         "in_domain": {name: r.stage_record(f"eval.{name}")["accuracy"]
                       for name, r in (("base", run), (method, method_run)) if r.stage_record(f"eval.{name}")},
         **general_results(run, method_run, method),
+        **forgetting_results(run, method_run, method),
         "stage_seconds": {k: v.get("seconds") for k, v in st.items()},
     }
     write_json(run / "metrics.json", metrics)
@@ -54,6 +55,23 @@ def summarize(run: RunDir, method_run: RunDir, cfg: S3FTConfig, method: str, jud
                          + f" | {change.get(b, '')} |")
         if "mean" in change:
             lines.append(f"| mean change | {' | '.join('' for _ in models)} | {change['mean']} |")
+        lines.append("")
+    if metrics.get("ifeval"):
+        lines += ["## IFEval and output style (IFEval prompts)", "",
+                  "| model | prompt strict | instr. strict | prompt loose | instr. loose | median words | <= 3 words % | cut off % |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for name, r in metrics["ifeval"].items():
+            f, st = r["ifeval"], r["style"]
+            lines.append(f"| {name} | {f['prompt_strict']['mean']:.1f} {f['prompt_strict']['ci95']} | {f['inst_strict']['mean']:.1f} | "
+                         f"{f['prompt_loose']['mean']:.1f} | {f['inst_loose']['mean']:.1f} | {st['words_median']} | "
+                         f"{st['short_pct']} | {st['cut_off_pct']} |")
+        lines.append("")
+    if metrics.get("drift"):
+        lines += [f"## Drift of {method} from the base model", "",
+                  "| prompts | answers | KL(base || tuned) per token [95% CI] | log-likelihood drop per token |", "|---|---|---|---|"]
+        for k, d in metrics["drift"].items():
+            if d["answers"]:
+                lines.append(f"| {k} | {d['answers']} | {d['kl']['mean']:.4f} {d['kl']['ci95']} | {d['logp_drop']['mean']:.4f} |")
         lines.append("")
     t = metrics["train"]
     if t:
@@ -87,6 +105,20 @@ def general_results(run: RunDir, method_run: RunDir, method: str) -> dict[str, A
     return {"general": general, "general_change": change}
 
 
+def forgetting_results(run: RunDir, method_run: RunDir, method: str) -> dict[str, Any]:
+    """{"ifeval": {model: {"ifeval": figures, "style": style}}, "drift": {set: summary}} from the
+    ifeval and drift stages' records; parts that did not run are left out."""
+    out: dict[str, Any] = {}
+    for name, r in (("base", run), (method, method_run)):
+        rec = r.stage_record(f"ifeval.{name}") or {}
+        if rec.get("ifeval"):
+            out.setdefault("ifeval", {})[name] = {"ifeval": rec["ifeval"], "style": rec.get("style") or {}}
+    drift = (method_run.stage_record(f"drift.{method}") or {}).get("drift")
+    if drift:
+        out["drift"] = drift
+    return out
+
+
 def _number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
@@ -105,6 +137,11 @@ def tracker_values(metrics: dict[str, Any], method: str) -> dict[str, float]:
         out["summary/in_domain/change"] = acc[method] - acc["base"]
     out |= {f"summary/general/{b}/{name}": v for name, res in (metrics.get("general") or {}).items() for b, v in res.items()}
     out |= {f"summary/general_change/{b}": v for b, v in (metrics.get("general_change") or {}).items()}
+    for name, r in (metrics.get("ifeval") or {}).items():
+        out |= {f"summary/ifeval/{m}/{name}": (r["ifeval"].get(m) or {}).get("mean")
+                for m in ("prompt_strict", "inst_strict", "prompt_loose", "inst_loose")}
+        out[f"summary/style/words_median/{name}"] = r["style"].get("words_median")
+    out |= {f"summary/drift/{k}_kl": (d.get("kl") or {}).get("mean") for k, d in (metrics.get("drift") or {}).items()}
     return {k: float(v) for k, v in out.items() if _number(v)}
 
 

@@ -1,0 +1,136 @@
+"""Learning-forgetting frontiers: pure functions over the points of a sweep.
+
+A point is one evaluated model of `s3ft compare`'s sweep, a dict
+    {"method", "learning_rate", "epoch", "peft", "alpha", "in_domain": accuracy in %, and the
+     forgetting measures (MEASURES; None where not measured)}
+where alpha is the WiSE-FT interpolation toward the base (1: the trained model itself).
+Every forgetting measure is oriented so that lower is better (a drop, a divergence).
+
+- `pareto_front`: the points no other point of the same method beats on both axes (in-domain
+  score up, forgetting down), sorted by forgetting; along it both coordinates strictly increase.
+- `score_at` / `forgetting_at`: read a front at a forgetting level (the in-domain score it
+  reaches) or at a score (the forgetting it pays) by piecewise-linear interpolation between its
+  points; None outside the front's range (no extrapolation).
+- `matched_forgetting` / `matched_score`: every method's front read at the same levels.
+- `recommend`: given a forgetting budget (measure, maximum), the point with the best in-domain
+  score within it, chosen on the validation split, with its test numbers beside.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, Sequence
+
+# measure -> (description, unit); every one: lower is less forgetting
+MEASURES: dict[str, tuple[str, str]] = {
+    "ifeval_drop": ("IFEval prompt-level strict accuracy lost against the base model", "points"),
+    "kl_general": ("KL(base || model) along the base model's answers to the IFEval prompts", "nats/token"),
+    "kl_task": ("KL(base || model) along the base model's answers to the task's evaluation prompts", "nats/token"),
+    "mc_drop": ("average multiple-choice score lost against the base model, informative benchmarks only", "points"),
+}
+KEY = ("method", "learning_rate", "epoch", "peft", "alpha")
+
+
+def key(point: Mapping[str, Any]) -> tuple:
+    """What identifies a point of the sweep: method, learning rate, epoch, LoRA or not, alpha."""
+    return tuple(point.get(k) for k in KEY)
+
+
+def measures_of(forgetting: Mapping[str, Any], drift: Mapping[str, Any] | None) -> dict[str, float | None]:
+    """The forgetting measures of one model from compare.forgetting_results' entry for it and its
+    drift record (pipeline.drift_from_base); None where a measure was not taken."""
+    def num(x: Any) -> float | None:
+        return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
+
+    ps = ((forgetting or {}).get("ifeval") or {}).get("prompt_strict") or {}
+    avg = (forgetting or {}).get("informative_average") or {}
+    kl = {k: num((((drift or {}).get(k) or {}).get("kl") or {}).get("mean")) for k in ("general", "task")}
+    drop = num(ps.get("mean"))
+    mc = num(avg.get("mean"))
+    return {"ifeval_drop": None if drop is None else round(-drop, 4), "kl_general": kl["general"],
+            "kl_task": kl["task"], "mc_drop": None if mc is None else round(-mc, 4)}
+
+
+def pareto_front(points: Iterable[Mapping[str, Any]], measure: str, score: str = "in_domain") -> list[dict[str, Any]]:
+    """The points (with both values) that no other point dominates - another point with no more
+    forgetting and no lower score, better in one of them - sorted by forgetting. Of points with
+    identical values the first is kept."""
+    pts = [dict(p) for p in points if isinstance(p.get(measure), (int, float)) and isinstance(p.get(score), (int, float))]
+    # by forgetting up, then score down: a point is on the front when it beats every score before it
+    order = sorted(range(len(pts)), key=lambda i: (pts[i][measure], -pts[i][score], i))
+    front: list[dict[str, Any]] = []
+    for i in order:
+        if not front or pts[i][score] > front[-1][score]:
+            front.append(pts[i])
+    return front
+
+
+def fronts(points: Iterable[Mapping[str, Any]], measure: str, score: str = "in_domain") -> dict[str, list[dict[str, Any]]]:
+    """pareto_front per method, methods in the order they first appear; methods with no point
+    measured are left out."""
+    by: dict[str, list[Mapping[str, Any]]] = {}
+    for p in points:
+        by.setdefault(p["method"], []).append(p)
+    out = {m: pareto_front(ps, measure, score) for m, ps in by.items()}
+    return {m: f for m, f in out.items() if f}
+
+
+def _interp(xs: Sequence[float], ys: Sequence[float], x: float) -> float | None:
+    """Piecewise-linear y(x) through (xs, ys), xs ascending; None outside [xs[0], xs[-1]]."""
+    if not xs or x < xs[0] or x > xs[-1]:
+        return None
+    for i in range(len(xs)):
+        if x == xs[i]:
+            return float(ys[i])
+        if x < xs[i]:
+            t = (x - xs[i - 1]) / (xs[i] - xs[i - 1])
+            return float(ys[i - 1] + t * (ys[i] - ys[i - 1]))
+    return None
+
+
+def score_at(front: Sequence[Mapping[str, Any]], level: float, measure: str, score: str = "in_domain") -> float | None:
+    """The in-domain score a front reaches at forgetting `level` (interpolated; None outside it)."""
+    return _interp([p[measure] for p in front], [p[score] for p in front], level)
+
+
+def forgetting_at(front: Sequence[Mapping[str, Any]], value: float, measure: str, score: str = "in_domain") -> float | None:
+    """The forgetting a front pays to reach in-domain score `value` (interpolated; None outside)."""
+    return _interp([p[score] for p in front], [p[measure] for p in front], value)
+
+
+def common_levels(fs: Mapping[str, Sequence[Mapping[str, Any]]], axis: str) -> list[float]:
+    """The values of `axis` where every front can be read: the fronts' own values inside the
+    range they all cover (empty when fewer than two fronts or no common range)."""
+    if len(fs) < 2:
+        return []
+    lo = max(f[0][axis] for f in fs.values())
+    hi = min(f[-1][axis] for f in fs.values())
+    return sorted({p[axis] for f in fs.values() for p in f if lo <= p[axis] <= hi})
+
+
+def matched_forgetting(fs: Mapping[str, Sequence[Mapping[str, Any]]], measure: str, levels: Sequence[float] | None = None,
+                       score: str = "in_domain") -> list[dict[str, Any]]:
+    """At each forgetting level (default: common_levels), the in-domain score of each method's front."""
+    levels = common_levels(fs, measure) if levels is None else levels
+    return [{"level": x, "scores": {m: score_at(f, x, measure, score) for m, f in fs.items()}} for x in levels]
+
+
+def matched_score(fs: Mapping[str, Sequence[Mapping[str, Any]]], measure: str, values: Sequence[float] | None = None,
+                  score: str = "in_domain") -> list[dict[str, Any]]:
+    """At each in-domain score (default: common_levels), the forgetting each method's front pays."""
+    values = common_levels(fs, score) if values is None else values
+    return [{"score": y, "forgetting": {m: forgetting_at(f, y, measure, score) for m, f in fs.items()}} for y in values]
+
+
+def recommend(validation: Sequence[Mapping[str, Any]], test: Sequence[Mapping[str, Any]], measure: str,
+              maximum: float) -> dict[str, Any] | None:
+    """The point with the best validation in-domain score among those whose `measure` is at most
+    `maximum` (ties: less forgetting, then the earlier point), with the same point's test numbers.
+    None when no point is within the budget."""
+    ok = [(i, p) for i, p in enumerate(validation)
+          if isinstance(p.get(measure), (int, float)) and p[measure] <= maximum and isinstance(p.get("in_domain"), (int, float))]
+    if not ok:
+        return None
+    _, best = max(ok, key=lambda ip: (ip[1]["in_domain"], -ip[1][measure], -ip[0]))
+    on_test = next((p for p in test if key(p) == key(best)), None)
+    return {"point": {k: best.get(k) for k in KEY}, "measure": measure, "maximum": maximum,
+            "within_budget": len(ok), "of": len(validation), "validation": dict(best),
+            "test": dict(on_test) if on_test is not None else None}

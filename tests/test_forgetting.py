@@ -151,7 +151,8 @@ def test_run_measures_a_model_trained_to_answer_in_one_word(tmp_path, sharp_mode
         f"model: {sharp_model_dir}\ntask: jsonl\ndata_files: {{train: {data}, test: {data}}}\nid_field: id\n"
         f"judge: qa\nmethod: sft\noutput_dir: {tmp_path / 'run'}\neval_size: 4\nmax_new_tokens: 12\nbatch_size: 8\n"
         "num_train_epochs: 12\nper_device_train_batch_size: 4\nlearning_rate: 3.0e-2\nmax_length: 256\n"
-        "ifeval: true\nifeval_limit: 6\nifeval_max_new_tokens: 16\ndrift: true\n")
+        "ifeval: true\nifeval_limit: 6\nifeval_max_new_tokens: 16\ndrift: true\n"
+        "general_benchmarks: [arc_easy]\ngeneral_limit: 8\n")
     r = subprocess.run([sys.executable, "-m", "s3ft.cli", "run", str(recipe)], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     man = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]
@@ -168,6 +169,9 @@ def test_run_measures_a_model_trained_to_answer_in_one_word(tmp_path, sharp_mode
     assert set(metrics["ifeval"]) == {"base", "sft"} and metrics["drift"]["general"]["kl"]["mean"] == d["general"]["kl"]["mean"]
     summary = (tmp_path / "run" / "summary.md").read_text()
     assert "## IFEval and output style" in summary and "## Drift of sft from the base model" in summary
+    reading = metrics["general_reading"]  # multiple choice read against chance, with flips
+    assert reading["benchmarks"]["arc_easy"]["chance"] > 20 and reading["general"]["arc_easy"]["n"] == 8
+    assert "Read against chance" in summary and "Flips (right -> wrong / wrong -> right): arc_easy" in summary
     r2 = subprocess.run([sys.executable, "-m", "s3ft.cli", "run", str(recipe)], capture_output=True, text=True, timeout=900)
     assert r2.returncode == 0 and "drift.sft: up to date" in r2.stdout and "ifeval.base: up to date" in r2.stdout
 

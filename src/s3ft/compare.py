@@ -24,6 +24,7 @@ from typing import Any
 from s3ft import pipeline
 from s3ft.config import ConfigError, S3FTConfig
 from s3ft.evaluation import paired, paired_scores
+from s3ft.forgetting import general_scores
 from s3ft.methods import BASE, paraphrase_scope
 from s3ft.runs import RunDir, file_fingerprint, read_jsonl, write_json
 from s3ft.session import Session
@@ -404,18 +405,6 @@ def write_audit(s: Session, trained: list[str], seeds: list[int]) -> dict[str, s
     return {"targets": str(targets.relative_to(root)), "answers": str(answers.relative_to(root))}
 
 
-def general_scores(run_dir: str | Path, name: str) -> dict[str, dict[Any, float]]:
-    """Per-question scores of one model's general benchmarks ({benchmark: {dataset row: score}}),
-    from the lm-evaluation-harness samples the general stage keeps; {} when there are none."""
-    out: dict[str, dict[Any, float]] = {}
-    folder = Path(run_dir) / "general" / name
-    for f in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
-        rows = read_jsonl(f)
-        if rows and all(isinstance(r.get("score"), (int, float)) for r in rows):
-            out[f.stem] = {r.get("row", r.get("doc_id")): float(r["score"]) for r in rows}
-    return out
-
-
 def paired_results(root: Path, seed_dir: Path, trained: list[str]) -> dict[str, Any]:
     """S3FT against each other method on the same questions: in-domain (2x2 table, McNemar) and,
     where general benchmarks ran, their average score (paired bootstrap over the questions).
@@ -447,20 +436,14 @@ def forgetting_results(root: Path, seed_dir: Path, trained: list[str]) -> dict[s
     from s3ft import forgetting
 
     out: dict[str, Any] = {}
-    base_general = general_scores(root, BASE)
-    readings = {b: forgetting.benchmark_reading(b, read_jsonl(root / "general" / BASE / f"{b}.jsonl"))
-                for b in base_general}
-    if readings:
-        out["benchmarks"] = readings
     base_ifeval = read_jsonl(root / "ifeval" / f"{BASE}.jsonl")
     base_style = (RunDir(root).stage_record(f"ifeval.{BASE}") or {}).get("style")
     for m in trained:
         part: dict[str, Any] = {}
-        general = general_scores(seed_dir, m)
-        if general and base_general:
-            changes = {b: forgetting.paired_change(general[b], base_general[b]) for b in general if b in base_general}
-            part["general"] = changes
-            part["informative_average"] = forgetting.informative_average(changes, readings, general, base_general)
+        general = forgetting.general_reading(root, seed_dir, m)
+        if general.get("benchmarks"):
+            out["benchmarks"] = general.pop("benchmarks")
+        part.update(general)
         rows = read_jsonl(seed_dir / "ifeval" / f"{m}.jsonl")
         if rows and base_ifeval:
             part["ifeval"] = forgetting.ifeval_change(rows, base_ifeval)

@@ -18,9 +18,11 @@ paired standard errors, the true change the comparison would detect with 80% pow
 level), so "no change" with a wide MDE reads as "too few questions to tell"."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from s3ft.evaluation import Z95, mean_ci
+from s3ft.runs import read_jsonl
 
 
 def chance_adjusted(score: float, chance: float) -> float:
@@ -89,3 +91,29 @@ def style_change(model: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str,
     """Each style figure of a model minus the base model's (s3ft.style)."""
     return {k: round(model[k] - base[k], 2) for k in model
             if k != "answers" and isinstance(model.get(k), (int, float)) and isinstance(base.get(k), (int, float))}
+
+
+def general_scores(run_dir: str | Path, name: str) -> dict[str, dict[Any, float]]:
+    """Per-question scores of one model's general benchmarks ({benchmark: {dataset row: score}}),
+    from the lm-evaluation-harness samples the general stage keeps; {} when there are none."""
+    out: dict[str, dict[Any, float]] = {}
+    folder = Path(run_dir) / "general" / name
+    for f in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+        rows = read_jsonl(f)
+        if rows and all(isinstance(r.get("score"), (int, float)) for r in rows):
+            out[f.stem] = {r.get("row", r.get("doc_id")): float(r["score"]) for r in rows}
+    return out
+
+
+def general_reading(base_run: str | Path, model_run: str | Path, name: str) -> dict[str, Any]:
+    """The general benchmarks of model `name` (its samples under model_run/general/name) against
+    the base model's (base_run/general/base): {"benchmarks": {benchmark: benchmark_reading},
+    "general": {benchmark: paired_change}, "informative_average": ...}; {} without both."""
+    base = general_scores(base_run, "base")
+    model = general_scores(model_run, name)
+    if not base or not model:
+        return {}
+    readings = {b: benchmark_reading(b, read_jsonl(Path(base_run) / "general" / "base" / f"{b}.jsonl")) for b in base}
+    changes = {b: paired_change(model[b], base[b]) for b in model if b in base}
+    return {"benchmarks": readings, "general": changes,
+            "informative_average": informative_average(changes, readings, model, base)}

@@ -8,6 +8,7 @@ from typing import Any, Mapping, Sequence
 
 from s3ft.methods import BASE
 
+from .forgetting import answer as opening_answer
 from .forgetting import build as forgetting_section
 from .fmt import LOGPROB_LABELS, NONE, ci, table, compute_time, count, duration, f1, mean_pm, method_name, plain, signed
 from .summary import LOGPROB_KINDS, MIX_KINDS, accuracy_entry, mix_kinds, num
@@ -130,7 +131,7 @@ def _extra_cells(agg: Mapping[str, dict], m: str, keys: Sequence[str]) -> list[s
     return out
 
 
-def _accuracytable(agg: Mapping[str, dict], methods: Sequence[str], n_s: int) -> dict:
+def _accuracy_table(agg: Mapping[str, dict], methods: Sequence[str], n_s: int) -> dict:
     has_base = BASE in agg
     present = {k for a in agg.values() for e in a["per_seed"].values() for k in e}
     extra = [k for k in ("em", "f1", "cut_off") if k in present]
@@ -173,7 +174,7 @@ def _in_domain(compare: Mapping[str, Any], summary: dict) -> dict | None:
     if task in PAPER_IN_DOMAIN:
         paper = {"task": PAPER_TASK_NAMES[task],
                  "accuracy": [{"method": method_name(m), "value": str(v)} for m, v in PAPER_IN_DOMAIN[task].items()]}
-    return {"table": _accuracytable(agg, summary["methods"], len(summary["seeds"])), "paper": paper}
+    return {"table": _accuracy_table(agg, summary["methods"], len(summary["seeds"])), "paper": paper}
 
 
 def _cross_task(summary: dict) -> dict | None:
@@ -297,6 +298,7 @@ def build(compare: Mapping[str, Any], summary: dict, plots: Mapping[str, Path], 
         "general": _general(summary),
         "paired": _paired(summary),
         "forgetting": forgetting_section(compare),
+        "answer": opening_answer(compare, summary),
         "logprob": _logprob(summary),
         "plots": {name: {"file": path.relative_to(out_dir).as_posix(), "path": path} for name, path in plots.items()},
         "skipped": dict(skipped),

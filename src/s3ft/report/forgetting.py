@@ -128,3 +128,39 @@ def build(compare: Mapping[str, Any]) -> dict | None:
     parts = {"ifeval": _ifeval(compare, multi), "drift": _drift(compare, multi), "style": _style(compare, multi),
              "multiple_choice": mc, "headline": headline}
     return parts if any(v for v in parts.values()) else None
+
+
+def answer(compare: Mapping[str, Any], summary: dict) -> str | None:
+    """The report's opening for a comparison without a sweep: in two or three sentences, which
+    model scores best in-domain (with its interval) and what each pays in drift and instruction
+    following, before any table. None without in-domain results."""
+    agg = summary.get("in_domain") or {}
+    trained = [m for m in agg if m != BASE and agg[m].get("mean") is not None]
+    if not trained:
+        return None
+    multi = len(summary.get("seeds") or []) > 1
+    best = max(trained, key=lambda m: agg[m]["mean"])
+    first = agg[best]["per_seed"][next(iter(agg[best]["per_seed"]))]
+    spread = f" ± {f1(agg[best]['sd'])} over seeds" if multi and agg[best].get("sd") is not None else \
+        (f" {ci(first['ci'])}" if first.get("ci") else "")
+    out = [f"Best in-domain: **{method_name(best)}** at {f1(agg[best]['mean'])}%{spread}"
+           + (f" (base {f1(agg[BASE]['mean'])}%)" if BASE in agg and agg[BASE].get("mean") is not None else "") + "."]
+    seed = _seeds(compare)[0] if _seeds(compare) else None
+    per = (compare.get("per_seed") or {}).get(seed) or {}
+    drift = {m: ((d.get("general") or {}).get("kl") or {}).get("mean") for m, d in (per.get("drift") or {}).items()}
+    drift = {m: v for m, v in drift.items() if v is not None}
+    if drift:
+        lo, hi = min(drift, key=drift.get), max(drift, key=drift.get)
+        out.append(f"Drift from the base model on general prompts (KL per token{f', seed {seed}' if multi else ''}): "
+                   f"least {method_name(lo)} {f1(drift[lo], 3)}, most {method_name(hi)} {f1(drift[hi], 3)}"
+                   + (f"; {method_name(best)} {f1(drift[best], 3)}" if best in drift and best not in (lo, hi) else "") + ".")
+    ife = {m: ((part.get("ifeval") or {}).get("prompt_strict") or {}) for m, part in (per.get("forgetting") or {}).items()
+           if m != "benchmarks"}
+    ife = {m: c for m, c in ife.items() if c.get("mean") is not None}
+    if ife:
+        lo = min(ife, key=lambda m: ife[m]["mean"])
+        mde = max(c.get("mde") or 0 for c in ife.values())
+        out.append(f"IFEval prompt-level strict changes from the base range from {signed(ife[lo]['mean'])} points "
+                   f"({method_name(lo)}) to {signed(max(c['mean'] for c in ife.values()))}; with this many prompts a "
+                   f"change under about {f1(mde)} points cannot be told from none.")
+    return " ".join(out)

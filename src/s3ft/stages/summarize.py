@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from s3ft import forgetting
 from s3ft.config import S3FTConfig
 from s3ft.runs import RunDir, write_json
 from s3ft.stages.common import log
@@ -55,6 +56,17 @@ def summarize(run: RunDir, method_run: RunDir, cfg: S3FTConfig, method: str, jud
                          + f" | {change.get(b, '')} |")
         if "mean" in change:
             lines.append(f"| mean change | {' | '.join('' for _ in models)} | {change['mean']} |")
+        reading = metrics.get("general_reading") or {}
+        avg = reading.get("informative_average") or {}
+        if reading:
+            at_chance = [b for b, r in reading["benchmarks"].items() if not r["informative"]]
+            lines += ["", "Read against chance (docs/forgetting.md): "
+                      + (f"mean change over the informative benchmarks ({', '.join(avg['benchmarks'])}) "
+                         f"{avg['mean']:+.2f} points, 95% CI {avg['ci95']}, MDE {avg['mde']}"
+                         if avg.get("mean") is not None else "no benchmark is informative")
+                      + (f"; the base model is at chance on {', '.join(at_chance)}" if at_chance else "") + ". "
+                      + "Flips (right -> wrong / wrong -> right): "
+                      + ", ".join(f"{b} -{c['forgotten']} / +{c['gained']}" for b, c in reading["general"].items()) + "."]
         lines.append("")
     if metrics.get("ifeval"):
         lines += ["## IFEval and output style (IFEval prompts)", "",
@@ -102,7 +114,11 @@ def general_results(run: RunDir, method_run: RunDir, method: str) -> dict[str, A
     change = {b: round(tuned[b] - base[b], 6) for b in sorted(set(base) & set(tuned))}
     if change:
         change["mean"] = round(sum(change.values()) / len(change), 6)
-    return {"general": general, "general_change": change}
+    out: dict[str, Any] = {"general": general, "general_change": change}
+    reading = forgetting.general_reading(run.path, method_run.path, method)  # per question, against chance
+    if reading:
+        out["general_reading"] = reading
+    return out
 
 
 def forgetting_results(run: RunDir, method_run: RunDir, method: str) -> dict[str, Any]:
@@ -137,6 +153,8 @@ def tracker_values(metrics: dict[str, Any], method: str) -> dict[str, float]:
         out["summary/in_domain/change"] = acc[method] - acc["base"]
     out |= {f"summary/general/{b}/{name}": v for name, res in (metrics.get("general") or {}).items() for b, v in res.items()}
     out |= {f"summary/general_change/{b}": v for b, v in (metrics.get("general_change") or {}).items()}
+    out["summary/general_change/informative_mean"] = \
+        ((metrics.get("general_reading") or {}).get("informative_average") or {}).get("mean")
     for name, r in (metrics.get("ifeval") or {}).items():
         out |= {f"summary/ifeval/{m}/{name}": (r["ifeval"].get(m) or {}).get("mean")
                 for m in ("prompt_strict", "inst_strict", "prompt_loose", "inst_loose")}

@@ -192,7 +192,7 @@ def cases(tmp: Path) -> list[tuple[str, str, list[str]]]:
                 ["run", recipe("data_list", base + f"task: jsonl\ndata_files: {{train: [{data}, {tmp / 'gone.jsonl'}]}}\n")]))
     out.append(("data path", "a glob that matches no file",
                 ["run", recipe("data_glob", base + f"task: jsonl\ndata_files: {{train: {tmp / 'shards' / 'train-*.jsonl'}}}\n")]))
-    out.append(("data path", "dataset_name that cannot be loaded (offline, or no such dataset)",
+    out.append(("dataset", "dataset_name that cannot be loaded (offline, or no such dataset)",
                 ["run", recipe("data_hub", base + "task: jsonl\ndataset_name: test-org/no-such-dataset\n")]))
     missing = recipe("data_missing", base + f"task: jsonl\ndata_files: {{train: {tmp / 'none.jsonl'}}}\n")
     out.append(("data file", "file missing", ["run", missing]))

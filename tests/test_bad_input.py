@@ -23,6 +23,8 @@ def test_bad_input_table():
             assert ".yaml line " in err, (desc, err)
         if kind == "data path":
             assert "(data_files['train']" in err, (desc, err)
+        if kind == "dataset":
+            assert "dataset " in err and "cannot load it" in err, (desc, err)  # names the dataset
         if kind == "output_dir":
             assert "/tmp/x/" in err, (desc, err)  # names the folder
     kinds = {kind for kind, *_ in rows}

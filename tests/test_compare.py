@@ -53,7 +53,7 @@ def test_compare_end_to_end(tmp_path, tiny_model_dir):
     assert (out / "report" / "report.html").exists() and (out / "report" / "report.md").exists()
     report = (out / "report" / "report.md").read_text()
     assert report.index("## The answer") < report.index("| setting | value |")  # the answer opens the report
-    assert "Best in-domain: **" in report and "Drift from the base model on general prompts" in report
+    assert "Best in-domain: **" in report  # (the drift sentence needs non-empty answers: tests/test_forgetting.py)
     for section in ("IFEval (instruction following)", "Drift from the base model", "Output style on the IFEval prompts",
                     "Multiple-choice benchmarks, read against chance"):
         assert section in report, section

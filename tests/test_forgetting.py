@@ -178,3 +178,19 @@ def test_run_measures_a_model_trained_to_answer_in_one_word(tmp_path, sharp_mode
 
 def read_rows(path):
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def test_the_report_opens_with_an_answer_naming_the_best_and_its_costs():
+    from s3ft.report.forgetting import answer
+    from s3ft.report.summary import summarize
+
+    acc = lambda k: {"k": k, "n": 40, "accuracy": 100 * k / 40, "ci95": [0, 100]}  # noqa: E731
+    compare = {"methods": ["base", "sft", "s3ft"], "per_seed": {"1": {
+        "in_domain": {"base": acc(14), "sft": acc(20), "s3ft": acc(16)},
+        "drift": {"sft": {"general": {"kl": {"mean": 0.2}}}, "s3ft": {"general": {"kl": {"mean": 0.05}}}},
+        "forgetting": {"sft": {"ifeval": {"prompt_strict": {"mean": -7.5, "mde": 12.0}}},
+                       "s3ft": {"ifeval": {"prompt_strict": {"mean": 2.5, "mde": 11.0}}}}}}}
+    text = answer(compare, summarize(compare))
+    assert text.startswith("Best in-domain: **SFT** at 50.0%") and "(base 35.0%)" in text
+    assert "least S3FT 0.050, most SFT 0.200" in text
+    assert "from -7.5 points (SFT) to +2.5" in text and "under about 12.0 points" in text

@@ -602,7 +602,7 @@ def test_train_stage_passes_the_weight_and_fingerprints_it(tmp_path, monkeypatch
 
     calls = []
 
-    def fake_train(rows, cfg, out_dir, loss="nll", kl_weight=None):
+    def fake_train(rows, cfg, out_dir, loss="nll", kl_weight=None, **kw):
         calls.append((out_dir.name, loss, kl_weight))
         (out_dir / "model").mkdir(parents=True, exist_ok=True)
         return {"global_step": 1}

@@ -32,16 +32,22 @@ def chance_adjusted(score: float, chance: float) -> float:
 
 def benchmark_reading(benchmark: str, base_rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The base model's score on one benchmark with its interval, the chance level, the
-    chance-adjusted score and whether the benchmark is informative (module docstring)."""
+    chance-adjusted score and whether the benchmark is informative (module docstring). Samples
+    that do not record their choices (written before they did) get no chance level and are not
+    informative."""
     from s3ft.general import chance_levels
 
     rows = [dict(r) for r in base_rows]
     score = mean_ci([100.0 * float(r["score"]) for r in rows])
-    chance = 100.0 * sum(chance_levels(benchmark, rows)) / len(rows) if rows else None
-    lower = score["mean"] - Z95 * score["se"] if rows else None
-    return {"score": score, "chance": round(chance, 2) if chance is not None else None,
-            "chance_adjusted": chance_adjusted(score["mean"], chance) if rows else None,
-            "informative": bool(rows) and lower > chance}
+    try:
+        chance = 100.0 * sum(chance_levels(benchmark, rows)) / len(rows) if rows else None
+    except (KeyError, IndexError, TypeError, ZeroDivisionError):  # samples without the choices' count
+        chance = None
+    if chance is None:
+        return {"score": score, "chance": None, "chance_adjusted": None, "informative": False}
+    lower = score["mean"] - Z95 * score["se"]
+    return {"score": score, "chance": round(chance, 2), "chance_adjusted": chance_adjusted(score["mean"], chance),
+            "informative": lower > chance}
 
 
 def paired_change(model: Mapping[Any, float], base: Mapping[Any, float]) -> dict[str, Any]:

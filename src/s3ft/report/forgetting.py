@@ -103,8 +103,8 @@ def _multiple_choice(compare, multi: bool) -> tuple[dict | None, list[dict]]:
              [f"{_name(m, s, multi)}: change, -lost / +gained" for s, m, _ in models]
     out = []
     for b, r in readings.items():
-        row = [b, f"{f1(r['score']['mean'] * 1)} {ci(r['score']['ci95'])}", f1(r["chance"]), f1(r["chance_adjusted"]),
-               "yes" if r["informative"] else "no (at chance)"]
+        row = [b, f"{f1(r['score']['mean'])} {ci(r['score']['ci95'])}", f1(r["chance"]), f1(r["chance_adjusted"]),
+               "yes" if r["informative"] else ("no (at chance)" if r["chance"] is not None else "no (chance unknown)")]
         for _, _, part in models:
             c = part["general"].get(b)
             row.append(NONE if not c else f"{_change(c)}; -{c['forgotten']} / +{c['gained']}")

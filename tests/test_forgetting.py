@@ -192,5 +192,5 @@ def test_the_report_opens_with_an_answer_naming_the_best_and_its_costs():
                        "s3ft": {"ifeval": {"prompt_strict": {"mean": 2.5, "mde": 11.0}}}}}}}
     text = answer(compare, summarize(compare))
     assert text.startswith("Best in-domain: **SFT** at 50.0%") and "(base 35.0%)" in text
-    assert "least S3FT 0.050, most SFT 0.200" in text
+    assert "least S3FT 0.0500, most SFT 0.2000" in text
     assert "from -7.5 points (SFT) to +2.5" in text and "under about 12.0 points" in text

@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from s3ft.evaluation import Z95, mean_ci
+from s3ft.evaluation import Z80, Z95, mean_ci
 from s3ft.runs import read_jsonl
 
 
@@ -56,6 +56,15 @@ def paired_change(model: Mapping[Any, float], base: Mapping[Any, float]) -> dict
     a question counts as right when its score is 1)."""
     keys = [k for k in model if k in base]
     out = mean_ci([100.0 * (float(model[k]) - float(base[k])) for k in keys])
+    # The observed paired standard error is 0 when no answer changed, which would claim any change
+    # detectable: the MDE uses at least the standard error two independent models at the base
+    # model's level would have, sqrt(2 var(base) / n) - conservative, since paired answers correlate.
+    if len(keys) > 1:
+        b = [100.0 * float(base[k]) for k in keys]
+        mb = sum(b) / len(b)
+        planning = (2 * sum((x - mb) ** 2 for x in b) / (len(b) - 1) / len(b)) ** 0.5
+        out["se_planning"] = round(planning, 6)
+        out["mde"] = round((Z95 + Z80) * max(out["se"], planning), 6)
     out["forgotten"] = sum(1 for k in keys if base[k] == 1.0 and model[k] != 1.0)
     out["gained"] = sum(1 for k in keys if base[k] != 1.0 and model[k] == 1.0)
     return out
@@ -71,10 +80,11 @@ def informative_average(changes: Mapping[str, Mapping[str, Any]], readings: Mapp
         return {"benchmarks": [], "mean": None}
     mean = sum(changes[b]["mean"] for b in names) / len(names)
     se = (sum(changes[b]["se"] ** 2 for b in names) ** 0.5) / len(names)
+    planning = (sum(max(changes[b]["se"], changes[b].get("se_planning", 0.0)) ** 2 for b in names) ** 0.5) / len(names)
     from s3ft.evaluation import mde
 
     return {"benchmarks": names, "mean": round(mean, 4), "se": round(se, 4),
-            "ci95": [round(mean - Z95 * se, 4), round(mean + Z95 * se, 4)], "mde": mde(se),
+            "ci95": [round(mean - Z95 * se, 4), round(mean + Z95 * se, 4)], "mde": mde(planning),
             "n": sum(changes[b]["n"] for b in names)}
 
 

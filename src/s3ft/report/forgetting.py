@@ -69,7 +69,8 @@ def _drift(compare, multi: bool) -> dict | None:
         for k in sets:
             d = e.get(k) or {}
             kl, drop = d.get("kl") or {}, d.get("logp_drop") or {}
-            row += [f"{f1(kl.get('mean'), 4)} {ci([kl['ci95'][0], kl['ci95'][1]]) if kl.get('ci95') else ''}".strip(),
+            interval = f"[{f1(kl['ci95'][0], 4)}, {f1(kl['ci95'][1], 4)}]" if kl.get("ci95") else ""
+            row += [f"{f1(kl.get('mean'), 4)} {interval}".strip(),
                     f1(drop.get("mean"), 3), str(d.get("answers", NONE))]
         out.append(row)
     header = ["model"] + [h for k in sets for h in (f"{k}: KL per token [95% CI]", f"{k}: log-lik. drop", f"{k}: answers")]
@@ -152,8 +153,8 @@ def answer(compare: Mapping[str, Any], summary: dict) -> str | None:
     if drift:
         lo, hi = min(drift, key=drift.get), max(drift, key=drift.get)
         out.append(f"Drift from the base model on general prompts (KL per token{f', seed {seed}' if multi else ''}): "
-                   f"least {method_name(lo)} {f1(drift[lo], 3)}, most {method_name(hi)} {f1(drift[hi], 3)}"
-                   + (f"; {method_name(best)} {f1(drift[best], 3)}" if best in drift and best not in (lo, hi) else "") + ".")
+                   f"least {method_name(lo)} {f1(drift[lo], 4)}, most {method_name(hi)} {f1(drift[hi], 4)}"
+                   + (f"; {method_name(best)} {f1(drift[best], 4)}" if best in drift and best not in (lo, hi) else "") + ".")
     ife = {m: ((part.get("ifeval") or {}).get("prompt_strict") or {}) for m, part in (per.get("forgetting") or {}).items()
            if m != "benchmarks"}
     ife = {m: c for m, c in ife.items() if c.get("mean") is not None}

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Sequence
 
-from s3ft.backends.base import render_prompt
+from s3ft.logprob import encode_pairs, right_padded
 from s3ft.types import Messages
 
 TOKENS_PER_BATCH = 2048  # logits are batch tokens x vocabulary floats, twice: this bounds memory
@@ -40,10 +40,7 @@ def drift_rows(tuned, tokenizer, prompts: Sequence[Messages], responses: Sequenc
 
     if reference is None and not hasattr(tuned, "disable_adapter"):
         raise ValueError("drift needs the base model: pass reference=, or a peft model whose adapter can be disabled")
-    seqs = []
-    for p, r in zip(prompts, responses, strict=True):
-        prompt_ids = tokenizer(render_prompt(tokenizer, p), add_special_tokens=False)["input_ids"]
-        seqs.append((prompt_ids, tokenizer(r, add_special_tokens=False)["input_ids"]))
+    seqs = encode_pairs(tokenizer, prompts, responses)
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][0]) + len(seqs[i][1]), reverse=True)
     batches, cur = [], []
     for i in order:  # longest first; a batch holds at most tokens_per_batch padded tokens (or one sequence)
@@ -59,13 +56,7 @@ def drift_rows(tuned, tokenizer, prompts: Sequence[Messages], responses: Sequenc
     out: list[dict[str, Any] | None] = [None] * len(seqs)
     bar = tqdm(total=len(seqs), desc="drift", unit="ex", disable=not progress, dynamic_ncols=True)
     for batch in batches:
-        width = max(len(seqs[i][0]) + len(seqs[i][1]) for i in batch)
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, i in enumerate(batch):  # right padding: positions stay those of an unpadded pass
-            full = seqs[i][0] + seqs[i][1]
-            ids[row, : len(full)] = torch.tensor(full)
-            mask[row, : len(full)] = 1
+        ids, mask = right_padded(seqs, batch, pad)
         ids, mask = ids.to(device), mask.to(device)
         with torch.inference_mode():
             tuned_logits = tuned(input_ids=ids, attention_mask=mask).logits

@@ -73,6 +73,72 @@ def test_measures_from_the_forgetting_records():
     assert frontier.measures_of({}, None) == {"ifeval_drop": None, "kl_general": None, "kl_task": None, "mc_drop": None}
 
 
+def test_matched_choices_pick_on_validation_and_report_test_with_intervals():
+    val = [P("sft", 0.2, 50, epoch=1), P("sft", 1.0, 70, epoch=2), P("sft", 3.0, 90, epoch=3),
+           P("s3ft", 0.1, 55, epoch=1), P("s3ft", 0.9, 60, epoch=2)]
+    test = [P("sft", 0.2, 52, epoch=1), P("sft", 1.0, 75, epoch=2), P("sft", 3.0, 80, epoch=3),
+            P("s3ft", 0.1, 58, epoch=1), P("s3ft", 0.9, 66, epoch=2), P("base", 0.0, 40, alpha=0.0)]
+    m = frontier.matched_choices(val, test, "kl_task", levels=[0.15, 1.0], scores=[56, 85])
+    at = {r["level"]: {k: (c or {}).get("test", {}).get("in_domain") for k, c in r["choices"].items()} for r in m["forgetting"]}
+    assert at == {0.15: {"sft": None, "s3ft": 58}, 1.0: {"sft": 75, "s3ft": 66}}  # chosen on validation, test read
+    # the least forgetting that reaches a validation score: sft needs epoch 2 for 56, s3ft epoch 2
+    by = {r["score"]: {k: (c or {}).get("point", {}).get("epoch") for k, c in r["choices"].items()} for r in m["score"]}
+    assert by == {56: {"sft": 2, "s3ft": 2}, 85: {"sft": 3, "s3ft": None}}
+    assert frontier.least_forgetting(val, test, "kl_task", 95) is None
+    assert frontier.spread([5, 1, 3, 3, 2, 4, 9, 7]) == [1, 3, 5, 9] and frontier.spread([2, 1]) == [1, 2]
+
+
+def test_intervals_are_oriented_like_the_measures():
+    forgetting = {"ifeval": {"prompt_strict": {"mean": -2.5, "ci95": [-6.0, 1.0]}}, "informative_average": {"mean": 1.0}}
+    drift = {"general": {"kl": {"mean": 0.12, "ci95": [0.1, 0.14]}}, "task": {"kl": {"mean": 0.3}}}
+    assert frontier.intervals_of(forgetting, drift) == {"ifeval_drop": [-1.0, 6.0], "kl_general": [0.1, 0.14]}
+
+
+def test_frontier_section_and_report_tables_from_points(tmp_path):
+    """compare.frontier_results over hand-made points with their answer files: the matched
+    comparison is chosen on validation, the paired difference is computed on the test answers,
+    and the report shows the matched tables and the fronts."""
+    import json
+    import types
+
+    from s3ft.compare import frontier_results
+    from s3ft.report import write_report
+
+    def answers(name, correct):
+        path = tmp_path / "eval" / f"{name}.jsonl"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("".join(json.dumps({"id": i, "correct": c}) + "\n" for i, c in enumerate(correct)))
+        return str(path.relative_to(tmp_path))
+
+    n = 20
+    pts = []
+    for split in ("test", "validation"):
+        for m, ep, kl, right in (("sft", 1, 0.05, 10), ("sft", 2, 0.4, 16), ("s3ft", 1, 0.02, 12), ("s3ft", 2, 0.3, 14)):
+            ans = answers(f"{split}.{m}-{ep}", [i < right for i in range(n)])
+            pts.append({**P(m, None, 100 * right / n, epoch=ep, split=split, kl_general=kl, answers=ans, n=n,
+                            ci95=[0, 100], forgetting_ci95={"kl_general": [kl / 2, kl * 2]})})
+        pts.append({**P("base", None, 30.0, epoch=0, alpha=0.0, split=split, kl_general=0.0, n=n, lr=None)})
+    cfg = types.SimpleNamespace(eval_split="test", tune_split="validation", forgetting_max=0.1,
+                                forgetting_measure="kl_general")
+    fr = frontier_results(pts, cfg, 1, {"learning_rates": [1e-4], "epochs": [1, 2], "peft": [True], "alphas": []},
+                          tmp_path)
+    part = fr["measures"]["kl_general"]
+    assert fr["reference"] == "s3ft" and "kl_task" not in fr["measures"]
+    at_budget = next(r for r in part["matched"]["forgetting"] if r["level"] == 0.1)
+    assert at_budget["choices"]["sft"]["point"]["epoch"] == 1 and at_budget["choices"]["s3ft"]["point"]["epoch"] == 1
+    d = at_budget["paired"]["sft"]  # s3ft's 12 right against sft's 10, on the same 20 questions
+    assert d["diff"] == 10.0 and d["only_a"] == 2 and d["only_b"] == 0 and d["ci95"][0] <= 10.0 <= d["ci95"][1]
+    assert fr["recommendation"]["point"]["method"] == "s3ft"
+    paths = write_report({"task": "squad", "model": "m", "methods": ["base", "sft", "s3ft"], "seeds": [1],
+                          "per_seed": {}, "frontier": fr}, tmp_path / "report")
+    md = paths["markdown"].read_text()
+    assert "Learning-forgetting frontier in numbers" in md and "At matched forgetting" in md
+    assert "S3FT − SFT (pts)" in md and "+10.0 [" in md and "lr 0.0001, ep 2, LoRA" in md
+    assert md.index("The answer") < md.index("Learning-forgetting frontier in numbers")
+    opening = md[md.index("The answer"):md.index("| setting")]
+    assert "At matched forgetting (kl_general at most 0.1" in opening and "S3FT − SFT +10.0 points [" in opening
+
+
 def _logits(path, ids):
     import torch
 
@@ -128,6 +194,8 @@ def test_sweep_runs_every_point_and_a_rerun_does_nothing(tmp_path, sharp_model_d
     import subprocess
     import sys
 
+    from s3ft.runs import read_jsonl
+
     recipe = tmp_path / "c.yaml"
     out = tmp_path / "cmp"
     recipe.write_text(
@@ -148,6 +216,12 @@ def test_sweep_runs_every_point_and_a_rerun_does_nothing(tmp_path, sharp_model_d
     assert keys == {(lr, e, a) for lr in (1e-3, 1e-2) for e in (1, 2) for a in (0.5, 1.0)}
     assert len(fr["points"]) == len(fr["validation_points"]) == 9  # and the base model
     assert all(p["n"] == 3 and p["kl_task"] is not None and p["kl_task"] >= 0 for p in fr["points"])
+    # each point names its judged answers (the matched comparison pairs them) and carries its drift interval
+    assert all(len(read_jsonl(out / p["answers"])) == 3 for p in fr["points"] + fr["validation_points"])
+    assert all(p["forgetting_ci95"]["kl_task"][0] <= p["kl_task"] <= p["forgetting_ci95"]["kl_task"][1]
+               for p in fr["points"] if p["method"] != "base")
+    at = fr["measures"]["kl_task"]["matched"]["forgetting"]
+    assert [r["level"] for r in at] == [100.0] and at[0]["choices"]["sft"]["test"]["split"] == "test"
     assert (out / "sweep" / "lr0.001-lora" / "sft" / "epochs" / "epoch-1" / "adapter_model.safetensors").exists()
     # epoch 1 is a checkpoint of the 2-epoch run, not the model at its end
     a = out / "sweep" / "lr0.01-lora" / "sft"
@@ -161,6 +235,33 @@ def test_sweep_runs_every_point_and_a_rerun_does_nothing(tmp_path, sharp_model_d
     report = (out / "report" / "report.md").read_text()
     assert report.index("learning-forgetting frontier") < report.index("Hyperparameters")
     assert (out / "report" / "plots" / "frontier_kl_task.png").exists()
+    # any point is one command away: exported, it answers the test questions as the point did
+    from s3ft.backends.hf import HFGenerator
+    from s3ft.cli import main
+    from s3ft.session import Session
+    from s3ft.trained import find_point
+
+    exp = tmp_path / "exported"
+    assert main(["export", str(out), "--method", "sft", "--point", "lr=0.01,epoch=1,alpha=0.5", "--output", str(exp)]) == 0
+    point = next(p for p in fr["points"] if (p["method"], p["learning_rate"], p["epoch"], p["alpha"]) == ("sft", 1e-2, 1, 0.5))
+    tm = find_point(out, "sft", "lr=0.01,epoch=1,alpha=0.5")
+    assert tm.model_dir == out / "sweep" / "lr0.01-lora" / "sft" / "interpolated" / "epoch-1-a0.5"
+    s = Session(tm.cfg)
+    examples = s.eval_examples()
+    got = HFGenerator.from_name(str(exp), device="cpu").generate([e.prompt for e in examples], s.decoding("eval").max_new_tokens,
+                                                                 progress=False)
+    assert got == [r["response"] for r in read_jsonl(out / point["answers"])]
+    card = (exp / "README.md").read_text()
+    assert "## Sweep point" in card and "interpolated toward the base model with alpha 0.5" in card
+    assert f"| SFT (this model) | {point['in_domain']}%" in card
+    assert json.loads((exp / "s3ft-export.json").read_text())["point"] == {"learning_rate": 0.01, "epoch": 1, "peft": True,
+                                                                             "alpha": 0.5}
+    if rec["point"]["method"] == "sft":
+        assert find_point(out, None, "recommended").point["epoch"] == rec["point"]["epoch"]
+    with pytest.raises(ValueError, match="the sweep has: lr=0.001,epoch=1"):
+        find_point(out, "sft", "lr=0.5,epoch=1")
+    with pytest.raises(ValueError, match="say which method"):
+        find_point(out, None, "lr=0.01,epoch=1")
     r2 = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert r2.returncode == 0, r2.stderr[-4000:]
     assert "train (" not in r2.stdout and "loading" not in r2.stdout

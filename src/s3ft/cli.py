@@ -214,6 +214,12 @@ def cmd_demo(args, rest: list[str]) -> int:
 def _trained(args):
     from s3ft.trained import find_trained
 
+    if getattr(args, "point", None):
+        from s3ft.trained import find_point
+
+        if args.seed is not None:
+            raise ValueError("--seed and --point: a sweep point has the sweep's own training seed; give one of them")
+        return find_point(args.run_dir, args.method, args.point)
     return find_trained(args.run_dir, args.method, args.seed)
 
 
@@ -282,6 +288,8 @@ def _add_use_parsers(sub) -> None:
         sp.add_argument("run_dir", help="the run directory (output_dir of `s3ft run` or `s3ft compare`)")
         sp.add_argument("--method", help="which fine-tuned model (default: the run's method)")
         sp.add_argument("--seed", type=int, help="`s3ft compare` runs: the training seed (seed-<k>/) when there are several")
+        sp.add_argument("--point", help="`s3ft compare` runs with a sweep: `recommended` (the best point within the "
+                        "recipe's forgetting budget) or lr=LR,epoch=E[,finetuning=lora|full][,alpha=A] of --method")
 
     ep = sub.add_parser("export", help="the fine-tuned model as a standard transformers folder (+ model card)",
                         description="Merge the run's LoRA adapter into its base model in float32 (or take the full "

@@ -303,15 +303,21 @@ def sweep(s: Session, trained: list[str], seed: int) -> dict[str, Any]:
         vs = ps.derive(seed_dir=ps.seed_dir, eval_split=cfg.tune_split)
         val = pipeline.in_domain(vs, f"{cfg.tune_split}.{name}", model, fp, ps.method_run)
         if model == cfg.model:  # (its test evaluations are the comparison's own, in the run's root)
-            ev = evaluate_model(s, BASE, model, fp, s.run)
+            ev, test_run = evaluate_model(s, BASE, model, fp, s.run), s.run
             measures = {"ifeval_drop": 0.0 if cfg.ifeval else None, "kl_general": 0.0 if cfg.drift else None,  # it forgets
                         "kl_task": 0.0 if cfg.drift else None, "mc_drop": 0.0 if cfg.general_benchmarks else None}  # nothing
+            intervals: dict[str, list[float]] = {}
         else:
-            ev = evaluate_model(ps, name, model, fp, ps.method_run)
-            measures = frontier.measures_of(forgetting_results(root, ps.method_run.path, [name]).get(name, {}), ev["drift"])
-        for split, acc in ((cfg.eval_split, ev["in_domain"]), (cfg.tune_split, val)):
+            ev, test_run = evaluate_model(ps, name, model, fp, ps.method_run), ps.method_run
+            forgetting = forgetting_results(root, ps.method_run.path, [name]).get(name, {})
+            measures = frontier.measures_of(forgetting, ev["drift"])
+            intervals = frontier.intervals_of(forgetting, ev["drift"])
+        for split, acc, answers in ((cfg.eval_split, ev["in_domain"], test_run / "eval" / f"{name}.jsonl"),
+                                    (cfg.tune_split, val, ps.method_run / "eval" / f"{cfg.tune_split}.{name}.jsonl")):
             done[(split, *frontier.key(meta))] = {**meta, "split": split, "in_domain": acc["accuracy"],
-                                                  "ci95": acc.get("ci95"), "n": acc["n"], **measures}
+                                                  "ci95": acc.get("ci95"), "n": acc["n"], **measures,
+                                                  "forgetting_ci95": intervals,
+                                                  "answers": str(Path(answers).relative_to(root))}
         write_jsonl(points_path, list(done.values()))
 
     base_s = s.derive(seed_dir=str(root / "sweep"))
@@ -319,46 +325,85 @@ def sweep(s: Session, trained: list[str], seed: int) -> dict[str, Any]:
            s.model_id())
     for lr in grid["learning_rates"]:
         for peft in grid["peft"]:
-            ts = s.derive(seed_dir=str(root / "sweep" / f"lr{lr:g}-{'lora' if peft else 'full'}"), learning_rate=lr,
-                          num_train_epochs=top, use_peft=peft, seed=seed)
+            ts = s.derive(seed_dir=str(sweep_run_dir(root, lr, peft)), learning_rate=lr, num_train_epochs=top,
+                          use_peft=peft, seed=seed)
             for m in trained:
-                from s3ft.training import epoch_dir
-
-                model_dir = pipeline.trained_model(ts, m, keep_epochs=tuple(int(e) for e in grid["epochs"] if e != top))
+                pipeline.trained_model(ts, m, keep_epochs=tuple(int(e) for e in grid["epochs"] if e != top))
                 for e in grid["epochs"]:
-                    path = model_dir if e == top else epoch_dir(model_dir.parent, e)
                     meta = {"method": m, "learning_rate": lr, "epoch": e, "peft": peft}
+                    path = sweep_model_dir(root, {**meta, "alpha": 1.0}, top)
                     fp = file_fingerprint(path)
                     record({**meta, "alpha": 1.0}, ts, f"{m}-e{e:g}", str(path), fp)
                     for a in grid["alphas"]:
                         name = f"{m}-e{e:g}-a{a:g}"
-                        dst = model_dir.parent / "interpolated" / f"epoch-{e:g}-a{a:g}"
+                        dst = sweep_model_dir(root, {**meta, "alpha": a}, top)
                         ts.stages(ts.method_run).run_stage(
                             f"interpolate.{name}", fingerprint("interpolate", s.model_id(), fp, a), [dst],
                             lambda info, path=path, dst=dst, a=a: interpolate(
                                 cfg.model, path, dst, a, cfg.revision, cfg.trust_remote_code), resumable=False)
                         record({**meta, "alpha": a}, ts, name, str(dst), file_fingerprint(dst))
     points = list(done.values())
-    return frontier_results(points, cfg, seed, grid)
+    return frontier_results(points, cfg, seed, grid, root)
 
 
-def frontier_results(points: list[dict[str, Any]], cfg: S3FTConfig, seed: int, grid: dict[str, list]) -> dict[str, Any]:
+def sweep_run_dir(root: Path, learning_rate: float, peft: bool) -> Path:
+    """The folder of the sweep's training runs at one learning rate, LoRA or full (a seed folder:
+    <method>/model, manifest.json, eval/ ...)."""
+    return Path(root) / "sweep" / f"lr{learning_rate:g}-{'lora' if peft else 'full'}"
+
+
+def sweep_model_dir(root: Path, point: dict[str, Any], top_epoch: float) -> Path:
+    """The model of a sweep point (frontier.KEY): the run's final model at the largest epoch
+    count `top_epoch`, the kept model of a smaller epoch, or an interpolation toward the base."""
+    from s3ft.training import epoch_dir
+
+    method_dir = sweep_run_dir(root, point["learning_rate"], point["peft"]) / point["method"]
+    e, a = point["epoch"], point.get("alpha", 1.0)
+    if a < 1:
+        return method_dir / "interpolated" / f"epoch-{e:g}-a{a:g}"
+    return method_dir / "model" if e == top_epoch else epoch_dir(method_dir, e)
+
+
+def frontier_results(points: list[dict[str, Any]], cfg: S3FTConfig, seed: int, grid: dict[str, list],
+                     root: Path) -> dict[str, Any]:
     """compare.json's `frontier` section from the sweep's points: per forgetting measure that was
-    taken, each method's Pareto front on the test split and the matched comparisons; the
+    taken, each method's Pareto front on the test split and the matched comparisons - read off
+    the fronts (`matched_forgetting`, `matched_score`: interpolated, for the plot's reading) and
+    chosen on tune_split then reported on test with intervals (`matched`: each method's chosen
+    point and the reference method against each other on the same test questions, paired); the
     recommendation within the recipe's budget (chosen on tune_split)."""
     from s3ft import frontier
 
     test = [p for p in points if p["split"] == cfg.eval_split]
     val = [p for p in points if p["split"] == cfg.tune_split]
     trained = [p for p in test if p["method"] != BASE]
+    methods = list(dict.fromkeys(p["method"] for p in trained))
+    ref = "s3ft" if "s3ft" in methods else (methods[0] if methods else None)
     out: dict[str, Any] = {"seed": seed, "grid": grid, "split": cfg.eval_split, "choice_split": cfg.tune_split,
-                           "points": test, "validation_points": val, "measures": {}}
+                           "points": test, "validation_points": val, "measures": {}, "reference": ref}
+
+    def with_paired(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for r in rows:  # the reference's chosen point against each other method's, on the same test questions
+            a = (r["choices"].get(ref) or {}).get("test")
+            r["paired"] = {}
+            for m, c in r["choices"].items():
+                b = (c or {}).get("test")
+                if m != ref and a and b and a.get("answers") and b.get("answers"):
+                    r["paired"][m] = paired(read_jsonl(root / a["answers"]), read_jsonl(root / b["answers"]))
+        return rows
+
     for measure in frontier.MEASURES:
         if not any(p.get(measure) is not None for p in trained):
             continue
         fs = frontier.fronts(trained, measure)
+        levels = frontier.spread(frontier.common_levels(fs, measure))
+        if cfg.forgetting_max is not None and cfg.forgetting_measure == measure:
+            levels = sorted(set(levels) | {cfg.forgetting_max})
+        matched = frontier.matched_choices(val, test, measure, levels,
+                                           frontier.spread(frontier.common_levels(fs, "in_domain")))
         out["measures"][measure] = {"fronts": fs, "matched_forgetting": frontier.matched_forgetting(fs, measure),
-                                    "matched_score": frontier.matched_score(fs, measure)}
+                                    "matched_score": frontier.matched_score(fs, measure),
+                                    "matched": {k: with_paired(v) for k, v in matched.items()}}
     if cfg.forgetting_max is not None:
         out["budget"] = {"measure": cfg.forgetting_measure, "maximum": cfg.forgetting_max}
         out["recommendation"] = frontier.recommend(val, test, cfg.forgetting_measure, cfg.forgetting_max)

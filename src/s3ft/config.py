@@ -64,7 +64,8 @@ class S3FTConfig:
                                    "saved with the trained model and its export; part of the model's identity.")
 
     # ---- task ----
-    task: str = _f("squad", "Task: squad, gsm8k, mbpp, nq_open, or jsonl (your own data, see data_files).")
+    task: str = _f("squad", "Task: squad, squad_sentence (SQuAD answered in one sentence), gsm8k, mbpp, nq_open, or "
+                   "jsonl (your own data, see data_files).")
     train_split: str = _f("train", "Split the training inputs come from.")
     eval_split: str = _f("test", "Split in-domain accuracy is measured on.")
     train_size: int | None = _f(None, "Use a seeded subset of this many training examples (None: all).", ge=1)
@@ -88,8 +89,8 @@ class S3FTConfig:
     system_prompt: str | None = _f(None, "Optional system message prepended to every prompt (training and inference alike).")
 
     # ---- judge ----
-    judge: str | None = _f(None, "Judge: qa, math, code, llm, exact, or your own FILE.py:FUNCTION / module:FUNCTION "
-                           "(None: the task's default).")
+    judge: str | None = _f(None, "Judge: squad, squad_sentence, qa, math, code, llm, exact, or your own FILE.py:FUNCTION / "
+                           "module:FUNCTION (None: the task's default).")
     qa_policy: str = _f("contains_or_f1", "qa judge: em, contains, f1, contains_or_f1.", choices=POLICIES)
     qa_f1_threshold: float = _f(0.5, "qa judge: token F1 at or above this counts as correct.", gt=0, le=1)
     allow_code_execution: bool = _f(False, "code judge: run model-written programs in the sandbox (opt-in).")
@@ -767,7 +768,7 @@ def validate(cfg: S3FTConfig, where: dict[str, str] | None = None, default: str 
             fail("forgetting_max", f"forgetting_measure {cfg.forgetting_measure} is not measured: set {needs[0]}")
     bad = [t for t in cfg.cross_tasks if t not in BUILTIN_TASKS or t == "jsonl"]
     if bad:
-        fail("cross_tasks", f"cross_tasks must be built-in tasks (squad, gsm8k, mbpp, nq_open), got {', '.join(map(brief, bad))}")
+        fail("cross_tasks", f"cross_tasks must be built-in tasks (squad, squad_sentence, gsm8k, mbpp, nq_open), got {', '.join(map(brief, bad))}")
     if cfg.general_benchmarks:
         from s3ft.general import check_benchmarks
 

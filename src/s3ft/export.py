@@ -116,6 +116,7 @@ def export(tm: TrainedModel, output: str | Path | None = None, dtype: str | None
 
 def export_record(tm: TrainedModel, dtype: str) -> dict[str, Any]:
     return {"method": tm.method, "seed": tm.seed if tm.is_compare else None, "run": tm.run.path.name,
+            "point": {k: tm.point.get(k) for k in ("learning_rate", "epoch", "peft", "alpha")} if tm.point else None,
             "source": str(tm.model_dir.relative_to(tm.run.path)), "source_fingerprint": file_fingerprint(tm.model_dir),
             "merged_adapter": tm.is_adapter, "dtype": dtype, "base_model": tm.cfg.model,
             "system_prompt": tm.cfg.system_prompt, "s3ft": versions().get("s3ft"),
@@ -155,7 +156,7 @@ def model_card(tm: TrainedModel, dtype: str) -> str:
     train = tm.record(f"train.{tm.method}")
     mix = tm.record(f"build.{tm.method}").get("mix")
     acc_base = tm.record("eval.base").get("accuracy")
-    acc_tuned = tm.record(f"eval.{tm.method}").get("accuracy")
+    acc_tuned = tm.record(f"eval.{tm.name}").get("accuracy")
     judge = judge_name(tm)
     data = ("your own data (`task: jsonl`): " + ", ".join(f"{split}: `{Path(str(f)).name}`" for split, files in
                                                       c.data_files.items() for f in (files if isinstance(files, list) else [files]))
@@ -186,7 +187,7 @@ def model_card(tm: TrainedModel, dtype: str) -> str:
     if not acc_tuned:
         lines += ["The run has not evaluated this model yet (`s3ft eval RECIPE`).", ""]
     general = {"base": tm.record("general.base").get("results") or {},
-               m.display: tm.record(f"general.{tm.method}").get("results") or {}}
+               m.display: tm.record(f"general.{tm.name}").get("results") or {}}
     benches = sorted({b for r in general.values() for b in r})
     if benches:
         lines += ["## General benchmarks (lm-evaluation-harness" + (f", {c.general_limit} seeded questions each"
@@ -198,6 +199,15 @@ def model_card(tm: TrainedModel, dtype: str) -> str:
                          f"{_num(rt.get('value'))} |")
         lines.append("")
     chosen = (tm.compare_result().get("tuning") or {}).get("chosen") or {}  # s3ft compare's tuned values
+    if tm.point:
+        p = tm.point
+        lines += ["## Sweep point", "",
+                  f"This is one point of an `s3ft compare` learning-forgetting sweep: learning rate {p['learning_rate']:g}, "
+                  f"the model at the end of epoch {p['epoch']:g} of a {c.num_train_epochs:g}-epoch run"
+                  + (f", interpolated toward the base model with alpha {p['alpha']:g} (WiSE-FT: {p['alpha']:g} of the "
+                     "fine-tuning update)" if p.get("alpha", 1.0) < 1 else "") + ". Its forgetting against the base model: "
+                  + ", ".join(f"{k} {p[k]:.4g}" for k in ("ifeval_drop", "kl_general", "kl_task", "mc_drop")
+                              if isinstance(p.get(k), (int, float))) + " (docs/compare.md#frontiers in s3ft).", ""]
     if train:
         lines += ["## Training", "",
                   f"{train.get('global_step')} optimizer steps, final training loss {_num(train.get('train_loss'))}, "

@@ -14,6 +14,10 @@ Every forgetting measure is oriented so that lower is better (a drop, a divergen
 - `matched_forgetting` / `matched_score`: every method's front read at the same levels.
 - `recommend`: given a forgetting budget (measure, maximum), the point with the best in-domain
   score within it, chosen on the validation split, with its test numbers beside.
+- `matched_choices`: the comparison with intervals - at each forgetting level, each method's
+  `recommend`ed point within it; at each in-domain score, each method's least-forgetting point
+  that reaches it (`least_forgetting`). Chosen on validation and reported on test, so that the
+  test numbers (and their intervals) are not the maximum of noisy test scores.
 """
 from __future__ import annotations
 
@@ -47,6 +51,25 @@ def measures_of(forgetting: Mapping[str, Any], drift: Mapping[str, Any] | None) 
     mc = num(avg.get("mean"))
     return {"ifeval_drop": None if drop is None else round(-drop, 4), "kl_general": kl["general"],
             "kl_task": kl["task"], "mc_drop": None if mc is None else round(-mc, 4)}
+
+
+def intervals_of(forgetting: Mapping[str, Any], drift: Mapping[str, Any] | None) -> dict[str, list[float]]:
+    """The 95% intervals of measures_of's values, oriented the same way (a drop is minus the
+    change): {measure: [lo, hi]} for the measures that carry one."""
+    def ci(x: Any) -> list[float] | None:
+        return [float(x[0]), float(x[1])] if isinstance(x, (list, tuple)) and len(x) == 2 else None
+
+    out: dict[str, list[float]] = {}
+    change = {"ifeval_drop": (((forgetting or {}).get("ifeval") or {}).get("prompt_strict") or {}).get("ci95"),
+              "mc_drop": ((forgetting or {}).get("informative_average") or {}).get("ci95")}
+    for k, v in change.items():
+        if ci(v):
+            out[k] = [round(-ci(v)[1], 4), round(-ci(v)[0], 4)]
+    for k in ("general", "task"):
+        v = ci(((((drift or {}).get(k) or {}).get("kl") or {}).get("ci95")))
+        if v:
+            out[f"kl_{k}"] = v
+    return out
 
 
 def pareto_front(points: Iterable[Mapping[str, Any]], measure: str, score: str = "in_domain") -> list[dict[str, Any]]:
@@ -134,3 +157,45 @@ def recommend(validation: Sequence[Mapping[str, Any]], test: Sequence[Mapping[st
     return {"point": {k: best.get(k) for k in KEY}, "measure": measure, "maximum": maximum,
             "within_budget": len(ok), "of": len(validation), "validation": dict(best),
             "test": dict(on_test) if on_test is not None else None}
+
+
+def least_forgetting(validation: Sequence[Mapping[str, Any]], test: Sequence[Mapping[str, Any]], measure: str,
+                     minimum: float) -> dict[str, Any] | None:
+    """recommend's counterpart at a matched in-domain score: the point with the least `measure`
+    among those whose validation in-domain score is at least `minimum` (ties: the higher score,
+    then the earlier point), with its test numbers. None when no point reaches it."""
+    ok = [(i, p) for i, p in enumerate(validation)
+          if isinstance(p.get(measure), (int, float)) and isinstance(p.get("in_domain"), (int, float))
+          and p["in_domain"] >= minimum]
+    if not ok:
+        return None
+    _, best = min(ok, key=lambda ip: (ip[1][measure], -ip[1]["in_domain"], ip[0]))
+    on_test = next((p for p in test if key(p) == key(best)), None)
+    return {"point": {k: best.get(k) for k in KEY}, "measure": measure, "minimum": minimum,
+            "reaching": len(ok), "of": len(validation), "validation": dict(best),
+            "test": dict(on_test) if on_test is not None else None}
+
+
+def spread(values: Iterable[float], most: int = 4) -> list[float]:
+    """At most `most` of the sorted distinct `values`, evenly spaced by rank, both ends kept."""
+    vs = sorted(set(values))
+    if len(vs) <= most:
+        return vs
+    return [vs[round(i * (len(vs) - 1) / (most - 1))] for i in range(most)]
+
+
+def matched_choices(validation: Sequence[Mapping[str, Any]], test: Sequence[Mapping[str, Any]], measure: str,
+                    levels: Sequence[float], scores: Sequence[float]) -> dict[str, list[dict[str, Any]]]:
+    """Per method (the methods of `test` other than base, in order): at each forgetting level its
+    `recommend`ed point within it, and at each in-domain score its `least_forgetting` point
+    reaching it - {"forgetting": [{"level", "choices": {method: choice or None}}],
+                   "score": [{"score", "choices": {...}}]}."""
+    methods = list(dict.fromkeys(p["method"] for p in test if p["method"] != "base"))
+
+    def of(ps: Sequence[Mapping[str, Any]], m: str) -> list[Mapping[str, Any]]:
+        return [p for p in ps if p["method"] == m]
+
+    return {"forgetting": [{"level": x, "choices": {m: recommend(of(validation, m), of(test, m), measure, x)
+                                                   for m in methods}} for x in levels],
+            "score": [{"score": y, "choices": {m: least_forgetting(of(validation, m), of(test, m), measure, y)
+                                               for m in methods}} for y in scores]}

@@ -33,10 +33,21 @@ class TrainedModel:
     method: str
     seed: int | None
     method_run: RunDir
+    point: dict[str, Any] | None = None  # a point of the compare sweep (its frontier record, test split)
+    point_dir: Path | None = None        # that point's model (a checkpoint or an interpolation)
 
     @property
     def model_dir(self) -> Path:
-        return self.method_run / self.method / "model"
+        return self.point_dir if self.point_dir is not None else self.method_run / self.method / "model"
+
+    @property
+    def name(self) -> str:
+        """The model's name in its run's stages (eval.<name>, general.<name>): the method, or for a
+        sweep point <method>-e<epoch>[-a<alpha>]."""
+        if not self.point:
+            return self.method
+        a = self.point.get("alpha", 1.0)
+        return f"{self.method}-e{self.point['epoch']:g}" + (f"-a{a:g}" if a < 1 else "")
 
     @property
     def is_adapter(self) -> bool:
@@ -49,7 +60,7 @@ class TrainedModel:
     def record(self, stage: str) -> dict[str, Any]:
         """A stage's manifest record: a trained model's stages (train, its eval and general) in
         the method's folder, the shared ones (build, the base model's) in the run's."""
-        own = stage in (f"train.{self.method}", f"eval.{self.method}", f"general.{self.method}")
+        own = stage in (f"train.{self.method}", f"eval.{self.name}", f"general.{self.name}")
         rec = (self.method_run if own else self.run).stage_record(stage)
         return rec if isinstance(rec, dict) else {}
 
@@ -86,7 +97,80 @@ class TrainedModel:
         return self.cfg.resolved_dtype()
 
     def describe(self) -> str:
+        if self.point:
+            return f"{self.method} model of {self.run.path}, sweep point {point_label(self.point)}"
         return f"{self.method} model of {self.run.path}" + (f" (seed {self.seed})" if self.is_compare else "")
+
+
+def point_label(p: dict[str, Any]) -> str:
+    """A sweep point as --point writes it: lr=..,epoch=..,finetuning=lora|full,alpha=.."""
+    return (f"lr={p['learning_rate']:g},epoch={p['epoch']:g},finetuning={'lora' if p.get('peft') else 'full'},"
+            f"alpha={p.get('alpha', 1.0):g}")
+
+
+def find_point(run_dir: str | Path, method: str | None, point: str) -> TrainedModel:
+    """A model of the compare sweep (`s3ft compare` with sweep keys): `point` is `recommended` (the
+    point compare.json's frontier recommends within the recipe's budget) or
+    `lr=LR,epoch=E[,finetuning=lora|full][,alpha=A]` of `method` (finetuning: the sweep's only one
+    when omitted; alpha: 1, the trained model itself)."""
+    from s3ft.compare import sweep_model_dir, sweep_run_dir
+
+    run = RunDir(run_dir)
+    cfg = run_config(run)
+    path = run / "compare.json"
+    try:
+        fr = json.loads(path.read_text(encoding="utf-8")).get("frontier") if path.is_file() else None
+    except (OSError, ValueError) as e:
+        raise TrainedModelError(f"{path}: cannot be read ({e})") from None
+    if not fr or not fr.get("points"):
+        raise TrainedModelError(f"{run.path} has no sweep (no `frontier` in {path}): --point needs an `s3ft compare` "
+                                "run with sweep keys (docs/compare.md#frontiers)")
+    if point == "recommended":
+        rec = fr.get("recommendation")
+        if not rec:
+            raise TrainedModelError(f"{path}: no recommended point - " + ("no point is within the forgetting budget"
+                                    if fr.get("budget") else "the recipe sets no forgetting_max"))
+        want = rec["point"]
+        if method is not None and method != want["method"]:
+            raise TrainedModelError(f"--point recommended is a {want['method']} model, not {method}")
+    else:
+        fields: dict[str, str] = {}
+        for part in point.split(","):
+            k, sep, v = part.partition("=")
+            if not sep or k.strip() not in ("lr", "epoch", "finetuning", "alpha"):
+                raise TrainedModelError(f"--point {point!r}: expected recommended or lr=LR,epoch=E[,finetuning=lora|full]"
+                                        "[,alpha=A]")
+            fields[k.strip()] = v.strip()
+        if "lr" not in fields or "epoch" not in fields:
+            raise TrainedModelError(f"--point {point!r}: give at least lr= and epoch=")
+        peft = [v for v in fr["grid"]["peft"]] if "finetuning" not in fields else [fields["finetuning"] == "lora"]
+        try:
+            want = {"method": method, "learning_rate": float(fields["lr"]), "epoch": float(fields["epoch"]),
+                    "alpha": float(fields.get("alpha", 1))}
+        except ValueError:
+            raise TrainedModelError(f"--point {point!r}: lr, epoch and alpha are numbers") from None
+        if method is None:
+            raise TrainedModelError("--point lr=...: say which method's point with --method")
+        found = [p for p in fr["points"] if p["method"] == method and p["peft"] in peft
+                 and p["learning_rate"] == want["learning_rate"] and p["epoch"] == want["epoch"]
+                 and p.get("alpha", 1.0) == want["alpha"]]
+        if len(found) != 1:
+            have = sorted({point_label(p) for p in fr["points"] if p["method"] == method})
+            raise TrainedModelError(f"--point {point!r}: " + ("both LoRA and full fine-tuning were swept: add "
+                                    "finetuning=lora|full" if found else f"no such {method} point; the sweep has: "
+                                    + ("; ".join(have) or f"no {method} point")))
+        want = found[0]
+    p = next(q for q in fr["points"] if all(q.get(k) == want.get(k) for k in ("method", "learning_rate", "epoch",
+                                                                              "peft", "alpha")))
+    if p["method"] == BASE:
+        raise TrainedModelError(f"the point is the untrained base model ({cfg.model}); use it directly")
+    top = max(fr["grid"]["epochs"])
+    c = dataclasses.replace(cfg, method=p["method"], learning_rate=p["learning_rate"], use_peft=bool(p["peft"]),
+                            num_train_epochs=top, seed=fr.get("seed", cfg.seed))
+    tm = TrainedModel(run, c, p["method"], fr.get("seed"), RunDir(sweep_run_dir(run.path, p["learning_rate"], p["peft"])),
+                      point=p, point_dir=sweep_model_dir(run.path, p, top))
+    check_finished(tm)
+    return tm
 
 
 def run_config(run: RunDir) -> S3FTConfig:

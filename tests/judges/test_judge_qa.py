@@ -195,3 +195,129 @@ def test_squad_judge_probes_on_the_test_split():
     assert rate("qa", "quoting probe: best-overlap context sentence") >= 0.70  # the probe does fool the lenient judge
     assert rate("squad", "best-overlap sentence without a gold answer") <= 0.01
     assert rate("squad", "gold with its last word replaced") <= 0.15
+
+
+# ------------------------------------------------------------------ judge_squad_sentence (the squad_sentence task's)
+SB_CONTEXT = (
+    "Super Bowl 50 was an American football game to determine the champion of the National Football League (NFL) "
+    "for the 2015 season. In the end, the AFC champion Denver Broncos defeated the Carolina Panthers 24-10 to earn "
+    "their third Super Bowl title. The game was played on February 7, 2016, at Levi's Stadium in Santa Clara, California."
+)
+
+
+def _sentence(answers, question, context=SB_CONTEXT):
+    from s3ft.types import Example
+
+    meta = {"answers": answers, "question": question}
+    if context is not None:
+        meta["context"] = context
+    return Example("s", [{"role": "user", "content": question}], answers[0], meta)
+
+
+@pytest.mark.parametrize("reply, ok", [
+    # one-sentence answers in the model's own words
+    ("Super Bowl 50 was won by the Denver Broncos, who beat the Carolina Panthers.", True),
+    ("The AFC champion Denver Broncos won Super Bowl 50, beating the Carolina Panthers 24-10.", True),
+    ("The answer is Denver Broncos, according to the passage.", True),
+    ("The team from Colorado, the Denver Broncos, won Super Bowl 50 against Carolina.", True),
+    ("Denver Broncos", True),
+    # must fail
+    ("In the end, the AFC champion Denver Broncos defeated the Carolina Panthers 24-10 to earn their third "
+     "Super Bowl title.", False),  # a quoted context sentence
+    ("Super Bowl 50 was an American football game to determine the champion of the National Football League "
+     "(NFL) for the 2015 season.", False),  # the best-overlap context sentence, no gold in it
+    ("Super Bowl 50 was won by the Denver Colts, who beat the Carolina Panthers.", False),  # a wrong span
+    ("In a game played at Levi's Stadium in Santa Clara, the Denver Broncos won.", False),  # 6 words of its own first
+    ("Super Bowl 50 was won by a team.", False),  # restates the question
+    ("Tesla was born in Smiljan in 1856.", False),  # off topic
+    ("", False),
+    (None, False),
+])
+def test_squad_sentence_judge_on_sentences(reply, ok):
+    from s3ft.judges.qa import judge_squad_sentence
+
+    ex = _sentence(["Denver Broncos", "Broncos"], "Which NFL team won Super Bowl 50?")
+    assert judge_squad_sentence(ex, reply).correct is ok, judge_squad_sentence(ex, reply)
+
+
+def test_squad_sentence_judge_fixes_what_the_squad_judge_gets_wrong():
+    """Sentences the squad judge rejects: words of its own before the gold, and a question word
+    that is also a gold word restated before the answer."""
+    from s3ft.judges.qa import judge_squad, judge_squad_sentence
+
+    cases = [
+        (_sentence(["double coronation", "double"], "What kind of coronation happened?", None),
+         "The coronation of King Richard the Lion-Heart was a double coronation, where both Richard and "
+         "Berengaria were crowned."),
+        (_sentence(["speed-up theorem"], "What theorem was implicated by Manuel Blum's axioms?", None),
+         "The theorem that was implicated by Manuel Blum's axioms is the speed-up theorem, which was proved "
+         "by Leonid Levin in 1972."),
+        (_sentence(["1784", "the Methodist Episcopal Church was not founded until 1784."],
+                   "When was the Methodist Episcopal Church founded?", None),
+         "The Methodist Episcopal Church was founded in 1784."),
+    ]
+    for ex, reply in cases:
+        assert judge_squad(ex, reply).correct is False, reply
+        v = judge_squad_sentence(ex, reply)
+        assert v.correct is True and v.extracted == ex.meta["answers"][0], v
+
+
+def test_squad_sentence_judge_copy_check_and_lead_words():
+    """A sentence copied from the context gets the squad judge's verdict alone; the same sentence
+    with no context to compare passes the lead-word rule. lead_words sets how many words of its own
+    may come before the gold."""
+    from s3ft.judges.qa import copied_share, judge_squad_sentence
+
+    quote = "In the end, the AFC champion Denver Broncos defeated the Carolina Panthers 24-10 to earn their third title."
+    q, golds = "Which NFL team won Super Bowl 50?", ["Denver Broncos", "Broncos"]
+    assert copied_share(quote, SB_CONTEXT) >= 0.75 > copied_share("The AFC champion Denver Broncos won it.", SB_CONTEXT)
+    copied = judge_squad_sentence(_sentence(golds, q), quote)
+    assert copied.correct is False and "copied from the context" in copied.reason
+    assert judge_squad_sentence(_sentence(golds, q, None), quote).correct is True
+    six = "In a game played at Levi's Stadium in Santa Clara, the Denver Broncos won."
+    assert judge_squad_sentence(_sentence(golds, q), six).correct is False
+    assert judge_squad_sentence(_sentence(golds, q), six, lead_words=6).correct is True
+    assert get_judge("squad_sentence")([_sentence(golds, q)], ["Denver won it: the Denver Broncos."])[0].correct is True
+
+
+def test_squad_sentence_judge_probes_on_the_test_split():
+    """No model, the squad_sentence task's examples: one-sentence answers pass (the squad judge
+    rejects many), the quoting probe passes no more often than under the squad judge, wrong
+    spans, gold-free and off-topic sentences and empty replies fail; whatever the squad judge
+    accepts, the sentence judge accepts."""
+    import importlib.util
+    import random
+    from pathlib import Path
+
+    from s3ft.tasks import get_task
+
+    spec = importlib.util.spec_from_file_location("probe", Path(__file__).resolve().parents[2] / "bench" / "squad_judge_probe.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    squad, sentence = get_task("squad").load("test"), get_task("squad_sentence").load("test")
+    perm = list(range(len(squad)))
+    random.Random(0).shuffle(perm)
+    rows = [probe.probes(e, probe.gold_answers(squad[j])[0], squad[j]) for e, j in zip(squad, perm)]
+    verdicts = {}
+    for name, exs in (("squad", squad), ("squad_sentence", sentence)):
+        for kind in rows[0]:
+            pairs = [(e, r[kind]) for e, r in zip(exs, rows) if r[kind] is not None]
+            verdicts[name, kind] = [v.correct is True for v in get_judge(name)([e for e, _ in pairs], [t for _, t in pairs])]
+
+    def rate(name, kind):
+        return sum(verdicts[name, kind]) / len(verdicts[name, kind])
+
+    for kind in probe.MUST_PASS:
+        assert rate("squad_sentence", kind) == 1.0, kind
+    for kind in probe.MUST_PASS_SENTENCE:
+        assert rate("squad_sentence", kind) >= 0.95, kind
+    assert rate("squad", "question's words, GOLD, a clause") <= 0.85  # the squad judge misses sentence answers
+    for kind in ("quoting probe: best-overlap context sentence", "quoting probe cut to 20 words"):
+        assert rate("squad_sentence", kind) <= rate("squad", kind) <= 0.30, kind
+    assert rate("squad_sentence", "best-overlap sentence without a gold answer") <= 0.01
+    assert rate("squad_sentence", "gold with its last word replaced") <= 0.15
+    assert rate("squad_sentence", "question's words, replaced gold (no gold left in it), a clause") <= 0.02
+    assert rate("squad_sentence", "off topic: a sentence of another context") == 0.0
+    assert rate("squad_sentence", "empty reply") == 0.0
+    for kind in rows[0]:
+        assert all(b for a, b in zip(verdicts["squad", kind], verdicts["squad_sentence", kind]) if a), kind

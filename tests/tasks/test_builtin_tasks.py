@@ -11,12 +11,14 @@ from s3ft.tasks import Task, get_task
 
 EXPECTED_SIZES = {
     "squad": {"train": 578, "validation": 119, "test": 303},
+    "squad_sentence": {"train": 578, "validation": 119, "test": 303},
     "gsm8k": {"train": 7473, "test": 1319},
     "mbpp": {"train": 374, "validation": 90, "test": 500, "prompt": 10},
     "nq_open": {"train": 2310, "validation": 300, "test": 1000},
 }
 TASK_DEFAULTS = {  # judge, (own answer, paraphrase, evaluation) token limits, paraphrase_kind
     "squad": ("squad", (128, 192, 128), "generic"),
+    "squad_sentence": ("squad_sentence", (64, 192, 64), "generic"),
     "gsm8k": ("math", (448, 384, 448), "math"),
     "mbpp": ("code", (448, 256, 448), "code"),
     "nq_open": ("qa", (128, 128, 128), "generic"),
@@ -206,7 +208,26 @@ def test_bundled_data_is_inside_the_package():
         assert data.joinpath(*parts).is_file(), parts
 
 
-@pytest.mark.parametrize("name", ["squad", "gsm8k", "mbpp", "nq_open"])
+@pytest.mark.parametrize("name", ["squad", "squad_sentence", "gsm8k", "mbpp", "nq_open"])
 def test_builtin_tasks_reject_options(name):
     with pytest.raises(TypeError, match="takes no options"):
         get_task(name, data_files={"train": "x.jsonl"})
+
+
+def test_squad_sentence_is_squad_asked_for_one_sentence():
+    """The same questions, ids, splits, gold answers and meta as squad; only the prompt differs: it
+    asks for one complete sentence, with the same context and question. meta adds the context."""
+    from s3ft.tasks.squad import PROMPT as SQUAD_PROMPT
+    from s3ft.tasks.squad_sentence import PROMPT
+
+    assert "one complete sentence" in PROMPT and "short answer" not in PROMPT
+    for split in EXPECTED_SIZES["squad"]:
+        squad, sentence = _split("squad", split), _split("squad_sentence", split)
+        assert [e.id for e in sentence] == [e.id for e in squad]
+        for a, b in zip(squad, sentence):
+            assert b.gold == a.gold
+            assert {k: v for k, v in b.meta.items() if k != "context"} == a.meta
+            context = b.meta["context"]
+            assert context and a.prompt[0]["content"] == SQUAD_PROMPT.format(context=context, question=a.meta["question"])
+            assert b.prompt[0]["content"] == PROMPT.format(context=context, question=b.meta["question"])
+    assert "one complete sentence" in _split("squad_sentence", "test")[0].prompt[0]["content"]

@@ -14,7 +14,7 @@ from s3ft.types import Example, Verdict
 
 Judge = Callable[[Sequence[Example], Sequence[str]], list[Verdict]]
 
-JUDGES = ("squad", "qa", "math", "code", "llm", "exact")
+JUDGES = ("squad", "squad_sentence", "qa", "math", "code", "llm", "exact")
 
 
 def per_example(fn: Callable[..., Verdict], **options: Any) -> Judge:
@@ -47,6 +47,10 @@ def get_judge(name: str, **options: Any) -> Judge:
         from s3ft.judges.qa import judge_squad
 
         return per_example(judge_squad, **options)
+    if name == "squad_sentence":
+        from s3ft.judges.qa import judge_squad_sentence
+
+        return per_example(judge_squad_sentence, **options)
     if name == "math":
         from s3ft.judges.math import judge_math
 

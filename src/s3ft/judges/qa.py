@@ -5,7 +5,10 @@ containment against every gold answer.
 span, or a short sentence asserting it. It reads the reply's first sentence, drops the words it
 shares with the question and a few lead-in words ("the answer is", "according to the context"),
 and asks that what is left begin with a gold answer or contain one with few other words around
-it. A quoted context sentence with the span in the middle of other material fails. `judge_qa` is the lenient judge (gold contained anywhere in the reply, or F1 on the
+it. A quoted context sentence with the span in the middle of other material fails.
+`judge_squad_sentence` (the squad_sentence task's) adds one rule for one-sentence answers: a
+sentence in its own words (not copied from the context) that states a gold answer after at most
+3 words of its own. `judge_qa` is the lenient judge (gold contained anywhere in the reply, or F1 on the
 whole reply): a reply quoting the context sentence that shares most words with the question
 passes it about 80% of the time on SQuAD with no model at all (bench/results/squad_judge.md).
 
@@ -206,6 +209,75 @@ def judge_squad(example: Example, response: Any, extra_words: int = 3) -> Verdic
     if contained:
         return Verdict(False, f"states {said[:80]!r}: gold {contained[0]!r} among {len(stated)} words (too much else)", None)
     return Verdict(False, f"states {said[:80]!r}: no gold answer in it ({', '.join(repr(g) for g in golds[:3])})", None)
+
+
+# Words a sentence answer may put before its answer without saying anything else: the lead-in and
+# linking words, and prepositions ("was held at Levi's Stadium").
+SENTENCE_FILLER = FILLER | frozenset(
+    "at from with into during about after before between through under over within without".split())
+
+
+def copied_share(sentence: str, context: str, n: int = 4) -> float:
+    """The share of the sentence's word n-grams (normalised tokens) that occur in `context`
+    (0.0 for a sentence shorter than n words): 1.0 for a sentence copied from the context."""
+    tokens = normalize_answer(sentence).split()
+    if len(tokens) < n:
+        return 0.0
+    words = normalize_answer(context).split()
+    seen = {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+    grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+    return sum(g in seen for g in grams) / len(grams)
+
+
+def words_before_gold(sentence: str, question: str, golds: list[str]) -> tuple[list[str], str] | None:
+    """The words a sentence says before its first gold answer beyond the question's (compared by a
+    crude stem, gold words included) and SENTENCE_FILLER, with that gold: the gold found after the
+    fewest such words. None when no gold answer occurs in the sentence."""
+    tokens = normalize_answer(sentence).split()
+    asked = {_stem(t) for t in normalize_answer(question).split()}
+    best: tuple[list[str], str] | None = None
+    for g in golds:
+        gold = normalize_answer(g).split()
+        at = next((i for i in range(len(tokens) - len(gold) + 1) if tokens[i:i + len(gold)] == gold), None)
+        if at is None:
+            continue
+        own = [t for t in tokens[:at] if t not in SENTENCE_FILLER and _stem(t) not in asked]
+        if best is None or len(own) < len(best[0]):
+            best = (own, g)
+    return best
+
+
+def judge_squad_sentence(example: Example, response: Any, lead_words: int = 3, copied: float = 0.75) -> Verdict:
+    """The squad_sentence task's judge, for one-sentence answers: `judge_squad`'s verdict, and where
+    that is "wrong", also correct when the reply's first sentence is in its own words - under
+    `copied` of its word 4-grams occur in the context (example.meta["context"]; none: not checked)
+    - and states a gold answer after at most `lead_words` words of its own (`words_before_gold`:
+    words beyond the question's, the lead-in and linking words and prepositions); what follows the
+    gold is not limited, as after judge_squad's "begins with a gold answer". A sentence answer
+    restates the question in its own words before the answer ("The coronation of King Richard was
+    a double coronation, where ..."), which judge_squad counts against it; a quoted context
+    sentence gets judge_squad's verdict alone, so quoting gains nothing over the squad task."""
+    verdict = judge_squad(example, response)
+    if verdict.correct is not False:
+        return verdict
+    golds = [g for g in gold_answers(example) if normalize_answer(g)]
+    sentence = first_sentence(response if isinstance(response, str) else ("" if response is None else str(response)))
+    if not golds or not normalize_answer(sentence):
+        return verdict
+    meta = example.meta or {}
+    share = copied_share(sentence, str(meta.get("context") or ""))
+    if share >= copied:
+        return Verdict(False, f"{verdict.reason}; the sentence is copied from the context "
+                              f"({share:.0%} of its word 4-grams): the squad rule alone", None)
+    found = words_before_gold(sentence, str(meta.get("question") or ""), golds)
+    if found is None:
+        return verdict
+    own, gold = found
+    if len(own) <= lead_words:
+        said = f" ({' '.join(own)!r})" if own else ""
+        return Verdict(True, f"the sentence states gold {gold!r} after {len(own)} words of its own{said}", gold)
+    return Verdict(False, f"{verdict.reason}; in its own words: gold {gold!r} after {len(own)} words of its own "
+                          f"({' '.join(own)[:60]!r}), more than {lead_words}", None)
 
 
 def judge_exact(example: Example, response: Any) -> Verdict:

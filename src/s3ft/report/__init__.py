@@ -71,6 +71,7 @@ def write_report(compare: dict, out_dir: Path) -> dict[str, Path]:
 
     ctx = context.build(compare, summary, drawn, skipped, out_dir)
     ctx["frontier"] = frontiers.context(compare)
+    ctx["frontier_tables"] = frontiers.tables(compare)
     md_path = out_dir / "report.md"
     html_path = out_dir / "report.html"
     md_path.write_text(render("report.md.j2", ctx), encoding="utf-8")

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from s3ft.frontier import MEASURES
 
-from .fmt import method_name
+from .fmt import NONE, ci, f1, method_name, signed, table
 from .plots import DPI, method_color
 
 
@@ -86,18 +86,34 @@ def context(compare: Mapping[str, Any]) -> dict[str, Any] | None:
     rec = fr.get("recommendation")
     if budget and rec:
         val, test = rec["validation"], rec["test"]
-        out.append(f"Within the forgetting budget ({measure} at most {budget['maximum']:g} {unit}), the best in-domain "
-                   f"accuracy on the {fr['choice_split']} split ({_acc(val)}) is reached by {_point(rec['point'])}; "
-                   f"on the {fr['split']} split it scores {_acc(test)} at a cost of {measure} "
-                   f"{test[measure]:.3g} {unit}" if test and test.get(measure) is not None else
-                   f"Within the forgetting budget ({measure} at most {budget['maximum']:g} {unit}), the best point is "
-                   f"{_point(rec['point'])} ({_acc(val)} on {fr['choice_split']}).")
-        out[-1] += f" ({rec['within_budget']} of {rec['of']} points are within the budget)."
+        head = f"Within the forgetting budget ({measure} at most {budget['maximum']:g} {unit}), "
+        if test and test.get(measure) is not None:
+            text = (head + f"the best in-domain accuracy on the {fr['choice_split']} split ({_acc(val)}) is reached by "
+                    f"{_point(rec['point'])}; on the {fr['split']} split it scores {_acc(test)} at a cost of {measure} "
+                    f"{test[measure]:.3g} {unit}")
+        else:
+            text = head + f"the best point is {_point(rec['point'])} ({_acc(val)} on {fr['choice_split']})"
+        out.append(text + f" ({rec['within_budget']} of {rec['of']} points are within the budget; "
+                   + ("`s3ft export RUN_DIR --point recommended` writes it out as a transformers folder)."
+                      if rec["point"]["method"] != "base" else "no fine-tuned point beats the base model there)."))
     elif budget:
         out.append(f"No point of the sweep stays within the forgetting budget ({measure} at most "
                    f"{budget['maximum']:g} {unit}).")
+    chosen = [r for r in ((fr["measures"][measure].get("matched") or {}).get("forgetting") or [])
+              if sum(bool(c and c.get("test")) for c in r["choices"].values()) >= 2]
     matched = [r for r in fr["measures"][measure]["matched_forgetting"] if all(v is not None for v in r["scores"].values())]
-    if matched:
+    if chosen:
+        at = next((r for r in chosen if r["level"] == budget.get("maximum")), chosen[-1])
+        ranked = sorted(((m, c["test"]) for m, c in at["choices"].items() if c and c.get("test")),
+                        key=lambda mt: -mt[1]["in_domain"])
+        ref = fr.get("reference")
+        diffs = [f"{method_name(ref)} − {method_name(m)} {signed(d['diff'])} points {ci(d['ci95'])}"
+                 for m, d in (at.get("paired") or {}).items() if d.get("ci95")]
+        out.append(f"At matched forgetting ({measure} at most {at['level']:.3g} {unit}, each method's point chosen on "
+                   f"{fr['choice_split']}), {fr['split']} accuracy is "
+                   + ", ".join(f"{method_name(m)} {_acc(t)}" for m, t in ranked)
+                   + (f"; paired on the same questions, {'; '.join(diffs)}." if diffs else "."))
+    elif matched:
         r = matched[-1]
         ranked = sorted(r["scores"].items(), key=lambda kv: -kv[1])
         out.append(f"At matched forgetting ({measure} {r['level']:.3g} {unit}) the fronts reach "
@@ -110,3 +126,85 @@ def context(compare: Mapping[str, Any]) -> dict[str, Any] | None:
     return {"sentences": " ".join(out), "plot": plot_name(measure), "measure": measure,
             "caption": f"In-domain accuracy ({fr['split']}) against {measure}: every point of the sweep, each method's "
                        "Pareto front as a line" + (" and the budget dashed." if budget else ".")}
+
+
+def _where(p: Mapping[str, Any]) -> str:
+    """lr / epoch / LoRA or full / alpha of a point, compact."""
+    if p["method"] == "base":
+        return "base"
+    return (f"lr {p['learning_rate']:g}, ep {p['epoch']:g}, {'LoRA' if p.get('peft') else 'full'}"
+            + (f", α {p['alpha']:g}" if p.get("alpha", 1.0) < 1 else ""))
+
+
+def _x(value: Any, nd: int = 3) -> str:
+    return NONE if not isinstance(value, (int, float)) else f"{value:.{nd}g}"
+
+
+def _with_ci(value: Any, interval: Any, fmt=f1) -> str:
+    if not isinstance(value, (int, float)):
+        return NONE
+    return fmt(value) + (f" {ci(interval)}" if isinstance(interval, (list, tuple)) and len(interval) == 2 else "")
+
+
+def _x_ci(p: Mapping[str, Any], measure: str) -> str:
+    iv = (p.get("forgetting_ci95") or {}).get(measure)
+    return _x(p.get(measure)) + (f" [{_x(iv[0])}, {_x(iv[1])}]" if iv else "")
+
+
+def tables(compare: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The frontier in numbers, for the report body: per forgetting measure (the budget's first)
+    the matched comparisons chosen on the choice split and reported with intervals, and every
+    method's Pareto front; None without a sweep."""
+    fr = compare.get("frontier")
+    if not fr or not fr.get("measures"):
+        return None
+    budget = (fr.get("budget") or {}).get("measure")
+    order = sorted(fr["measures"], key=lambda m: m != budget)
+    ref = fr.get("reference")
+    grid = fr.get("grid") or {}
+    out: list[dict[str, Any]] = []
+    for measure in order:
+        part = fr["measures"][measure]
+        unit = MEASURES[measure][1]
+        methods = list(part["fronts"])
+        matched = part.get("matched") or {}
+        rows = []
+        for r in matched.get("forgetting", []):
+            cells = [f"≤ {_x(r['level'])}"]
+            for m in methods:
+                c = (r["choices"].get(m) or {}).get("test")
+                cells.append(NONE if not c else f"{_with_ci(c['in_domain'], c.get('ci95'))} ({_where(c)})")
+            for m in methods:
+                if m != ref:
+                    d = (r.get("paired") or {}).get(m) or {}
+                    cells.append(_with_ci(d.get("diff"), d.get("ci95"), signed))
+            rows.append(cells)
+        others = [m for m in methods if m != ref]
+        forgetting_table = table([f"{measure} at most ({unit})"] + [method_name(m) for m in methods]
+                                 + [f"{method_name(ref)} − {method_name(m)} (pts)" for m in others], rows,
+                                 signed_cols=range(1 + len(methods), 1 + len(methods) + len(others)),
+                                 left_cols=1 + len(methods)) if rows else None
+        rows = []
+        for r in matched.get("score", []):
+            cells = [f"≥ {f1(r['score'])}"]
+            for m in methods:
+                c = (r["choices"].get(m) or {}).get("test")
+                cells.append(NONE if not c else f"{_x_ci(c, measure)} at {f1(c['in_domain'])}% ({_where(c)})")
+            rows.append(cells)
+        score_table = table([f"in-domain on {fr['choice_split']} at least (%)"] + [method_name(m) for m in methods],
+                            rows, left_cols=1 + len(methods)) if rows else None
+        rows = []
+        for m in methods:
+            for p in part["fronts"][m]:
+                rows.append([method_name(m), _where(p), _with_ci(p["in_domain"], p.get("ci95")), _x_ci(p, measure)])
+        front_table = table(["method", "point", f"in-domain on {fr['split']} (%)", f"{measure} ({unit})"], rows,
+                            left_cols=2)
+        out.append({"measure": measure, "description": MEASURES[measure][0], "unit": unit, "plot": plot_name(measure),
+                    "matched_forgetting": forgetting_table, "matched_score": score_table, "fronts": front_table})
+    n_points = len(fr.get("points", []))
+    return {"measures": out, "reference": method_name(ref) if ref else None, "seed": fr.get("seed"),
+            "split": fr.get("split"), "choice_split": fr.get("choice_split"), "n_points": n_points,
+            "grid": "; ".join([f"learning rates {', '.join(f'{v:g}' for v in grid.get('learning_rates', []))}",
+                               f"epochs {', '.join(f'{v:g}' for v in grid.get('epochs', []))}",
+                               ", ".join("LoRA" if v else "full fine-tuning" for v in grid.get("peft", [])),
+                               "interpolation alphas " + (", ".join(f"{v:g}" for v in grid.get("alphas", [])) or "none")])}

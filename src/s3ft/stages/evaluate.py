@@ -11,7 +11,9 @@ from s3ft.stages.common import Decoding, Judge, Stages, examples_fp, log, pendin
 from s3ft.types import Example
 
 
-SPAN_JUDGES = ("squad", "qa")  # judges of span answers: SQuAD EM / F1 are reported beside them
+# judges of SQuAD answers: SQuAD EM / F1 are reported beside them (for squad_sentence, EM shows how
+# often a model answers with the bare span instead of the sentence asked for)
+SPAN_JUDGES = ("squad", "squad_sentence", "qa")
 
 
 def evaluate(stages: Stages, name: str, examples: Sequence[Example], generator, model_fp: str, decoding: Decoding,

@@ -2,7 +2,7 @@
 
 A task is data plus three choices: how to load its splits as `Example`s, which judge decides
 correctness, and how long answers may be. `get_task(name, ...)` returns a `Task`; each
-built-in task lives in its own module (`squad.py`, `gsm8k.py`, `mbpp.py`, `nq_open.py`,
+built-in task lives in its own module (`squad.py`, `squad_sentence.py`, `gsm8k.py`, `mbpp.py`, `nq_open.py`,
 `jsonl.py` for user data)."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from s3ft.tasks.base import Task
 
-BUILTIN_TASKS = ("squad", "gsm8k", "mbpp", "nq_open", "jsonl")
+BUILTIN_TASKS = ("squad", "squad_sentence", "gsm8k", "mbpp", "nq_open", "jsonl")
 __all__ = ["BUILTIN_TASKS", "Task", "get_task"]
 
 
@@ -21,6 +21,10 @@ def get_task(name: str, **options: Any) -> Task:
         from s3ft.tasks import squad
 
         return squad.task(**options)
+    if name == "squad_sentence":
+        from s3ft.tasks import squad_sentence
+
+        return squad_sentence.task(**options)
     if name == "gsm8k":
         from s3ft.tasks import gsm8k
 

@@ -61,11 +61,12 @@ def title_splits() -> dict[str, str]:
     return assignment
 
 
-def to_example(row: dict) -> Example:
+def to_example(row: dict, prompt: str = PROMPT) -> Example:
+    """One bundled row as an Example asked with `prompt` (a template with {context} and {question})."""
     answers = _dedup([a for a in row["answers"] if a.strip()])
     return Example(
         id=str(row["id"]),
-        prompt=[{"role": "user", "content": PROMPT.format(context=row["context"].strip(),
+        prompt=[{"role": "user", "content": prompt.format(context=row["context"].strip(),
                                                           question=row["question"].strip())}],
         gold=answers[0],
         meta={"answers": answers, "question": row["question"].strip(), "title": row["title"]},

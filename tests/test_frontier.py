@@ -48,6 +48,8 @@ def test_matched_comparisons_interpolate_inside_each_front_and_never_outside():
                                                                                    "lone": 55.0}}]
     assert frontier.common_levels({"sft": fs["sft"], "x": [P("x", 5.0, 1)]}, "kl_task") == []  # disjoint ranges
     assert frontier.common_levels({"sft": fs["sft"]}, "kl_task") == []  # one front alone has nothing to match
+    # budgets: from where every front has a point on, past the end of the shorter fronts too
+    assert frontier.budget_levels(two, "kl_task") == [1.0, 2.0, 3.0] and frontier.budget_levels({}, "kl_task") == []
 
 
 def test_recommendation_is_chosen_on_validation_and_reported_on_test():
@@ -86,6 +88,31 @@ def test_matched_choices_pick_on_validation_and_report_test_with_intervals():
     assert by == {56: {"sft": 2, "s3ft": 2}, 85: {"sft": 3, "s3ft": None}}
     assert frontier.least_forgetting(val, test, "kl_task", 95) is None
     assert frontier.spread([5, 1, 3, 3, 2, 4, 9, 7]) == [1, 3, 5, 9] and frontier.spread([2, 1]) == [1, 2]
+
+
+def test_points_over_seeds_are_averaged_and_paired_per_question():
+    from s3ft.evaluation import paired_over_seeds
+
+    rows = [P("sft", 0.2, 40, split="test", seed=1, answers="a1", forgetting_ci95={"kl_task": [0.1, 0.3]}),
+            P("sft", 0.4, 60, split="test", seed=2, answers="a2", forgetting_ci95={"kl_task": [0.2, 0.6]}),
+            P("sft", 0.3, 50, split="validation", seed=1), P("base", 0.0, 30, split="test", alpha=0.0, seed=1)]
+    out = {(p["split"], p["method"]): p for p in frontier.average_seeds(rows)}
+    sft = out[("test", "sft")]
+    assert sft["in_domain"] == 50.0 and sft["seed_sd"] == pytest.approx(14.14, abs=0.01) and sft["seeds"] == [1, 2]
+    assert sft["kl_task"] == pytest.approx(0.3) and sft["forgetting_ci95"]["kl_task"] == [0.1, 0.6]
+    assert sft["answers_by_seed"] == {"1": "a1", "2": "a2"} and sft["in_domain_by_seed"] == {"1": 40, "2": 60}
+    assert out[("validation", "sft")]["in_domain"] == 50 and "seed_sd" not in out[("validation", "sft")]
+    assert out[("test", "base")]["seeds"] == [1]
+
+    def judged(flags):
+        return [{"id": i, "correct": c} for i, c in enumerate(flags)]
+    # question 0: a right at both seeds, b at one -> +0.5; question 1: a at one seed, b never -> +0.5; 2, 3: even
+    a = {1: judged([True, True, False, True]), 2: judged([True, False, False, True])}
+    b = {1: judged([True, False, False, True]), 2: judged([False, False, False, True])}
+    d = paired_over_seeds(a, b)
+    assert d["n"] == 4 and d["diff"] == 25.0 and d["seeds"] == [1, 2] and d["ci95"][0] <= 25.0 <= d["ci95"][1]
+    one = paired_over_seeds({1: a[1]}, {1: b[1]})
+    assert one["diff"] == 25.0 and "p_value" in one  # one seed: the plain paired comparison, McNemar included
 
 
 def test_intervals_are_oriented_like_the_measures():
@@ -221,7 +248,8 @@ def test_sweep_runs_every_point_and_a_rerun_does_nothing(tmp_path, sharp_model_d
     assert all(p["forgetting_ci95"]["kl_task"][0] <= p["kl_task"] <= p["forgetting_ci95"]["kl_task"][1]
                for p in fr["points"] if p["method"] != "base")
     at = fr["measures"]["kl_task"]["matched"]["forgetting"]
-    assert [r["level"] for r in at] == [100.0] and at[0]["choices"]["sft"]["test"]["split"] == "test"
+    assert at[-1]["level"] == 100.0 and at[-1]["choices"]["sft"]["test"]["split"] == "test"
+    assert [r["level"] for r in at[:-1]] == sorted({p["kl_task"] for p in fr["measures"]["kl_task"]["fronts"]["sft"]})
     assert (out / "sweep" / "lr0.001-lora" / "sft" / "epochs" / "epoch-1" / "adapter_model.safetensors").exists()
     # epoch 1 is a checkpoint of the 2-epoch run, not the model at its end
     a = out / "sweep" / "lr0.01-lora" / "sft"
@@ -267,3 +295,44 @@ def test_sweep_runs_every_point_and_a_rerun_does_nothing(tmp_path, sharp_model_d
     assert "train (" not in r2.stdout and "loading" not in r2.stdout
     assert json.loads((out / "compare.json").read_text())["frontier"] == fr
     assert (out / "sweep" / "points.jsonl").read_text().splitlines() == lines
+
+
+def test_sweep_over_two_seeds_averages_each_point_and_exports_either(tmp_path, sharp_model_dir):
+    """sweep_seeds [1, 2]: one training run per seed (the second in its own -seed2 folder), each
+    point the mean over both, its interval from the questions' seed-averaged scores; --point
+    with --seed 2 exports the second seed's model; a rerun does nothing."""
+    import json
+    import subprocess
+    import sys
+
+    from s3ft.runs import read_jsonl
+    from s3ft.trained import find_point
+
+    recipe = tmp_path / "c.yaml"
+    out = tmp_path / "cmp"
+    recipe.write_text(
+        f"model: {sharp_model_dir}\ntask: squad\noutput_dir: {out}\n"
+        "train_size: 4\neval_size: 3\nmax_new_tokens: 4\nbatch_size: 4\nnum_train_epochs: 1\n"
+        "per_device_train_batch_size: 2\nmax_length: 512\nlearning_rate: 1.0e-2\nlogprob_analysis: false\n"
+        "methods: [base, sft]\nseeds: [1]\nsweep_seeds: [1, 2]\n"
+    )
+    cmd = [sys.executable, "-m", "s3ft.cli", "compare", str(recipe)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-4000:]
+    fr = json.loads((out / "compare.json").read_text())["frontier"]
+    assert fr["seeds"] == [1, 2] and fr["grid"]["seeds"] == [1, 2]
+    rows = read_jsonl(out / "sweep" / "points.jsonl")
+    assert sorted((r["split"], r["seed"]) for r in rows if r["method"] == "sft") == [("test", 1), ("test", 2),
+                                                                                      ("validation", 1), ("validation", 2)]
+    by_seed = {r["seed"]: r["in_domain"] for r in rows if r["method"] == "sft" and r["split"] == "test"}
+    sft = next(p for p in fr["points"] if p["method"] == "sft")
+    assert sft["seeds"] == [1, 2] and sft["in_domain"] == pytest.approx((by_seed[1] + by_seed[2]) / 2, abs=0.01)
+    assert (out / "sweep" / "lr0.01-lora-seed2" / "sft" / "model").is_dir()
+    a, b = find_point(out, "sft", "lr=0.01,epoch=1"), find_point(out, "sft", "lr=0.01,epoch=1", seed=2)
+    assert a.model_dir == out / "sweep" / "lr0.01-lora" / "sft" / "model" and a.seed == 1
+    assert b.model_dir == out / "sweep" / "lr0.01-lora-seed2" / "sft" / "model" and b.seed == 2
+    with pytest.raises(ValueError, match="the sweep trained at seeds 1, 2"):
+        find_point(out, "sft", "lr=0.01,epoch=1", seed=3)
+    r2 = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert r2.returncode == 0 and "train (" not in r2.stdout
+    assert json.loads((out / "compare.json").read_text())["frontier"] == fr

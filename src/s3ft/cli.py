@@ -217,9 +217,7 @@ def _trained(args):
     if getattr(args, "point", None):
         from s3ft.trained import find_point
 
-        if args.seed is not None:
-            raise ValueError("--seed and --point: a sweep point has the sweep's own training seed; give one of them")
-        return find_point(args.run_dir, args.method, args.point)
+        return find_point(args.run_dir, args.method, args.point, args.seed)
     return find_trained(args.run_dir, args.method, args.seed)
 
 
@@ -287,7 +285,8 @@ def _add_use_parsers(sub) -> None:
     def run_args(sp) -> None:
         sp.add_argument("run_dir", help="the run directory (output_dir of `s3ft run` or `s3ft compare`)")
         sp.add_argument("--method", help="which fine-tuned model (default: the run's method)")
-        sp.add_argument("--seed", type=int, help="`s3ft compare` runs: the training seed (seed-<k>/) when there are several")
+        sp.add_argument("--seed", type=int, help="`s3ft compare` runs: the training seed (seed-<k>/) when there are several; "
+                        "with --point, which of the sweep's seeds (default: its first)")
         sp.add_argument("--point", help="`s3ft compare` runs with a sweep: `recommended` (the best point within the "
                         "recipe's forgetting budget) or lr=LR,epoch=E[,finetuning=lora|full][,alpha=A] of --method")
 

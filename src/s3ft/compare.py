@@ -19,7 +19,7 @@ import json
 import platform
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from s3ft import pipeline
 from s3ft.config import ConfigError, S3FTConfig
@@ -131,14 +131,14 @@ def machine() -> str:
 
 def stage_seconds(root) -> dict[str, float]:
     """Seconds spent in finished stages under a compare run, summed over every manifest and grouped
-    as shared pass (incl. the base model's evaluation), tuning and each seed. A study resumed
+    as shared pass (incl. the base model's evaluation), tuning, each seed and the frontier sweep. A study resumed
     across several invocations is timed by this sum; a resumed stage counts from its last start
     (time spent before an interruption is not in it, whether that work was kept or lost)."""
     root = Path(root)
     out: dict[str, float] = {}
     for man in sorted(root.rglob("manifest.json")):
         part = man.relative_to(root).parts[0]
-        group = part if part.startswith("seed-") or part == "tune" else "shared"
+        group = part if part.startswith("seed-") or part in ("tune", "sweep") else "shared"
         for rec in json.loads(man.read_text()).get("stages", {}).values():
             if rec.get("status") == "done" and isinstance(rec.get("seconds"), (int, float)) and not rec.get("copied_from"):
                 out[group] = round(out.get(group, 0.0) + rec["seconds"], 1)
@@ -271,7 +271,8 @@ def run_compare(cfg: S3FTConfig, force: set[str] | None = None) -> dict[str, Any
 def sweep_grid(cfg: S3FTConfig) -> dict[str, list] | None:
     """The sweep the recipe asks for (learning rates, epochs, lora / full, alphas), None when none;
     a recommendation chosen on the test split is refused here, before any work."""
-    if not (cfg.sweep_learning_rates or cfg.sweep_epochs or cfg.sweep_finetuning or cfg.interpolation_alphas):
+    if not (cfg.sweep_learning_rates or cfg.sweep_epochs or cfg.sweep_finetuning or cfg.interpolation_alphas
+            or cfg.sweep_seeds):
         return None
     if cfg.tune_split == cfg.eval_split:
         raise ConfigError(f"tune_split must differ from eval_split ({cfg.eval_split!r}): the sweep's recommendation is "
@@ -279,7 +280,8 @@ def sweep_grid(cfg: S3FTConfig) -> dict[str, list] | None:
     return {"learning_rates": list(dict.fromkeys(cfg.sweep_learning_rates)) or [cfg.learning_rate],
             "epochs": sorted(set(cfg.sweep_epochs)) or [cfg.num_train_epochs],
             "peft": [v == "lora" for v in dict.fromkeys(cfg.sweep_finetuning)] or [cfg.use_peft],
-            "alphas": sorted(set(cfg.interpolation_alphas))}
+            "alphas": sorted(set(cfg.interpolation_alphas)),
+            "seeds": list(dict.fromkeys(cfg.sweep_seeds)) or [tune_seed(cfg)]}
 
 
 def sweep(s: Session, trained: list[str], seed: int) -> dict[str, Any]:
@@ -290,14 +292,13 @@ def sweep(s: Session, trained: list[str], seed: int) -> dict[str, Any]:
     Everything lives under <output_dir>/sweep/ and resumes stage by stage; the points are written
     to sweep/points.jsonl as each is done. Returns compare.json's `frontier` section."""
     from s3ft import frontier
-    from s3ft.interpolate import interpolate
-    from s3ft.runs import fingerprint, write_jsonl
+    from s3ft.runs import write_jsonl
 
     cfg, root = s.cfg, s.run.path
     grid = sweep_grid(cfg)
     top = max(grid["epochs"])
     points_path = root / "sweep" / "points.jsonl"
-    done = {(r["split"], *frontier.key(r)): r for r in read_jsonl(points_path)}
+    done = {(r["split"], r.get("seed", seed), *frontier.key(r)): r for r in read_jsonl(points_path)}
 
     def record(meta: dict[str, Any], ps: Session, name: str, model: str, fp: str) -> None:
         vs = ps.derive(seed_dir=ps.seed_dir, eval_split=cfg.tune_split)
@@ -314,50 +315,66 @@ def sweep(s: Session, trained: list[str], seed: int) -> dict[str, Any]:
             intervals = frontier.intervals_of(forgetting, ev["drift"])
         for split, acc, answers in ((cfg.eval_split, ev["in_domain"], test_run / "eval" / f"{name}.jsonl"),
                                     (cfg.tune_split, val, ps.method_run / "eval" / f"{cfg.tune_split}.{name}.jsonl")):
-            done[(split, *frontier.key(meta))] = {**meta, "split": split, "in_domain": acc["accuracy"],
-                                                  "ci95": acc.get("ci95"), "n": acc["n"], **measures,
-                                                  "forgetting_ci95": intervals,
-                                                  "answers": str(Path(answers).relative_to(root))}
+            done[(split, ps.cfg.seed if model != cfg.model else seed, *frontier.key(meta))] = {
+                **meta, "split": split, "seed": ps.cfg.seed if model != cfg.model else seed, "in_domain": acc["accuracy"],
+                "ci95": acc.get("ci95"), "n": acc["n"], **measures, "forgetting_ci95": intervals,
+                "answers": str(Path(answers).relative_to(root))}
         write_jsonl(points_path, list(done.values()))
 
     base_s = s.derive(seed_dir=str(root / "sweep"))
     record({"method": BASE, "learning_rate": None, "epoch": 0, "peft": None, "alpha": 0.0}, base_s, BASE, cfg.model,
            s.model_id())
-    for lr in grid["learning_rates"]:
-        for peft in grid["peft"]:
-            ts = s.derive(seed_dir=str(sweep_run_dir(root, lr, peft)), learning_rate=lr, num_train_epochs=top,
-                          use_peft=peft, seed=seed)
-            for m in trained:
-                pipeline.trained_model(ts, m, keep_epochs=tuple(int(e) for e in grid["epochs"] if e != top))
-                for e in grid["epochs"]:
-                    meta = {"method": m, "learning_rate": lr, "epoch": e, "peft": peft}
-                    path = sweep_model_dir(root, {**meta, "alpha": 1.0}, top)
-                    fp = file_fingerprint(path)
-                    record({**meta, "alpha": 1.0}, ts, f"{m}-e{e:g}", str(path), fp)
-                    for a in grid["alphas"]:
-                        name = f"{m}-e{e:g}-a{a:g}"
-                        dst = sweep_model_dir(root, {**meta, "alpha": a}, top)
-                        ts.stages(ts.method_run).run_stage(
-                            f"interpolate.{name}", fingerprint("interpolate", s.model_id(), fp, a), [dst],
-                            lambda info, path=path, dst=dst, a=a: interpolate(
-                                cfg.model, path, dst, a, cfg.revision, cfg.trust_remote_code), resumable=False)
-                        record({**meta, "alpha": a}, ts, name, str(dst), file_fingerprint(dst))
+    for k in grid["seeds"]:
+        for lr in grid["learning_rates"]:
+            for peft in grid["peft"]:
+                run_dir = sweep_run_dir(root, lr, peft, None if k == seed else k)
+                ts = s.derive(seed_dir=str(run_dir), learning_rate=lr, num_train_epochs=top, use_peft=peft, seed=k)
+                for m in trained:
+                    sweep_points(ts, m, grid, top, record, None if k == seed else k)
     points = list(done.values())
     return frontier_results(points, cfg, seed, grid, root)
 
 
-def sweep_run_dir(root: Path, learning_rate: float, peft: bool) -> Path:
+def sweep_points(ts: Session, m: str, grid: dict[str, list], top: float, record: Callable[..., None],
+                 seed: int | None) -> None:
+    """One method's training run of the sweep (ts: its session) and its points: each kept
+    epoch's model and its interpolations toward the base, each recorded as soon as it is done."""
+    from s3ft.interpolate import interpolate
+    from s3ft.runs import fingerprint
+
+    cfg, root = ts.cfg, ts.run.path
+    lr, peft = cfg.learning_rate, cfg.use_peft
+    pipeline.trained_model(ts, m, keep_epochs=tuple(int(e) for e in grid["epochs"] if e != top))
+    for e in grid["epochs"]:
+        meta = {"method": m, "learning_rate": lr, "epoch": e, "peft": peft}
+        path = sweep_model_dir(root, {**meta, "alpha": 1.0}, top, seed)
+        fp = file_fingerprint(path)
+        record({**meta, "alpha": 1.0}, ts, f"{m}-e{e:g}", str(path), fp)
+        for a in grid["alphas"]:
+            name = f"{m}-e{e:g}-a{a:g}"
+            dst = sweep_model_dir(root, {**meta, "alpha": a}, top, seed)
+            ts.stages(ts.method_run).run_stage(
+                f"interpolate.{name}", fingerprint("interpolate", ts.model_id(), fp, a), [dst],
+                lambda info, path=path, dst=dst, a=a: interpolate(cfg.model, path, dst, a, cfg.revision,
+                                                                  cfg.trust_remote_code), resumable=False)
+            record({**meta, "alpha": a}, ts, name, str(dst), file_fingerprint(dst))
+
+
+def sweep_run_dir(root: Path, learning_rate: float, peft: bool, seed: int | None = None) -> Path:
     """The folder of the sweep's training runs at one learning rate, LoRA or full (a seed folder:
-    <method>/model, manifest.json, eval/ ...)."""
-    return Path(root) / "sweep" / f"lr{learning_rate:g}-{'lora' if peft else 'full'}"
+    <method>/model, manifest.json, eval/ ...); `seed`: a sweep seed other than the tuning seed
+    (`-seed<k>` appended)."""
+    return Path(root) / "sweep" / (f"lr{learning_rate:g}-{'lora' if peft else 'full'}"
+                                   + (f"-seed{seed}" if seed is not None else ""))
 
 
-def sweep_model_dir(root: Path, point: dict[str, Any], top_epoch: float) -> Path:
+def sweep_model_dir(root: Path, point: dict[str, Any], top_epoch: float, seed: int | None = None) -> Path:
     """The model of a sweep point (frontier.KEY): the run's final model at the largest epoch
-    count `top_epoch`, the kept model of a smaller epoch, or an interpolation toward the base."""
+    count `top_epoch`, the kept model of a smaller epoch, or an interpolation toward the base;
+    `seed` as for sweep_run_dir."""
     from s3ft.training import epoch_dir
 
-    method_dir = sweep_run_dir(root, point["learning_rate"], point["peft"]) / point["method"]
+    method_dir = sweep_run_dir(root, point["learning_rate"], point["peft"], seed) / point["method"]
     e, a = point["epoch"], point.get("alpha", 1.0)
     if a < 1:
         return method_dir / "interpolated" / f"epoch-{e:g}-a{a:g}"
@@ -373,14 +390,28 @@ def frontier_results(points: list[dict[str, Any]], cfg: S3FTConfig, seed: int, g
     point and the reference method against each other on the same test questions, paired); the
     recommendation within the recipe's budget (chosen on tune_split)."""
     from s3ft import frontier
+    from s3ft.evaluation import mean_ci, paired_over_seeds
 
+    def answers(p: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+        return {k: read_jsonl(root / f) for k, f in (p.get("answers_by_seed") or {}).items()}
+
+    points = frontier.average_seeds(points)
+    for p in points:  # a point over several seeds: its interval from the questions' seed-averaged scores
+        if len(p["seeds"]) > 1:
+            per: dict[Any, list[float]] = {}
+            for rows in answers(p).values():
+                for r in rows:
+                    per.setdefault(r["id"], []).append(100.0 * (r.get("correct") is True))
+            ci = mean_ci([sum(v) / len(v) for v in per.values()]).get("ci95")
+            p["ci95"] = [round(ci[0], 2), round(ci[1], 2)] if ci else None
     test = [p for p in points if p["split"] == cfg.eval_split]
     val = [p for p in points if p["split"] == cfg.tune_split]
     trained = [p for p in test if p["method"] != BASE]
     methods = list(dict.fromkeys(p["method"] for p in trained))
     ref = "s3ft" if "s3ft" in methods else (methods[0] if methods else None)
-    out: dict[str, Any] = {"seed": seed, "grid": grid, "split": cfg.eval_split, "choice_split": cfg.tune_split,
-                           "points": test, "validation_points": val, "measures": {}, "reference": ref}
+    out: dict[str, Any] = {"seed": seed, "seeds": grid.get("seeds", [seed]), "grid": grid, "split": cfg.eval_split,
+                           "choice_split": cfg.tune_split, "points": test, "validation_points": val, "measures": {},
+                           "reference": ref}
 
     def with_paired(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for r in rows:  # the reference's chosen point against each other method's, on the same test questions
@@ -388,19 +419,19 @@ def frontier_results(points: list[dict[str, Any]], cfg: S3FTConfig, seed: int, g
             r["paired"] = {}
             for m, c in r["choices"].items():
                 b = (c or {}).get("test")
-                if m != ref and a and b and a.get("answers") and b.get("answers"):
-                    r["paired"][m] = paired(read_jsonl(root / a["answers"]), read_jsonl(root / b["answers"]))
+                if m != ref and a and b and a.get("answers_by_seed") and b.get("answers_by_seed"):
+                    r["paired"][m] = paired_over_seeds(answers(a), answers(b))
         return rows
 
     for measure in frontier.MEASURES:
         if not any(p.get(measure) is not None for p in trained):
             continue
         fs = frontier.fronts(trained, measure)
-        levels = frontier.spread(frontier.common_levels(fs, measure))
+        levels = frontier.spread(frontier.budget_levels(fs, measure), most=5)
         if cfg.forgetting_max is not None and cfg.forgetting_measure == measure:
             levels = sorted(set(levels) | {cfg.forgetting_max})
         matched = frontier.matched_choices(val, test, measure, levels,
-                                           frontier.spread(frontier.common_levels(fs, "in_domain")))
+                                           frontier.spread({p["in_domain"] for f in fs.values() for p in f}, most=5))
         out["measures"][measure] = {"fronts": fs, "matched_forgetting": frontier.matched_forgetting(fs, measure),
                                     "matched_score": frontier.matched_score(fs, measure),
                                     "matched": {k: with_paired(v) for k, v in matched.items()}}

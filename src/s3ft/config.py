@@ -231,6 +231,9 @@ class S3FTConfig:
                                  "of the largest count per learning rate serves them all (its checkpoints, under its "
                                  "learning-rate schedule). Empty: [num_train_epochs].", ge=1)
     sweep_finetuning: list[str] = _f([], "`s3ft compare` sweep: lora, full or both (empty: as use_peft says).")
+    sweep_seeds: list[int] = _f([], "`s3ft compare` sweep: training seeds of every sweep run (empty: the tuning seed, "
+                                "tune_seed or the first of seeds); with several, a point is the mean over them and "
+                                "its intervals are over seeds and questions together.", ge=0, le=SEED_MAX)
     interpolation_alphas: list[float] = _f([], "`s3ft compare` sweep: WiSE-FT points between the base (0) and each trained "
                                          "model (1) at no training cost: a LoRA update scaled by alpha, a full fine-tune's "
                                          "weights (1 - alpha) * base + alpha * tuned.", gt=0, lt=1)

@@ -92,6 +92,33 @@ def paired(rows_a: Sequence[Mapping[str, Any]], rows_b: Sequence[Mapping[str, An
     return out
 
 
+def paired_over_seeds(rows_a: Mapping[Any, Sequence[Mapping[str, Any]]], rows_b: Mapping[Any, Sequence[Mapping[str, Any]]],
+                      n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """`paired` for models trained at several seeds ({seed: judged rows}, the same seeds on both
+    sides): per question, the difference a - b averaged over the seeds; diff in points with a
+    bootstrap 95% CI over the questions (which carries the seeds' spread, as each question's value
+    is its mean over them). With one seed this is `paired` (McNemar included)."""
+    seeds = [k for k in rows_a if k in rows_b]
+    if len(seeds) == 1:
+        return {**paired(rows_a[seeds[0]], rows_b[seeds[0]], n_boot, seed), "seeds": seeds}
+    per: dict[Any, list[float]] = {}
+    for k in seeds:
+        b_by = {r["id"]: r.get("correct") is True for r in rows_b[k]}
+        for r in rows_a[k]:
+            if r["id"] in b_by:
+                per.setdefault(r["id"], []).append(int(r.get("correct") is True) - int(b_by[r["id"]]))
+    diffs = [sum(v) / len(v) for v in per.values() if len(v) == len(seeds)]
+    n = len(diffs)
+    out: dict[str, Any] = {"n": n, "seeds": seeds}
+    if not n or not seeds:
+        return out
+    out["diff"] = round(100.0 * sum(diffs) / n, 2)
+    rng = random.Random(seed)
+    boots = sorted(sum(rng.choices(diffs, k=n)) / n for _ in range(n_boot))
+    out["ci95"] = [round(100 * boots[int(0.025 * n_boot)], 2), round(100 * boots[int(0.975 * n_boot) - 1], 2)]
+    return out
+
+
 def paired_scores(a: Mapping[str, Mapping[Any, float]], b: Mapping[str, Mapping[Any, float]], n_boot: int = 2000,
                   seed: int = 0) -> dict[str, Any]:
     """Paired comparison of two models on several benchmarks scored per question ({benchmark:

@@ -207,7 +207,9 @@ def model_card(tm: TrainedModel, dtype: str) -> str:
                   + (f", interpolated toward the base model with alpha {p['alpha']:g} (WiSE-FT: {p['alpha']:g} of the "
                      "fine-tuning update)" if p.get("alpha", 1.0) < 1 else "") + ". Its forgetting against the base model: "
                   + ", ".join(f"{k} {p[k]:.4g}" for k in ("ifeval_drop", "kl_general", "kl_task", "mc_drop")
-                              if isinstance(p.get(k), (int, float))) + " (docs/compare.md#frontiers in s3ft).", ""]
+                              if isinstance(p.get(k), (int, float)))
+                  + (f" (means over the sweep's {len(p['seeds'])} training seeds; this model is seed {c.seed})"
+                     if len(p.get("seeds") or []) > 1 else "") + " (docs/compare.md#frontiers in s3ft).", ""]
     if train:
         lines += ["## Training", "",
                   f"{train.get('global_step')} optimizer steps, final training loss {_num(train.get('train_loss'))}, "

@@ -53,6 +53,38 @@ def measures_of(forgetting: Mapping[str, Any], drift: Mapping[str, Any] | None) 
             "kl_task": kl["task"], "mc_drop": None if mc is None else round(-mc, 4)}
 
 
+def average_seeds(points: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One point per (split, KEY) from points trained at several seeds ("seed" on each; a row
+    without one counts as a single seed): in-domain and every measure averaged over the seeds,
+    `in_domain_by_seed` and `seed_sd` beside, each measure's interval the widest of the seeds'
+    ([min lower, max upper]), `answers_by_seed` {seed: judged answers file}. The in-domain ci95
+    is the first seed's until the caller recomputes it from the answers (s3ft.compare)."""
+    groups: dict[tuple, list[Mapping[str, Any]]] = {}
+    for p in points:
+        groups.setdefault((p.get("split"), *key(p)), []).append(p)
+    out = []
+    for rows in groups.values():
+        first = dict(rows[0])
+        seeds = [r.get("seed") for r in rows]
+        first["seeds"] = seeds
+        first["answers_by_seed"] = {str(r.get("seed")): r.get("answers") for r in rows if r.get("answers")}
+        if len(rows) > 1:
+            vals = [float(r["in_domain"]) for r in rows]
+            mean = sum(vals) / len(vals)
+            first["in_domain"] = round(mean, 2)
+            first["in_domain_by_seed"] = {str(r.get("seed")): r["in_domain"] for r in rows}
+            first["seed_sd"] = round((sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5, 2)
+            for m in MEASURES:
+                xs = [r.get(m) for r in rows]
+                first[m] = round(sum(xs) / len(xs), 6) if all(isinstance(x, (int, float)) for x in xs) else None
+            cis = [r.get("forgetting_ci95") or {} for r in rows]
+            first["forgetting_ci95"] = {m: [min(c[m][0] for c in cis), max(c[m][1] for c in cis)]
+                                        for m in MEASURES if all(m in c for c in cis)}
+            first.pop("seed", None)
+        out.append(first)
+    return out
+
+
 def intervals_of(forgetting: Mapping[str, Any], drift: Mapping[str, Any] | None) -> dict[str, list[float]]:
     """The 95% intervals of measures_of's values, oriented the same way (a drop is minus the
     change): {measure: [lo, hi]} for the measures that carry one."""
@@ -127,6 +159,16 @@ def common_levels(fs: Mapping[str, Sequence[Mapping[str, Any]]], axis: str) -> l
     lo = max(f[0][axis] for f in fs.values())
     hi = min(f[-1][axis] for f in fs.values())
     return sorted({p[axis] for f in fs.values() for p in f if lo <= p[axis] <= hi})
+
+
+def budget_levels(fs: Mapping[str, Sequence[Mapping[str, Any]]], measure: str) -> list[float]:
+    """Forgetting levels at which every method has a point within budget: the fronts' own values
+    from the largest of their smallest on (a method whose front ends below a level keeps its best
+    point there; empty without fronts)."""
+    if not fs:
+        return []
+    lo = max(f[0][measure] for f in fs.values())
+    return sorted({p[measure] for f in fs.values() for p in f if p[measure] >= lo})
 
 
 def matched_forgetting(fs: Mapping[str, Sequence[Mapping[str, Any]]], measure: str, levels: Sequence[float] | None = None,

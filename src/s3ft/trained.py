@@ -108,11 +108,12 @@ def point_label(p: dict[str, Any]) -> str:
             f"alpha={p.get('alpha', 1.0):g}")
 
 
-def find_point(run_dir: str | Path, method: str | None, point: str) -> TrainedModel:
+def find_point(run_dir: str | Path, method: str | None, point: str, seed: int | None = None) -> TrainedModel:
     """A model of the compare sweep (`s3ft compare` with sweep keys): `point` is `recommended` (the
     point compare.json's frontier recommends within the recipe's budget) or
     `lr=LR,epoch=E[,finetuning=lora|full][,alpha=A]` of `method` (finetuning: the sweep's only one
-    when omitted; alpha: 1, the trained model itself)."""
+    when omitted; alpha: 1, the trained model itself); `seed`: which of the sweep's training seeds
+    (default: the first, its tuning seed)."""
     from s3ft.compare import sweep_model_dir, sweep_run_dir
 
     run = RunDir(run_dir)
@@ -165,10 +166,15 @@ def find_point(run_dir: str | Path, method: str | None, point: str) -> TrainedMo
     if p["method"] == BASE:
         raise TrainedModelError(f"the point is the untrained base model ({cfg.model}); use it directly")
     top = max(fr["grid"]["epochs"])
+    first, seeds = fr.get("seed"), fr.get("seeds") or [fr.get("seed")]
+    if seed is not None and seed not in seeds:
+        raise TrainedModelError(f"--seed {seed}: the sweep trained at seeds {', '.join(map(str, seeds))}")
+    seed = first if seed is None else seed
+    suffix = None if seed == first else seed
     c = dataclasses.replace(cfg, method=p["method"], learning_rate=p["learning_rate"], use_peft=bool(p["peft"]),
-                            num_train_epochs=top, seed=fr.get("seed", cfg.seed))
-    tm = TrainedModel(run, c, p["method"], fr.get("seed"), RunDir(sweep_run_dir(run.path, p["learning_rate"], p["peft"])),
-                      point=p, point_dir=sweep_model_dir(run.path, p, top))
+                            num_train_epochs=top, seed=seed if seed is not None else cfg.seed)
+    tm = TrainedModel(run, c, p["method"], seed, RunDir(sweep_run_dir(run.path, p["learning_rate"], p["peft"], suffix)),
+                      point=p, point_dir=sweep_model_dir(run.path, p, top, suffix))
     check_finished(tm)
     return tm
 

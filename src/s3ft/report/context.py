@@ -25,7 +25,9 @@ PAPER_TASK_NAMES = {"gsm8k": "GSM8K", "mbpp": "MBPP", "nq_open": "NQ"}
 
 def _settings(compare: Mapping[str, Any], summary: dict) -> dict:
     limit = compare.get("general_limit", "absent")
-    if limit == "absent":
+    if "general_benchmarks" in compare and not compare["general_benchmarks"]:
+        gen = "none"
+    elif limit == "absent":
         gen = "not recorded"
     elif limit is None:
         gen = "full sets"

@@ -62,18 +62,19 @@ def plain(value: Any) -> str:
 
 
 def compute_time(groups: Any) -> str:
-    """Sum of the finished stages' times, with the split by part (shared pass, tuning, each seed)."""
+    """Sum of the finished stages' times, with the split by part (shared pass, tuning, each seed,
+    the frontier sweep)."""
     if not isinstance(groups, Mapping) or not groups:
         return "not recorded"
 
     def order(k: str) -> tuple[int, int]:
-        return (2, int(k[5:])) if k.startswith("seed-") and k[5:].isdigit() else ({"shared": 0, "tune": 1}.get(k, 3), 0)
+        return (2, int(k[5:])) if k.startswith("seed-") and k[5:].isdigit() else ({"shared": 0, "tune": 1, "sweep": 4}.get(k, 3), 0)
 
     def short(s: float) -> str:
         return f"{s / 3600:.2f} h" if s >= 3600 else f"{s / 60:.1f} min"
 
     secs = {k: num(v) for k, v in groups.items() if num(v) is not None}
-    names = {"shared": "shared pass", "tune": "tuning"}
+    names = {"shared": "shared pass", "tune": "tuning", "sweep": "frontier sweep"}
     parts = ", ".join(f"{names.get(k, k)} {short(v)}" for k, v in sorted(secs.items(), key=lambda kv: order(kv[0])))
     return f"{short(sum(secs.values()))}: {parts}; sum of finished stages over every invocation, each from its last start"
 

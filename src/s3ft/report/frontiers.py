@@ -27,7 +27,7 @@ def draw(compare: Mapping[str, Any], plots_dir: Path) -> dict[str, Path]:
     out: dict[str, Path] = {}
     methods = list(dict.fromkeys(p["method"] for p in fr.get("points", [])))
     for measure, part in (fr.get("measures") or {}).items():
-        fig = Figure(figsize=(6.4, 4.2), dpi=DPI)
+        fig = Figure(figsize=(7.6, 4.2), dpi=DPI)
         FigureCanvasAgg(fig)
         ax = fig.add_subplot(1, 1, 1)
         for m in methods:
@@ -35,7 +35,10 @@ def draw(compare: Mapping[str, Any], plots_dir: Path) -> dict[str, Path]:
             if not pts:
                 continue
             color = method_color(m, methods)
-            ax.scatter([p[measure] for p in pts], [p["in_domain"] for p in pts], color=color, alpha=0.45, s=18)
+            for interpolated in (False, True):  # hollow: interpolations toward the base (alpha < 1)
+                sub = [p for p in pts if (p.get("alpha", 1.0) < 1) == interpolated]
+                ax.scatter([p[measure] for p in sub], [p["in_domain"] for p in sub], s=22, alpha=0.6,
+                           facecolors="none" if interpolated else color, edgecolors=color)
             front = part["fronts"].get(m) or []
             if front:
                 ax.plot([p[measure] for p in front], [p["in_domain"] for p in front], "-o", color=color, ms=4,
@@ -48,7 +51,7 @@ def draw(compare: Mapping[str, Any], plots_dir: Path) -> dict[str, Path]:
         desc, unit = MEASURES[measure]
         ax.set_xlabel(f"{measure} ({unit}; lower: less forgetting)")
         ax.set_ylabel(f"in-domain accuracy on {fr.get('split', 'test')} (%)")
-        ax.legend(fontsize=8, loc="best")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # beside: no point hidden
         ax.grid(alpha=0.3)
         fig.tight_layout()
         path = plots_dir / f"{plot_name(measure)}.png"
@@ -123,9 +126,14 @@ def context(compare: Mapping[str, Any]) -> dict[str, Any] | None:
     else:
         out.append("The methods' fronts share no range of forgetting, so they cannot be compared at matched forgetting "
                    "here; the plot shows each one.")
+    tops = sorted(((m, f[-1]) for m, f in fr["measures"][measure]["fronts"].items()), key=lambda mp: -mp[1]["in_domain"])
+    if len(tops) >= 2:
+        out.append("The fronts' highest points (read on " + fr["split"] + ", so optimistic): "
+                   + "; ".join(f"{method_name(m)} {p['in_domain']:.1f}% at {measure} {p[measure]:.3g}" for m, p in tops) + ".")
     return {"sentences": " ".join(out), "plot": plot_name(measure), "measure": measure,
-            "caption": f"In-domain accuracy ({fr['split']}) against {measure}: every point of the sweep, each method's "
-                       "Pareto front as a line" + (" and the budget dashed." if budget else ".")}
+            "caption": f"In-domain accuracy ({fr['split']}) against {measure}: every point of the sweep (hollow: "
+                       "interpolated toward the base), each method's Pareto front as a line"
+                       + (" and the budget dashed." if budget else ".")}
 
 
 def _where(p: Mapping[str, Any]) -> str:
@@ -196,13 +204,19 @@ def tables(compare: Mapping[str, Any]) -> dict[str, Any] | None:
         rows = []
         for m in methods:
             for p in part["fronts"][m]:
-                rows.append([method_name(m), _where(p), _with_ci(p["in_domain"], p.get("ci95")), _x_ci(p, measure)])
+                acc = _with_ci(p["in_domain"], p.get("ci95"))
+                if p.get("seed_sd") is not None:  # a mean over the sweep's seeds
+                    acc = acc.replace(" [", f" ± {f1(p['seed_sd'])} [", 1)
+                rows.append([method_name(m), _where(p), acc, _x_ci(p, measure)])
         front_table = table(["method", "point", f"in-domain on {fr['split']} (%)", f"{measure} ({unit})"], rows,
                             left_cols=2)
         out.append({"measure": measure, "description": MEASURES[measure][0], "unit": unit, "plot": plot_name(measure),
                     "matched_forgetting": forgetting_table, "matched_score": score_table, "fronts": front_table})
     n_points = len(fr.get("points", []))
-    return {"measures": out, "reference": method_name(ref) if ref else None, "seed": fr.get("seed"),
+    seeds = fr.get("seeds") or [fr.get("seed")]
+    return {"measures": out, "reference": method_name(ref) if ref else None,
+            "seed": ("seed " + str(seeds[0]) if len(seeds) == 1 else
+                     "seeds " + ", ".join(map(str, seeds)) + ", each point the mean over them (± the seeds' sd)"),
             "split": fr.get("split"), "choice_split": fr.get("choice_split"), "n_points": n_points,
             "grid": "; ".join([f"learning rates {', '.join(f'{v:g}' for v in grid.get('learning_rates', []))}",
                                f"epochs {', '.join(f'{v:g}' for v in grid.get('epochs', []))}",

@@ -87,6 +87,12 @@ def test_matched_choices_pick_on_validation_and_report_test_with_intervals():
     by = {r["score"]: {k: (c or {}).get("point", {}).get("epoch") for k, c in r["choices"].items()} for r in m["score"]}
     assert by == {56: {"sft": 2, "s3ft": 2}, 85: {"sft": 3, "s3ft": None}}
     assert frontier.least_forgetting(val, test, "kl_task", 95) is None
+    # where validation and test rank the points differently, the choice follows validation
+    val2 = [P("sft", 1.0, 70, epoch=2), P("sft", 3.0, 65, epoch=3)]
+    test2 = [P("sft", 1.0, 75, epoch=2), P("sft", 3.0, 80, epoch=3)]
+    c = frontier.matched_choices(val2, test2, "kl_task", levels=[3.0], scores=[68])
+    assert c["forgetting"][0]["choices"]["sft"]["test"]["in_domain"] == 75  # not the test-best 80
+    assert c["score"][0]["choices"]["sft"]["point"]["epoch"] == 2  # reaches 68 on validation with less forgetting
     assert frontier.spread([5, 1, 3, 3, 2, 4, 9, 7]) == [1, 3, 5, 9] and frontier.spread([2, 1]) == [1, 2]
 
 
@@ -146,7 +152,7 @@ def test_frontier_section_and_report_tables_from_points(tmp_path):
                             ci95=[0, 100], forgetting_ci95={"kl_general": [kl / 2, kl * 2]})})
         pts.append({**P("base", None, 30.0, epoch=0, alpha=0.0, split=split, kl_general=0.0, n=n, lr=None)})
     cfg = types.SimpleNamespace(eval_split="test", tune_split="validation", forgetting_max=0.1,
-                                forgetting_measure="kl_general")
+                                forgetting_measure="kl_general", methods=["base", "sft", "s3ft"])
     fr = frontier_results(pts, cfg, 1, {"learning_rates": [1e-4], "epochs": [1, 2], "peft": [True], "alphas": []},
                           tmp_path)
     part = fr["measures"]["kl_general"]
@@ -327,6 +333,7 @@ def test_sweep_over_two_seeds_averages_each_point_and_exports_either(tmp_path, s
     by_seed = {r["seed"]: r["in_domain"] for r in rows if r["method"] == "sft" and r["split"] == "test"}
     sft = next(p for p in fr["points"] if p["method"] == "sft")
     assert sft["seeds"] == [1, 2] and sft["in_domain"] == pytest.approx((by_seed[1] + by_seed[2]) / 2, abs=0.01)
+    assert sft["ci95"][0] <= sft["in_domain"] <= sft["ci95"][1] and sft["seed_sd"] >= 0
     assert (out / "sweep" / "lr0.01-lora-seed2" / "sft" / "model").is_dir()
     a, b = find_point(out, "sft", "lr=0.01,epoch=1"), find_point(out, "sft", "lr=0.01,epoch=1", seed=2)
     assert a.model_dir == out / "sweep" / "lr0.01-lora" / "sft" / "model" and a.seed == 1

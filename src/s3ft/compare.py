@@ -286,7 +286,8 @@ def sweep_grid(cfg: S3FTConfig) -> dict[str, list] | None:
 
 def sweep(s: Session, trained: list[str], seed: int) -> dict[str, Any]:
     """The learning-forgetting sweep (docs/compare.md#frontiers): every method x learning rate x
-    lora / full trained once, for the largest epoch count, at training seed `seed`; each kept
+    lora / full trained once per sweep seed (`seed`, the tuning seed, in folders without a
+    -seed<k> suffix), for the largest epoch count; each kept
     epoch's model and its interpolations toward the base (s3ft.interpolate) evaluated as a point
     - in-domain on the test split and on tune_split, and the recipe's forgetting measures.
     Everything lives under <output_dir>/sweep/ and resumes stage by stage; the points are written
@@ -390,19 +391,26 @@ def frontier_results(points: list[dict[str, Any]], cfg: S3FTConfig, seed: int, g
     point and the reference method against each other on the same test questions, paired); the
     recommendation within the recipe's budget (chosen on tune_split)."""
     from s3ft import frontier
-    from s3ft.evaluation import mean_ci, paired_over_seeds
+    from s3ft.evaluation import paired_over_seeds, seeds_bootstrap_ci
 
     def answers(p: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         return {k: read_jsonl(root / f) for k, f in (p.get("answers_by_seed") or {}).items()}
 
+    # only the points of the grid asked for now (a rerun with fewer seeds, rates, ... keeps its files)
+    wanted = {BASE, *(m for m in cfg.methods if m != BASE)}
+    points = [p for p in points if p["method"] == BASE or (
+        p["method"] in wanted and p.get("seed", seed) in (grid.get("seeds") or [seed])
+        and p["learning_rate"] in grid["learning_rates"]
+        and p["epoch"] in grid["epochs"] and p["peft"] in grid["peft"] and p["alpha"] in [1.0, *grid["alphas"]])]
     points = frontier.average_seeds(points)
-    for p in points:  # a point over several seeds: its interval from the questions' seed-averaged scores
+    for p in points:  # a point over several seeds: its interval over seeds and questions (two-level bootstrap)
         if len(p["seeds"]) > 1:
-            per: dict[Any, list[float]] = {}
-            for rows in answers(p).values():
+            per: dict[Any, dict[str, float]] = {}
+            for k, rows in answers(p).items():
                 for r in rows:
-                    per.setdefault(r["id"], []).append(100.0 * (r.get("correct") is True))
-            ci = mean_ci([sum(v) / len(v) for v in per.values()]).get("ci95")
+                    per.setdefault(r["id"], {})[k] = 100.0 * (r.get("correct") is True)
+            ks = list(answers(p))
+            ci = seeds_bootstrap_ci([[v[k] for k in ks] for v in per.values() if len(v) == len(ks)])
             p["ci95"] = [round(ci[0], 2), round(ci[1], 2)] if ci else None
     test = [p for p in points if p["split"] == cfg.eval_split]
     val = [p for p in points if p["split"] == cfg.tune_split]
@@ -427,11 +435,12 @@ def frontier_results(points: list[dict[str, Any]], cfg: S3FTConfig, seed: int, g
         if not any(p.get(measure) is not None for p in trained):
             continue
         fs = frontier.fronts(trained, measure)
-        levels = frontier.spread(frontier.budget_levels(fs, measure), most=5)
+        vfs = frontier.fronts([p for p in val if p["method"] != BASE], measure)  # levels from the choice split
+        levels = frontier.spread(frontier.budget_levels(vfs, measure), most=5)
         if cfg.forgetting_max is not None and cfg.forgetting_measure == measure:
             levels = sorted(set(levels) | {cfg.forgetting_max})
         matched = frontier.matched_choices(val, test, measure, levels,
-                                           frontier.spread({p["in_domain"] for f in fs.values() for p in f}, most=5))
+                                           frontier.spread({p["in_domain"] for f in vfs.values() for p in f}, most=5))
         out["measures"][measure] = {"fronts": fs, "matched_forgetting": frontier.matched_forgetting(fs, measure),
                                     "matched_score": frontier.matched_score(fs, measure),
                                     "matched": {k: with_paired(v) for k, v in matched.items()}}

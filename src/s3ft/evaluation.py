@@ -92,30 +92,45 @@ def paired(rows_a: Sequence[Mapping[str, Any]], rows_b: Sequence[Mapping[str, An
     return out
 
 
+def seeds_bootstrap_ci(values: Sequence[Sequence[float]], n_boot: int = 2000, seed: int = 0) -> list[float] | None:
+    """95% interval of the mean of a questions x seeds table (each row: one question's values at
+    the same seeds) by a two-level bootstrap - the seeds resampled, then the questions - so that it
+    carries the spread between training runs as well as between questions. None when empty."""
+    import numpy as np
+
+    table = np.asarray(values, dtype=float)
+    if table.ndim != 2 or not table.size:
+        return None
+    n, k = table.shape
+    rng = np.random.default_rng(seed)
+    cols = rng.integers(0, k, size=(n_boot, k))
+    rows = rng.integers(0, n, size=(n_boot, n))
+    boots = np.sort(np.array([table[rows[b]][:, cols[b]].mean() for b in range(n_boot)]))
+    return [round(float(boots[int(0.025 * n_boot)]), 4), round(float(boots[int(0.975 * n_boot) - 1]), 4)]
+
+
 def paired_over_seeds(rows_a: Mapping[Any, Sequence[Mapping[str, Any]]], rows_b: Mapping[Any, Sequence[Mapping[str, Any]]],
                       n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
     """`paired` for models trained at several seeds ({seed: judged rows}, the same seeds on both
-    sides): per question, the difference a - b averaged over the seeds; diff in points with a
-    bootstrap 95% CI over the questions (which carries the seeds' spread, as each question's value
-    is its mean over them). With one seed this is `paired` (McNemar included)."""
+    sides): per question and seed the difference a - b; diff in points (the mean over both) with a
+    95% CI by a two-level bootstrap (seeds, then questions: `seeds_bootstrap_ci`). With one seed
+    this is `paired`, McNemar's p-value included; with several there is no p-value."""
     seeds = [k for k in rows_a if k in rows_b]
     if len(seeds) == 1:
         return {**paired(rows_a[seeds[0]], rows_b[seeds[0]], n_boot, seed), "seeds": seeds}
-    per: dict[Any, list[float]] = {}
+    per: dict[Any, dict[Any, float]] = {}
     for k in seeds:
         b_by = {r["id"]: r.get("correct") is True for r in rows_b[k]}
         for r in rows_a[k]:
             if r["id"] in b_by:
-                per.setdefault(r["id"], []).append(int(r.get("correct") is True) - int(b_by[r["id"]]))
-    diffs = [sum(v) / len(v) for v in per.values() if len(v) == len(seeds)]
-    n = len(diffs)
-    out: dict[str, Any] = {"n": n, "seeds": seeds}
-    if not n or not seeds:
+                per.setdefault(r["id"], {})[k] = 100.0 * (int(r.get("correct") is True) - int(b_by[r["id"]]))
+    table = [[v[k] for k in seeds] for v in per.values() if len(v) == len(seeds)]
+    out: dict[str, Any] = {"n": len(table), "seeds": seeds}
+    if not table or not seeds:
         return out
-    out["diff"] = round(100.0 * sum(diffs) / n, 2)
-    rng = random.Random(seed)
-    boots = sorted(sum(rng.choices(diffs, k=n)) / n for _ in range(n_boot))
-    out["ci95"] = [round(100 * boots[int(0.025 * n_boot)], 2), round(100 * boots[int(0.975 * n_boot) - 1], 2)]
+    out["diff"] = round(sum(sum(r) for r in table) / (len(table) * len(seeds)), 2)
+    ci = seeds_bootstrap_ci(table, n_boot, seed)
+    out["ci95"] = [round(ci[0], 2), round(ci[1], 2)] if ci else None
     return out
 
 

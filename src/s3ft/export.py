@@ -198,7 +198,8 @@ def model_card(tm: TrainedModel, dtype: str) -> str:
             lines.append(f"| {b} | {rt.get('metric') or rb.get('metric') or ''} | {_num(rb.get('value'))} | "
                          f"{_num(rt.get('value'))} |")
         lines.append("")
-    chosen = (tm.compare_result().get("tuning") or {}).get("chosen") or {}  # s3ft compare's tuned values
+    # s3ft compare's tuned values (a sweep point has its own learning rate and epochs)
+    chosen = {} if tm.point else (tm.compare_result().get("tuning") or {}).get("chosen") or {}
     if tm.point:
         p = tm.point
         lines += ["## Sweep point", "",
@@ -214,7 +215,9 @@ def model_card(tm: TrainedModel, dtype: str) -> str:
         lines += ["## Training", "",
                   f"{train.get('global_step')} optimizer steps, final training loss {_num(train.get('train_loss'))}, "
                   f"learning rate {chosen.get('learning_rate', c.learning_rate):g}, "
-                  f"{chosen.get('num_train_epochs', c.num_train_epochs):g} epoch(s), computed in {train.get('dtype')} on "
+                  + (f"epoch {tm.point['epoch']:g} of a {c.num_train_epochs:g}-epoch run (the steps and loss are the whole "
+                     "run's)" if tm.point else f"{chosen.get('num_train_epochs', c.num_train_epochs):g} epoch(s)")
+                  + f", computed in {train.get('dtype')} on "
                   f"{train.get('device')}, seed {c.seed}" + (" of an `s3ft compare` run" if tm.is_compare else "")
                   + (" (learning rate and epochs chosen by its tuning on the "
                      f"{c.tune_split} split)" if chosen else "") + ".", ""]

@@ -142,6 +142,8 @@ def find_point(run_dir: str | Path, method: str | None, point: str, seed: int | 
                 raise TrainedModelError(f"--point {point!r}: expected recommended or lr=LR,epoch=E[,finetuning=lora|full]"
                                         "[,alpha=A]")
             fields[k.strip()] = v.strip()
+        if fields.get("finetuning", "lora") not in ("lora", "full"):
+            raise TrainedModelError(f"--point {point!r}: finetuning is lora or full, got {fields['finetuning']!r}")
         if "lr" not in fields or "epoch" not in fields:
             raise TrainedModelError(f"--point {point!r}: give at least lr= and epoch=")
         peft = [v for v in fr["grid"]["peft"]] if "finetuning" not in fields else [fields["finetuning"] == "lora"]
@@ -161,16 +163,18 @@ def find_point(run_dir: str | Path, method: str | None, point: str, seed: int | 
                                     "finetuning=lora|full" if found else f"no such {method} point; the sweep has: "
                                     + ("; ".join(have) or f"no {method} point")))
         want = found[0]
-    p = next(q for q in fr["points"] if all(q.get(k) == want.get(k) for k in ("method", "learning_rate", "epoch",
-                                                                              "peft", "alpha")))
+    p = next((q for q in fr["points"] if all(q.get(k) == want.get(k) for k in ("method", "learning_rate", "epoch",
+                                                                               "peft", "alpha"))), None)
+    if p is None:
+        raise TrainedModelError(f"{path}: the point {want} has no {fr.get('split', 'test')} record; rerun `s3ft compare`")
     if p["method"] == BASE:
         raise TrainedModelError(f"the point is the untrained base model ({cfg.model}); use it directly")
     top = max(fr["grid"]["epochs"])
     first, seeds = fr.get("seed"), fr.get("seeds") or [fr.get("seed")]
     if seed is not None and seed not in seeds:
         raise TrainedModelError(f"--seed {seed}: the sweep trained at seeds {', '.join(map(str, seeds))}")
-    seed = first if seed is None else seed
-    suffix = None if seed == first else seed
+    seed = seeds[0] if seed is None else seed
+    suffix = None if seed == first else seed  # the tuning seed's runs have no -seed<k> suffix (compare.sweep)
     c = dataclasses.replace(cfg, method=p["method"], learning_rate=p["learning_rate"], use_peft=bool(p["peft"]),
                             num_train_epochs=top, seed=seed if seed is not None else cfg.seed)
     tm = TrainedModel(run, c, p["method"], seed, RunDir(sweep_run_dir(run.path, p["learning_rate"], p["peft"], suffix)),

@@ -206,7 +206,7 @@ def tables(compare: Mapping[str, Any]) -> dict[str, Any] | None:
             for p in part["fronts"][m]:
                 acc = _with_ci(p["in_domain"], p.get("ci95"))
                 if p.get("seed_sd") is not None:  # a mean over the sweep's seeds
-                    acc = acc.replace(" [", f" ± {f1(p['seed_sd'])} [", 1)
+                    acc = f"{f1(p['in_domain'])} ± {f1(p['seed_sd'])}" + acc[len(f1(p["in_domain"])):]
                 rows.append([method_name(m), _where(p), acc, _x_ci(p, measure)])
         front_table = table(["method", "point", f"in-domain on {fr['split']} (%)", f"{measure} ({unit})"], rows,
                             left_cols=2)

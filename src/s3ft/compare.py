@@ -314,12 +314,12 @@ def sweep(s: Session, trained: list[str], seed: int) -> dict[str, Any]:
             forgetting = forgetting_results(root, ps.method_run.path, [name]).get(name, {})
             measures = frontier.measures_of(forgetting, ev["drift"])
             intervals = frontier.intervals_of(forgetting, ev["drift"])
+        point_seed = seed if model == cfg.model else ps.cfg.seed
         for split, acc, answers in ((cfg.eval_split, ev["in_domain"], test_run / "eval" / f"{name}.jsonl"),
                                     (cfg.tune_split, val, ps.method_run / "eval" / f"{cfg.tune_split}.{name}.jsonl")):
-            done[(split, ps.cfg.seed if model != cfg.model else seed, *frontier.key(meta))] = {
-                **meta, "split": split, "seed": ps.cfg.seed if model != cfg.model else seed, "in_domain": acc["accuracy"],
-                "ci95": acc.get("ci95"), "n": acc["n"], **measures, "forgetting_ci95": intervals,
-                "answers": str(Path(answers).relative_to(root))}
+            done[(split, point_seed, *frontier.key(meta))] = {
+                **meta, "split": split, "seed": point_seed, "in_domain": acc["accuracy"], "ci95": acc.get("ci95"),
+                "n": acc["n"], **measures, "forgetting_ci95": intervals, "answers": str(Path(answers).relative_to(root))}
         write_jsonl(points_path, list(done.values()))
 
     base_s = s.derive(seed_dir=str(root / "sweep"))
@@ -328,18 +328,20 @@ def sweep(s: Session, trained: list[str], seed: int) -> dict[str, Any]:
     for k in grid["seeds"]:
         for lr in grid["learning_rates"]:
             for peft in grid["peft"]:
-                run_dir = sweep_run_dir(root, lr, peft, None if k == seed else k)
-                ts = s.derive(seed_dir=str(run_dir), learning_rate=lr, num_train_epochs=top, use_peft=peft, seed=k)
+                ts = s.derive(seed_dir=str(sweep_run_dir(root, lr, peft, k, seed)), learning_rate=lr,
+                              num_train_epochs=top, use_peft=peft, seed=k)
                 for m in trained:
-                    sweep_points(ts, m, grid, top, record, None if k == seed else k)
+                    sweep_points(ts, m, grid, top, record, seed)
     points = list(done.values())
     return frontier_results(points, cfg, seed, grid, root)
 
 
 def sweep_points(ts: Session, m: str, grid: dict[str, list], top: float, record: Callable[..., None],
-                 seed: int | None) -> None:
-    """One method's training run of the sweep (ts: its session) and its points: each kept
-    epoch's model and its interpolations toward the base, each recorded as soon as it is done."""
+                 tuning_seed: int) -> None:
+    """One method's training run of the sweep (ts: its session, at one of the sweep's seeds) and
+    its points: each kept epoch's model and its interpolations toward the base, each recorded as
+    soon as it is done."""
+    from s3ft.frontier import point_name
     from s3ft.interpolate import interpolate
     from s3ft.runs import fingerprint
 
@@ -348,12 +350,12 @@ def sweep_points(ts: Session, m: str, grid: dict[str, list], top: float, record:
     pipeline.trained_model(ts, m, keep_epochs=tuple(int(e) for e in grid["epochs"] if e != top))
     for e in grid["epochs"]:
         meta = {"method": m, "learning_rate": lr, "epoch": e, "peft": peft}
-        path = sweep_model_dir(root, {**meta, "alpha": 1.0}, top, seed)
+        path = sweep_model_dir(root, {**meta, "alpha": 1.0}, top, cfg.seed, tuning_seed)
         fp = file_fingerprint(path)
-        record({**meta, "alpha": 1.0}, ts, f"{m}-e{e:g}", str(path), fp)
+        record({**meta, "alpha": 1.0}, ts, point_name(m, e), str(path), fp)
         for a in grid["alphas"]:
-            name = f"{m}-e{e:g}-a{a:g}"
-            dst = sweep_model_dir(root, {**meta, "alpha": a}, top, seed)
+            name = point_name(m, e, a)
+            dst = sweep_model_dir(root, {**meta, "alpha": a}, top, cfg.seed, tuning_seed)
             ts.stages(ts.method_run).run_stage(
                 f"interpolate.{name}", fingerprint("interpolate", ts.model_id(), fp, a), [dst],
                 lambda info, path=path, dst=dst, a=a: interpolate(cfg.model, path, dst, a, cfg.revision,
@@ -361,21 +363,23 @@ def sweep_points(ts: Session, m: str, grid: dict[str, list], top: float, record:
             record({**meta, "alpha": a}, ts, name, str(dst), file_fingerprint(dst))
 
 
-def sweep_run_dir(root: Path, learning_rate: float, peft: bool, seed: int | None = None) -> Path:
-    """The folder of the sweep's training runs at one learning rate, LoRA or full (a seed folder:
-    <method>/model, manifest.json, eval/ ...); `seed`: a sweep seed other than the tuning seed
-    (`-seed<k>` appended)."""
-    return Path(root) / "sweep" / (f"lr{learning_rate:g}-{'lora' if peft else 'full'}"
-                                   + (f"-seed{seed}" if seed is not None else ""))
+def sweep_run_dir(root: Path, learning_rate: float, peft: bool, seed: int | None = None,
+                  tuning_seed: int | None = None) -> Path:
+    """The folder of the sweep's training runs at one learning rate, LoRA or full, and training
+    `seed` (a seed folder: <method>/model, manifest.json, eval/ ...): the tuning seed's runs (and
+    seed None) in lr<LR>-<lora|full>/, any other sweep seed's in lr<LR>-<lora|full>-seed<k>/."""
+    suffix = f"-seed{seed}" if seed is not None and seed != tuning_seed else ""
+    return Path(root) / "sweep" / f"lr{learning_rate:g}-{'lora' if peft else 'full'}{suffix}"
 
 
-def sweep_model_dir(root: Path, point: dict[str, Any], top_epoch: float, seed: int | None = None) -> Path:
+def sweep_model_dir(root: Path, point: dict[str, Any], top_epoch: float, seed: int | None = None,
+                    tuning_seed: int | None = None) -> Path:
     """The model of a sweep point (frontier.KEY): the run's final model at the largest epoch
     count `top_epoch`, the kept model of a smaller epoch, or an interpolation toward the base;
-    `seed` as for sweep_run_dir."""
+    `seed`, `tuning_seed` as for sweep_run_dir."""
     from s3ft.training import epoch_dir
 
-    method_dir = sweep_run_dir(root, point["learning_rate"], point["peft"], seed) / point["method"]
+    method_dir = sweep_run_dir(root, point["learning_rate"], point["peft"], seed, tuning_seed) / point["method"]
     e, a = point["epoch"], point.get("alpha", 1.0)
     if a < 1:
         return method_dir / "interpolated" / f"epoch-{e:g}-a{a:g}"
@@ -391,27 +395,20 @@ def frontier_results(points: list[dict[str, Any]], cfg: S3FTConfig, seed: int, g
     point and the reference method against each other on the same test questions, paired); the
     recommendation within the recipe's budget (chosen on tune_split)."""
     from s3ft import frontier
-    from s3ft.evaluation import paired_over_seeds, seeds_bootstrap_ci
+    from s3ft.evaluation import accuracy_over_seeds_ci, paired_over_seeds
 
     def answers(p: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         return {k: read_jsonl(root / f) for k, f in (p.get("answers_by_seed") or {}).items()}
 
     # only the points of the grid asked for now (a rerun with fewer seeds, rates, ... keeps its files)
-    wanted = {BASE, *(m for m in cfg.methods if m != BASE)}
     points = [p for p in points if p["method"] == BASE or (
-        p["method"] in wanted and p.get("seed", seed) in (grid.get("seeds") or [seed])
+        p["method"] in cfg.methods and p.get("seed", seed) in (grid.get("seeds") or [seed])
         and p["learning_rate"] in grid["learning_rates"]
         and p["epoch"] in grid["epochs"] and p["peft"] in grid["peft"] and p["alpha"] in [1.0, *grid["alphas"]])]
     points = frontier.average_seeds(points)
     for p in points:  # a point over several seeds: its interval over seeds and questions (two-level bootstrap)
         if len(p["seeds"]) > 1:
-            per: dict[Any, dict[str, float]] = {}
-            for k, rows in answers(p).items():
-                for r in rows:
-                    per.setdefault(r["id"], {})[k] = 100.0 * (r.get("correct") is True)
-            ks = list(answers(p))
-            ci = seeds_bootstrap_ci([[v[k] for k in ks] for v in per.values() if len(v) == len(ks)])
-            p["ci95"] = [round(ci[0], 2), round(ci[1], 2)] if ci else None
+            p["ci95"] = accuracy_over_seeds_ci(answers(p))
     test = [p for p in points if p["split"] == cfg.eval_split]
     val = [p for p in points if p["split"] == cfg.tune_split]
     trained = [p for p in test if p["method"] != BASE]

@@ -109,6 +109,25 @@ def seeds_bootstrap_ci(values: Sequence[Sequence[float]], n_boot: int = 2000, se
     return [round(float(boots[int(0.025 * n_boot)]), 4), round(float(boots[int(0.975 * n_boot) - 1]), 4)]
 
 
+def correct_by_seed(rows_by_seed: Mapping[Any, Sequence[Mapping[str, Any]]]) -> dict[Any, dict[Any, int]]:
+    """{question id: {seed: 1 if judged correct else 0}} from judged rows per training seed."""
+    out: dict[Any, dict[Any, int]] = {}
+    for k, rows in rows_by_seed.items():
+        for r in rows:
+            out.setdefault(r["id"], {})[k] = int(r.get("correct") is True)
+    return out
+
+
+def accuracy_over_seeds_ci(rows_by_seed: Mapping[Any, Sequence[Mapping[str, Any]]]) -> list[float] | None:
+    """95% interval (points) of the accuracy of a model trained at several seeds ({seed: judged
+    rows}), over seeds and questions (`seeds_bootstrap_ci`); questions not judged at every seed are
+    left out."""
+    seeds = list(rows_by_seed)
+    table = [[100.0 * v[k] for k in seeds] for v in correct_by_seed(rows_by_seed).values() if len(v) == len(seeds)]
+    ci = seeds_bootstrap_ci(table)
+    return [round(ci[0], 2), round(ci[1], 2)] if ci else None
+
+
 def paired_over_seeds(rows_a: Mapping[Any, Sequence[Mapping[str, Any]]], rows_b: Mapping[Any, Sequence[Mapping[str, Any]]],
                       n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
     """`paired` for models trained at several seeds ({seed: judged rows}, the same seeds on both
@@ -118,13 +137,10 @@ def paired_over_seeds(rows_a: Mapping[Any, Sequence[Mapping[str, Any]]], rows_b:
     seeds = [k for k in rows_a if k in rows_b]
     if len(seeds) == 1:
         return {**paired(rows_a[seeds[0]], rows_b[seeds[0]], n_boot, seed), "seeds": seeds}
-    per: dict[Any, dict[Any, float]] = {}
-    for k in seeds:
-        b_by = {r["id"]: r.get("correct") is True for r in rows_b[k]}
-        for r in rows_a[k]:
-            if r["id"] in b_by:
-                per.setdefault(r["id"], {})[k] = 100.0 * (int(r.get("correct") is True) - int(b_by[r["id"]]))
-    table = [[v[k] for k in seeds] for v in per.values() if len(v) == len(seeds)]
+    a = correct_by_seed({k: rows_a[k] for k in seeds})
+    b = correct_by_seed({k: rows_b[k] for k in seeds})
+    table = [[100.0 * (a[q][k] - b[q][k]) for k in seeds] for q in a
+             if q in b and len(a[q]) == len(seeds) and len(b[q]) == len(seeds)]
     out: dict[str, Any] = {"n": len(table), "seeds": seeds}
     if not table or not seeds:
         return out

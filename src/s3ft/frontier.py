@@ -38,6 +38,12 @@ def key(point: Mapping[str, Any]) -> tuple:
     return tuple(point.get(k) for k in KEY)
 
 
+def point_name(method: str, epoch: float, alpha: float = 1.0) -> str:
+    """A sweep point's model name in its run's stages (eval.<name>, drift.<name>, ...):
+    <method>-e<epoch>, with -a<alpha> for an interpolation toward the base."""
+    return f"{method}-e{epoch:g}" + (f"-a{alpha:g}" if alpha < 1 else "")
+
+
 def measures_of(forgetting: Mapping[str, Any], drift: Mapping[str, Any] | None) -> dict[str, float | None]:
     """The forgetting measures of one model from compare.forgetting_results' entry for it and its
     drift record (pipeline.drift_from_base); None where a measure was not taken."""
@@ -195,9 +201,15 @@ def recommend(validation: Sequence[Mapping[str, Any]], test: Sequence[Mapping[st
     if not ok:
         return None
     _, best = max(ok, key=lambda ip: (ip[1]["in_domain"], -ip[1][measure], -ip[0]))
+    return {**chosen(best, test), "measure": measure, "maximum": maximum, "within_budget": len(ok),
+            "of": len(validation)}
+
+
+def chosen(best: Mapping[str, Any], test: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A point chosen on validation: its KEY, its validation record and the same point's test
+    record (None when the test split has none)."""
     on_test = next((p for p in test if key(p) == key(best)), None)
-    return {"point": {k: best.get(k) for k in KEY}, "measure": measure, "maximum": maximum,
-            "within_budget": len(ok), "of": len(validation), "validation": dict(best),
+    return {"point": {k: best.get(k) for k in KEY}, "validation": dict(best),
             "test": dict(on_test) if on_test is not None else None}
 
 
@@ -212,10 +224,7 @@ def least_forgetting(validation: Sequence[Mapping[str, Any]], test: Sequence[Map
     if not ok:
         return None
     _, best = min(ok, key=lambda ip: (ip[1][measure], -ip[1]["in_domain"], ip[0]))
-    on_test = next((p for p in test if key(p) == key(best)), None)
-    return {"point": {k: best.get(k) for k in KEY}, "measure": measure, "minimum": minimum,
-            "reaching": len(ok), "of": len(validation), "validation": dict(best),
-            "test": dict(on_test) if on_test is not None else None}
+    return {**chosen(best, test), "measure": measure, "minimum": minimum, "reaching": len(ok), "of": len(validation)}
 
 
 def spread(values: Iterable[float], most: int = 4) -> list[float]:

@@ -44,10 +44,9 @@ class TrainedModel:
     def name(self) -> str:
         """The model's name in its run's stages (eval.<name>, general.<name>): the method, or for a
         sweep point <method>-e<epoch>[-a<alpha>]."""
-        if not self.point:
-            return self.method
-        a = self.point.get("alpha", 1.0)
-        return f"{self.method}-e{self.point['epoch']:g}" + (f"-a{a:g}" if a < 1 else "")
+        from s3ft.frontier import point_name
+
+        return point_name(self.method, self.point["epoch"], self.point.get("alpha", 1.0)) if self.point else self.method
 
     @property
     def is_adapter(self) -> bool:
@@ -113,8 +112,9 @@ def find_point(run_dir: str | Path, method: str | None, point: str, seed: int | 
     point compare.json's frontier recommends within the recipe's budget) or
     `lr=LR,epoch=E[,finetuning=lora|full][,alpha=A]` of `method` (finetuning: the sweep's only one
     when omitted; alpha: 1, the trained model itself); `seed`: which of the sweep's training seeds
-    (default: the first, its tuning seed)."""
+    (default: the first of them)."""
     from s3ft.compare import sweep_model_dir, sweep_run_dir
+    from s3ft.frontier import key
 
     run = RunDir(run_dir)
     cfg = run_config(run)
@@ -134,6 +134,10 @@ def find_point(run_dir: str | Path, method: str | None, point: str, seed: int | 
         want = rec["point"]
         if method is not None and method != want["method"]:
             raise TrainedModelError(f"--point recommended is a {want['method']} model, not {method}")
+        p = next((q for q in fr["points"] if key(q) == key(want)), None)
+        if p is None:
+            raise TrainedModelError(f"{path}: the recommended point {want} has no {fr.get('split', 'test')} record; "
+                                    "rerun `s3ft compare`")
     else:
         fields: dict[str, str] = {}
         for part in point.split(","):
@@ -146,7 +150,7 @@ def find_point(run_dir: str | Path, method: str | None, point: str, seed: int | 
             raise TrainedModelError(f"--point {point!r}: finetuning is lora or full, got {fields['finetuning']!r}")
         if "lr" not in fields or "epoch" not in fields:
             raise TrainedModelError(f"--point {point!r}: give at least lr= and epoch=")
-        peft = [v for v in fr["grid"]["peft"]] if "finetuning" not in fields else [fields["finetuning"] == "lora"]
+        peft = list(fr["grid"]["peft"]) if "finetuning" not in fields else [fields["finetuning"] == "lora"]
         try:
             want = {"method": method, "learning_rate": float(fields["lr"]), "epoch": float(fields["epoch"]),
                     "alpha": float(fields.get("alpha", 1))}
@@ -162,23 +166,19 @@ def find_point(run_dir: str | Path, method: str | None, point: str, seed: int | 
             raise TrainedModelError(f"--point {point!r}: " + ("both LoRA and full fine-tuning were swept: add "
                                     "finetuning=lora|full" if found else f"no such {method} point; the sweep has: "
                                     + ("; ".join(have) or f"no {method} point")))
-        want = found[0]
-    p = next((q for q in fr["points"] if all(q.get(k) == want.get(k) for k in ("method", "learning_rate", "epoch",
-                                                                               "peft", "alpha"))), None)
-    if p is None:
-        raise TrainedModelError(f"{path}: the point {want} has no {fr.get('split', 'test')} record; rerun `s3ft compare`")
+        p = found[0]
     if p["method"] == BASE:
         raise TrainedModelError(f"the point is the untrained base model ({cfg.model}); use it directly")
     top = max(fr["grid"]["epochs"])
-    first, seeds = fr.get("seed"), fr.get("seeds") or [fr.get("seed")]
+    tuning_seed, seeds = fr.get("seed"), fr.get("seeds") or [fr.get("seed")]
     if seed is not None and seed not in seeds:
         raise TrainedModelError(f"--seed {seed}: the sweep trained at seeds {', '.join(map(str, seeds))}")
     seed = seeds[0] if seed is None else seed
-    suffix = None if seed == first else seed  # the tuning seed's runs have no -seed<k> suffix (compare.sweep)
     c = dataclasses.replace(cfg, method=p["method"], learning_rate=p["learning_rate"], use_peft=bool(p["peft"]),
                             num_train_epochs=top, seed=seed if seed is not None else cfg.seed)
-    tm = TrainedModel(run, c, p["method"], seed, RunDir(sweep_run_dir(run.path, p["learning_rate"], p["peft"], suffix)),
-                      point=p, point_dir=sweep_model_dir(run.path, p, top, suffix))
+    tm = TrainedModel(run, c, p["method"], seed,
+                      RunDir(sweep_run_dir(run.path, p["learning_rate"], p["peft"], seed, tuning_seed)),
+                      point=p, point_dir=sweep_model_dir(run.path, p, top, seed, tuning_seed))
     check_finished(tm)
     return tm
 

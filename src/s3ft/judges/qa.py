@@ -157,7 +157,7 @@ def first_sentence(text: str) -> str:
     return next(iter(sentences(text)), "")
 
 
-def _stem(token: str) -> str:
+def stem(token: str) -> str:
     """A crude stem, so that a restated question's "debuted" matches its "debut"."""
     for suffix in ("ing", "ed", "es", "s"):
         if len(token) > len(suffix) + 3 and token.endswith(suffix):
@@ -170,9 +170,9 @@ def stated_answer(response: str, question: str, golds: list[str]) -> list[str]:
     without the question's words (compared by a crude stem) and the lead-in words - except words
     of a gold answer."""
     keep = {t for g in golds for t in normalize_answer(g).split()}
-    asked = {_stem(t) for t in normalize_answer(question).split()}
+    asked = {stem(t) for t in normalize_answer(question).split()}
     return [t for t in normalize_answer(first_sentence(response)).split()
-            if t in keep or (t not in FILLER and _stem(t) not in asked)]
+            if t in keep or (t not in FILLER and stem(t) not in asked)]
 
 
 def judge_squad(example: Example, response: Any, extra_words: int = 3) -> Verdict:
@@ -234,14 +234,14 @@ def words_before_gold(sentence: str, question: str, golds: list[str]) -> tuple[l
     crude stem, gold words included) and SENTENCE_FILLER, with that gold: the gold found after the
     fewest such words. None when no gold answer occurs in the sentence."""
     tokens = normalize_answer(sentence).split()
-    asked = {_stem(t) for t in normalize_answer(question).split()}
+    asked = {stem(t) for t in normalize_answer(question).split()}
     best: tuple[list[str], str] | None = None
     for g in golds:
         gold = normalize_answer(g).split()
         at = next((i for i in range(len(tokens) - len(gold) + 1) if tokens[i:i + len(gold)] == gold), None)
         if at is None:
             continue
-        own = [t for t in tokens[:at] if t not in SENTENCE_FILLER and _stem(t) not in asked]
+        own = [t for t in tokens[:at] if t not in SENTENCE_FILLER and stem(t) not in asked]
         if best is None or len(own) < len(best[0]):
             best = (own, g)
     return best

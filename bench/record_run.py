@@ -1,0 +1,58 @@
+"""Copy a finished `s3ft compare` run's readable results into bench/results/, so that a reader
+has the numbers and the text behind them without the models.
+
+    python bench/record_run.py RUN_DIR bench/results/NAME
+
+Copies compare.json, the report (report.md, report.html, plots/), sweep/points.jsonl as
+points.jsonl and audit/ (every method's training targets and the per-seed comparison's judged
+answers); gathers every judged answer file of the sweep (sweep/**/eval/*.jsonl: each point's
+test and validation answers) into sweep_answers.jsonl.gz and every IFEval answer file
+(ifeval/, seed-*/ifeval/) into ifeval_answers.jsonl.gz, one row per answer with the file it came
+from. Files already in NAME are replaced; the README there is left alone.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+
+def gather(root: Path, files: list[Path], out: Path) -> int:
+    rows = 0
+    with gzip.open(out, "wt") as f:
+        for path in sorted(files):
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    f.write(json.dumps({"file": str(path.relative_to(root)), **json.loads(line)}) + "\n")
+                    rows += 1
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("run", type=Path, help="the compare run's output_dir")
+    ap.add_argument("out", type=Path, help="the results folder, e.g. bench/results/NAME")
+    args = ap.parse_args()
+    run, out = args.run, args.out
+    if not (run / "compare.json").exists():
+        raise SystemExit(f"{run}/compare.json: not found - is the compare run finished?")
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(run / "compare.json", out / "compare.json")
+    for name in ("report.md", "report.html"):
+        shutil.copy2(run / "report" / name, out / name)
+    shutil.rmtree(out / "plots", ignore_errors=True)
+    shutil.copytree(run / "report" / "plots", out / "plots")
+    if (run / "sweep" / "points.jsonl").exists():
+        shutil.copy2(run / "sweep" / "points.jsonl", out / "points.jsonl")
+    shutil.rmtree(out / "audit", ignore_errors=True)
+    shutil.copytree(run / "audit", out / "audit")
+    sweep = gather(run, list((run / "sweep").glob("**/eval/*.jsonl")), out / "sweep_answers.jsonl.gz")
+    ifeval = gather(run, list(run.glob("ifeval/*.jsonl")) + list(run.glob("seed-*/ifeval/*.jsonl")),
+                    out / "ifeval_answers.jsonl.gz")
+    print(f"{out}: compare.json, report, plots, points, audit; {sweep} sweep answers, {ifeval} IFEval answers")
+
+
+if __name__ == "__main__":
+    main()

@@ -121,6 +121,24 @@ def test_points_over_seeds_are_averaged_and_paired_per_question():
     assert one["diff"] == 25.0 and "p_value" in one  # one seed: the plain paired comparison, McNemar included
 
 
+def test_span_scores_over_seeds_are_squads_and_their_interval_covers_the_seeds():
+    from s3ft.evaluation import span_scores, span_scores_over_seeds
+    from s3ft.types import Example
+
+    golds = {0: ["Denver Broncos", "Broncos"], 1: ["1555"], 2: ["Ronnie Hillman"], 3: ["Danube"]}
+    answers = {1: ["The Broncos", "in 1555", "Hillman", "the Rhine"], 2: ["Denver Broncos", "1555", "Hillman", "Danube"]}
+    rows = {k: [{"id": i, "response": t} for i, t in enumerate(ts)] for k, ts in answers.items()}
+    one = span_scores_over_seeds({1: rows[1]}, golds)
+    # SQuAD's EM / F1: "The Broncos" = "Broncos"; "in 1555" and "Hillman" F1 2/3; "the Rhine" 0
+    assert one["em"] == 25.0 and one["f1"] == 58.33
+    exs = [Example(i, [], g[0], {"answers": g}) for i, g in golds.items()]
+    assert span_scores(rows[1], exs) == one
+    both = span_scores_over_seeds(rows, golds)
+    assert both["em"] == 50.0  # 1 of 4 at seed 1, 3 of 4 at seed 2
+    assert both["em_ci95"][0] < 50.0 < both["em_ci95"][1] and both["f1_ci95"][0] <= both["f1"] <= both["f1_ci95"][1]
+    assert span_scores_over_seeds(rows, {}) == {}
+
+
 def test_intervals_are_oriented_like_the_measures():
     forgetting = {"ifeval": {"prompt_strict": {"mean": -2.5, "ci95": [-6.0, 1.0]}}, "informative_average": {"mean": 1.0}}
     drift = {"general": {"kl": {"mean": 0.12, "ci95": [0.1, 0.14]}}, "task": {"kl": {"mean": 0.3}}}
@@ -140,7 +158,8 @@ def test_frontier_section_and_report_tables_from_points(tmp_path):
     def answers(name, correct):
         path = tmp_path / "eval" / f"{name}.jsonl"
         path.parent.mkdir(exist_ok=True)
-        path.write_text("".join(json.dumps({"id": i, "correct": c}) + "\n" for i, c in enumerate(correct)))
+        path.write_text("".join(json.dumps({"id": i, "correct": c, "response": "Paris." if c else "in Paris, France"})
+                                + "\n" for i, c in enumerate(correct)))
         return str(path.relative_to(tmp_path))
 
     n = 20
@@ -154,8 +173,11 @@ def test_frontier_section_and_report_tables_from_points(tmp_path):
     cfg = types.SimpleNamespace(eval_split="test", tune_split="validation", forgetting_max=0.1,
                                 forgetting_measure="kl_general", methods=["base", "sft", "s3ft"])
     fr = frontier_results(pts, cfg, 1, {"learning_rates": [1e-4], "epochs": [1, 2], "peft": [True], "alphas": []},
-                          tmp_path)
+                          tmp_path, golds={i: ["Paris"] for i in range(n)})
     part = fr["measures"]["kl_general"]
+    s3ft_e1 = next(p for p in fr["points"] if p["method"] == "s3ft" and p["epoch"] == 1)
+    # exact match: the 12 "Paris." answers; F1 of "in Paris, France" against "Paris" is 0.5
+    assert s3ft_e1["em"] == 60.0 and s3ft_e1["f1"] == 80.0 and s3ft_e1["em_ci95"][0] < 60.0 < s3ft_e1["em_ci95"][1]
     assert fr["reference"] == "s3ft" and "kl_task" not in fr["measures"]
     at_budget = next(r for r in part["matched"]["forgetting"] if r["level"] == 0.1)
     assert at_budget["choices"]["sft"]["point"]["epoch"] == 1 and at_budget["choices"]["s3ft"]["point"]["epoch"] == 1
@@ -167,6 +189,7 @@ def test_frontier_section_and_report_tables_from_points(tmp_path):
     md = paths["markdown"].read_text()
     assert "Learning-forgetting frontier in numbers" in md and "At matched forgetting" in md
     assert "S3FT − SFT (pts)" in md and "+10.0 [" in md and "lr 0.0001, ep 2, LoRA" in md
+    assert "| exact match (%) | F1 |" in md and "| 60.0 [" in md
     assert md.index("The answer") < md.index("Learning-forgetting frontier in numbers")
     opening = md[md.index("The answer"):md.index("| setting")]
     assert "At matched forgetting (kl_general at most 0.1" in opening and "S3FT − SFT +10.0 points [" in opening

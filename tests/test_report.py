@@ -165,6 +165,16 @@ def test_summary_values():
     assert "base" not in s["mix"]
 
 
+def test_squad_exact_match_and_f1_shown_with_their_intervals(tmp_path):
+    c = _minimal()
+    c["per_seed"]["1"]["in_domain"]["sft"].update({"em": 12.0, "em_ci95": [6.0, 19.0], "f1": 40.5, "f1_ci95": [33.1, 47.9]})
+    c["per_seed"]["1"]["in_domain"]["base"].update({"em": 3.0, "f1": 20.0})  # recorded without intervals
+    md = write_report(c, tmp_path)["markdown"].read_text()
+    assert "| exact match % | F1 |" in md
+    assert "| SFT | 48.0 | 48/100 | [38.0, 58.0] | +3.0 | 12.0 [6.0, 19.0] | 40.5 [33.1, 47.9] |" in md
+    assert "| base | 45.0 | 45/100 | [35.0, 55.0] | — | 3.0 | 20.0 |" in md
+
+
 def test_average_uses_only_benchmarks_every_method_has(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # tables only: faster
     compare = _compare()

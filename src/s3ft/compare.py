@@ -19,7 +19,7 @@ import json
 import platform
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from s3ft import pipeline
 from s3ft.config import ConfigError, S3FTConfig
@@ -29,6 +29,7 @@ from s3ft.methods import BASE, paraphrase_scope
 from s3ft.runs import RunDir, file_fingerprint, read_jsonl, write_json
 from s3ft.session import Session
 from s3ft.stages.common import log
+from s3ft.stages.evaluate import SPAN_JUDGES
 from s3ft.stages.logprob import logprob
 
 
@@ -333,7 +334,13 @@ def sweep(s: Session, trained: list[str], seed: int) -> dict[str, Any]:
                 for m in trained:
                     sweep_points(ts, m, grid, top, record, seed)
     points = list(done.values())
-    return frontier_results(points, cfg, seed, grid, root)
+    golds = None
+    if s.judge_name in SPAN_JUDGES:  # SQuAD exact match and F1 beside the judge's accuracy at every point
+        from s3ft.judges.qa import gold_answers
+
+        golds = {e.id: gold_answers(e) for split in (cfg.eval_split, cfg.tune_split)
+                 for e in s.examples(split, cfg.eval_size)}
+    return frontier_results(points, cfg, seed, grid, root, golds)
 
 
 def sweep_points(ts: Session, m: str, grid: dict[str, list], top: float, record: Callable[..., None],
@@ -387,15 +394,16 @@ def sweep_model_dir(root: Path, point: dict[str, Any], top_epoch: float, seed: i
 
 
 def frontier_results(points: list[dict[str, Any]], cfg: S3FTConfig, seed: int, grid: dict[str, list],
-                     root: Path) -> dict[str, Any]:
+                     root: Path, golds: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
     """compare.json's `frontier` section from the sweep's points: per forgetting measure that was
     taken, each method's Pareto front on the test split and the matched comparisons - read off
     the fronts (`matched_forgetting`, `matched_score`: interpolated, for the plot's reading) and
     chosen on tune_split then reported on test with intervals (`matched`: each method's chosen
     point and the reference method against each other on the same test questions, paired); the
-    recommendation within the recipe's budget (chosen on tune_split)."""
+    recommendation within the recipe's budget (chosen on tune_split). golds ({question id: gold
+    answers}, span-answer tasks): every point also gets SQuAD exact match and F1 with intervals."""
     from s3ft import frontier
-    from s3ft.evaluation import accuracy_over_seeds_ci, paired_over_seeds
+    from s3ft.evaluation import accuracy_over_seeds_ci, paired_over_seeds, span_scores_over_seeds
 
     def answers(p: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         return {k: read_jsonl(root / f) for k, f in (p.get("answers_by_seed") or {}).items()}
@@ -409,6 +417,8 @@ def frontier_results(points: list[dict[str, Any]], cfg: S3FTConfig, seed: int, g
     for p in points:  # a point over several seeds: its interval over seeds and questions (two-level bootstrap)
         if len(p["seeds"]) > 1:
             p["ci95"] = accuracy_over_seeds_ci(answers(p))
+        if golds:
+            p.update(span_scores_over_seeds(answers(p), golds))
     test = [p for p in points if p["split"] == cfg.eval_split]
     val = [p for p in points if p["split"] == cfg.tune_split]
     trained = [p for p in test if p["method"] != BASE]

@@ -4,7 +4,7 @@ verdicts count as not correct and are reported separately."""
 from __future__ import annotations
 
 import random
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from s3ft.selection import cut_off
 
@@ -49,18 +49,13 @@ def accuracy(rows: Sequence[Mapping[str, Any]], n_boot: int = 1000, seed: int = 
     return out
 
 
-def span_scores(rows: Sequence[Mapping[str, Any]], examples: Sequence[Any]) -> dict[str, float]:
+def span_scores(rows: Sequence[Mapping[str, Any]], examples: Sequence[Any]) -> dict[str, Any]:
     """SQuAD's standard exact match and token F1 (official v1.1 normalisation, best over the gold
-    answers, averaged over the rows, in %), beside a judge's accuracy on span-answer tasks."""
-    from s3ft.judges.qa import exact_match_score, f1_score, gold_answers
+    answers, averaged over the rows, in %) with their 95% intervals (bootstrap over questions),
+    beside a judge's accuracy on span-answer tasks: `span_scores_over_seeds` with one seed."""
+    from s3ft.judges.qa import gold_answers
 
-    golds = {e.id: gold_answers(e) for e in examples}
-    scored = [(r.get("response") or "", golds[r["id"]]) for r in rows if golds.get(r["id"])]
-    if not scored:
-        return {}
-    em = sum(max(float(exact_match_score(t, g)) for g in gs) for t, gs in scored)
-    f1 = sum(max(f1_score(t, g) for g in gs) for t, gs in scored)
-    return {"em": round(100 * em / len(scored), 2), "f1": round(100 * f1 / len(scored), 2)}
+    return span_scores_over_seeds({None: rows}, {e.id: gold_answers(e) for e in examples})
 
 
 def paired(rows_a: Sequence[Mapping[str, Any]], rows_b: Sequence[Mapping[str, Any]], n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
@@ -111,10 +106,41 @@ def seeds_bootstrap_ci(values: Sequence[Sequence[float]], n_boot: int = 2000, se
 
 def correct_by_seed(rows_by_seed: Mapping[Any, Sequence[Mapping[str, Any]]]) -> dict[Any, dict[Any, int]]:
     """{question id: {seed: 1 if judged correct else 0}} from judged rows per training seed."""
-    out: dict[Any, dict[Any, int]] = {}
+    return scores_by_seed(rows_by_seed, lambda r: int(r.get("correct") is True))
+
+
+def scores_by_seed(rows_by_seed: Mapping[Any, Sequence[Mapping[str, Any]]],
+                   score: Callable[[Mapping[str, Any]], float | None]) -> dict[Any, dict[Any, float]]:
+    """{question id: {seed: score(row)}} from answer rows per training seed (rows scored None are
+    left out)."""
+    out: dict[Any, dict[Any, float]] = {}
     for k, rows in rows_by_seed.items():
         for r in rows:
-            out.setdefault(r["id"], {})[k] = int(r.get("correct") is True)
+            v = score(r)
+            if v is not None:
+                out.setdefault(r["id"], {})[k] = v
+    return out
+
+
+def span_scores_over_seeds(rows_by_seed: Mapping[Any, Sequence[Mapping[str, Any]]],
+                           golds: Mapping[Any, Sequence[str]]) -> dict[str, Any]:
+    """SQuAD exact match and token F1 (`span_scores`'s, in %) of a model trained at one or more
+    seeds ({seed: answer rows}; golds: {question id: gold answers}), each the mean over seeds and
+    questions with a 95% interval over both (`seeds_bootstrap_ci`; with one seed, over the
+    questions): {"em", "em_ci95", "f1", "f1_ci95"}; empty when no row has a gold answer."""
+    from s3ft.judges.qa import exact_match_score, f1_score
+
+    seeds = list(rows_by_seed)
+    out: dict[str, Any] = {}
+    for name, fn in (("em", exact_match_score), ("f1", f1_score)):
+        by_q = scores_by_seed(rows_by_seed, lambda r, fn=fn: max((float(fn(r.get("response") or "", g))
+                                                                  for g in golds.get(r["id"]) or ()), default=None))
+        table = [[100.0 * v[k] for k in seeds] for v in by_q.values() if len(v) == len(seeds)]
+        if not table:
+            return {}
+        out[name] = round(sum(map(sum, table)) / (len(table) * len(seeds)), 2)
+        ci = seeds_bootstrap_ci(table)
+        out[f"{name}_ci95"] = [round(ci[0], 2), round(ci[1], 2)] if ci else None
     return out
 
 

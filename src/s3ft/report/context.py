@@ -128,6 +128,8 @@ def _extra_cells(agg: Mapping[str, dict], m: str, keys: Sequence[str]) -> list[s
         if key == "cut_off":
             ns = [e["n"] for e in per if key in e and e["n"]]
             out.append(f"{f1(100 * sum(vals) / sum(ns))}" if vals and ns else NONE)
+        elif len(vals) == 1 and next(e for e in per if key in e).get(f"{key}_ci95"):  # one seed: with its interval
+            out.append(f"{f1(vals[0])} {ci(next(e for e in per if key in e)[f'{key}_ci95'])}")
         else:
             out.append(f1(sum(vals) / len(vals)) if vals else NONE)
     return out

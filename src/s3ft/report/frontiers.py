@@ -202,14 +202,16 @@ def tables(compare: Mapping[str, Any]) -> dict[str, Any] | None:
         score_table = table([f"in-domain on {fr['choice_split']} at least (%)"] + [method_name(m) for m in methods],
                             rows, left_cols=1 + len(methods)) if rows else None
         rows = []
+        spans = any(p.get("f1") is not None for f in part["fronts"].values() for p in f)
         for m in methods:
             for p in part["fronts"][m]:
                 acc = _with_ci(p["in_domain"], p.get("ci95"))
                 if p.get("seed_sd") is not None:  # a mean over the sweep's seeds
                     acc = f"{f1(p['in_domain'])} ± {f1(p['seed_sd'])}" + acc[len(f1(p["in_domain"])):]
-                rows.append([method_name(m), _where(p), acc, _x_ci(p, measure)])
-        front_table = table(["method", "point", f"in-domain on {fr['split']} (%)", f"{measure} ({unit})"], rows,
-                            left_cols=2)
+                span = [_with_ci(p.get("em"), p.get("em_ci95")), _with_ci(p.get("f1"), p.get("f1_ci95"))] if spans else []
+                rows.append([method_name(m), _where(p), acc, *span, _x_ci(p, measure)])
+        front_table = table(["method", "point", f"in-domain on {fr['split']} (%)",
+                             *(["exact match (%)", "F1"] if spans else []), f"{measure} ({unit})"], rows, left_cols=2)
         out.append({"measure": measure, "description": MEASURES[measure][0], "unit": unit, "plot": plot_name(measure),
                     "matched_forgetting": forgetting_table, "matched_score": score_table, "fronts": front_table})
     n_points = len(fr.get("points", []))

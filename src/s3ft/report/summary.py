@@ -99,6 +99,9 @@ def accuracy_entry(entry: Any) -> dict[str, Any] | None:
     for key in ("em", "f1", "cut_off"):  # SQuAD exact match / F1 and cut-off answers, where recorded
         if num(entry.get(key)) is not None:
             out[key] = num(entry[key])
+    for key in ("em_ci95", "f1_ci95"):
+        if isinstance(entry.get(key), (list, tuple)) and len(entry[key]) == 2:
+            out[key] = [num(v) for v in entry[key]]
     return out
 
 

@@ -36,8 +36,10 @@ def main() -> None:
     ap.add_argument("out", type=Path, help="the results folder, e.g. bench/results/NAME")
     args = ap.parse_args()
     run, out = args.run, args.out
-    if not (run / "compare.json").exists():
-        raise SystemExit(f"{run}/compare.json: not found - is the compare run finished?")
+    missing = [str(run / p) for p in ("compare.json", "report/report.md", "report/report.html", "report/plots", "audit")
+               if not (run / p).exists()]
+    if missing:
+        raise SystemExit(f"not found: {', '.join(missing)} - is the compare run finished? Nothing copied.")
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy2(run / "compare.json", out / "compare.json")
     for name in ("report.md", "report.html"):

@@ -130,7 +130,7 @@ def test_span_scores_over_seeds_are_squads_and_their_interval_covers_the_seeds()
     rows = {k: [{"id": i, "response": t} for i, t in enumerate(ts)] for k, ts in answers.items()}
     one = span_scores_over_seeds({1: rows[1]}, golds)
     # SQuAD's EM / F1: "The Broncos" = "Broncos"; "in 1555" and "Hillman" F1 2/3; "the Rhine" 0
-    assert one["em"] == 25.0 and one["f1"] == 58.33
+    assert one["em"] == 25.0 and one["f1"] == 58.33 and one["span_n"] == 4
     exs = [Example(i, [], g[0], {"answers": g}) for i, g in golds.items()]
     assert span_scores(rows[1], exs) == one
     both = span_scores_over_seeds(rows, golds)
@@ -173,7 +173,7 @@ def test_frontier_section_and_report_tables_from_points(tmp_path):
     cfg = types.SimpleNamespace(eval_split="test", tune_split="validation", forgetting_max=0.1,
                                 forgetting_measure="kl_general", methods=["base", "sft", "s3ft"])
     fr = frontier_results(pts, cfg, 1, {"learning_rates": [1e-4], "epochs": [1, 2], "peft": [True], "alphas": []},
-                          tmp_path, golds={i: ["Paris"] for i in range(n)})
+                          tmp_path, golds={split: {i: ["Paris"] for i in range(n)} for split in ("test", "validation")})
     part = fr["measures"]["kl_general"]
     s3ft_e1 = next(p for p in fr["points"] if p["method"] == "s3ft" and p["epoch"] == 1)
     # exact match: the 12 "Paris." answers; F1 of "in Paris, France" against "Paris" is 0.5

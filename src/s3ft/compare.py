@@ -338,8 +338,8 @@ def sweep(s: Session, trained: list[str], seed: int) -> dict[str, Any]:
     if s.judge_name in SPAN_JUDGES:  # SQuAD exact match and F1 beside the judge's accuracy at every point
         from s3ft.judges.qa import gold_answers
 
-        golds = {e.id: gold_answers(e) for split in (cfg.eval_split, cfg.tune_split)
-                 for e in s.examples(split, cfg.eval_size)}
+        golds = {split: {e.id: gold_answers(e) for e in s.examples(split, cfg.eval_size)}
+                 for split in (cfg.eval_split, cfg.tune_split)}
     return frontier_results(points, cfg, seed, grid, root, golds)
 
 
@@ -394,14 +394,15 @@ def sweep_model_dir(root: Path, point: dict[str, Any], top_epoch: float, seed: i
 
 
 def frontier_results(points: list[dict[str, Any]], cfg: S3FTConfig, seed: int, grid: dict[str, list],
-                     root: Path, golds: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
+                     root: Path, golds: Mapping[str, Mapping[str, list[str]]] | None = None) -> dict[str, Any]:
     """compare.json's `frontier` section from the sweep's points: per forgetting measure that was
     taken, each method's Pareto front on the test split and the matched comparisons - read off
     the fronts (`matched_forgetting`, `matched_score`: interpolated, for the plot's reading) and
     chosen on tune_split then reported on test with intervals (`matched`: each method's chosen
     point and the reference method against each other on the same test questions, paired); the
-    recommendation within the recipe's budget (chosen on tune_split). golds ({question id: gold
-    answers}, span-answer tasks): every point also gets SQuAD exact match and F1 with intervals."""
+    recommendation within the recipe's budget (chosen on tune_split). golds ({split: {question id:
+    gold answers}}, span-answer tasks): every point also gets SQuAD exact match and F1 with
+    intervals."""
     from s3ft import frontier
     from s3ft.evaluation import accuracy_over_seeds_ci, paired_over_seeds, span_scores_over_seeds
 
@@ -417,8 +418,8 @@ def frontier_results(points: list[dict[str, Any]], cfg: S3FTConfig, seed: int, g
     for p in points:  # a point over several seeds: its interval over seeds and questions (two-level bootstrap)
         if len(p["seeds"]) > 1:
             p["ci95"] = accuracy_over_seeds_ci(answers(p))
-        if golds:
-            p.update(span_scores_over_seeds(answers(p), golds))
+        if golds and p.get("split") in golds:
+            p.update(span_scores_over_seeds(answers(p), golds[p["split"]]))
     test = [p for p in points if p["split"] == cfg.eval_split]
     val = [p for p in points if p["split"] == cfg.tune_split]
     trained = [p for p in test if p["method"] != BASE]

@@ -127,7 +127,8 @@ def span_scores_over_seeds(rows_by_seed: Mapping[Any, Sequence[Mapping[str, Any]
     """SQuAD exact match and token F1 (`span_scores`'s, in %) of a model trained at one or more
     seeds ({seed: answer rows}; golds: {question id: gold answers}), each the mean over seeds and
     questions with a 95% interval over both (`seeds_bootstrap_ci`; with one seed, over the
-    questions): {"em", "em_ci95", "f1", "f1_ci95"}; empty when no row has a gold answer."""
+    questions): {"em", "em_ci95", "f1", "f1_ci95", "span_n"}; span_n counts the questions scored -
+    those with a gold answer and an answer at every seed. Empty when there are none."""
     from s3ft.judges.qa import exact_match_score, f1_score
 
     seeds = list(rows_by_seed)
@@ -141,6 +142,7 @@ def span_scores_over_seeds(rows_by_seed: Mapping[Any, Sequence[Mapping[str, Any]
         out[name] = round(sum(map(sum, table)) / (len(table) * len(seeds)), 2)
         ci = seeds_bootstrap_ci(table)
         out[f"{name}_ci95"] = [round(ci[0], 2), round(ci[1], 2)] if ci else None
+        out["span_n"] = len(table)
     return out
 
 

@@ -5,8 +5,8 @@ has the numbers and the text behind them without the models.
 
 Copies compare.json, the report (report.md, report.html, plots/), sweep/points.jsonl as
 points.jsonl and audit/ (every method's training targets and the per-seed comparison's judged
-answers); gathers every judged answer file of the sweep (sweep/**/eval/*.jsonl: each point's
-test and validation answers) into sweep_answers.jsonl.gz and every IFEval answer file
+answers); gathers the judged answer files of every sweep point (sweep/**/eval/*.jsonl: each
+point's test and validation answers; eval/*.jsonl: the base model's) into sweep_answers.jsonl.gz and every IFEval answer file
 (ifeval/, seed-*/ifeval/) into ifeval_answers.jsonl.gz, one row per answer with the file it came
 from. Files already in NAME are replaced; the README there is left alone.
 """
@@ -50,7 +50,8 @@ def main() -> None:
         shutil.copy2(run / "sweep" / "points.jsonl", out / "points.jsonl")
     shutil.rmtree(out / "audit", ignore_errors=True)
     shutil.copytree(run / "audit", out / "audit")
-    sweep = gather(run, list((run / "sweep").glob("**/eval/*.jsonl")), out / "sweep_answers.jsonl.gz")
+    sweep = gather(run, list(run.glob("eval/*.jsonl")) + list((run / "sweep").glob("**/eval/*.jsonl")),
+                   out / "sweep_answers.jsonl.gz")
     ifeval = gather(run, list(run.glob("ifeval/*.jsonl")) + list(run.glob("seed-*/ifeval/*.jsonl")),
                     out / "ifeval_answers.jsonl.gz")
     print(f"{out}: compare.json, report, plots, points, audit; {sweep} sweep answers, {ifeval} IFEval answers")

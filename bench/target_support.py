@@ -13,8 +13,8 @@ question nor the context, each word once. A reply with ADDED or more such words 
 "adds words not in the passage". A synonym of the passage's word counts as added too, so the
 rate is an upper bound on invented content, and the flagged replies are the ones to read.
 
-For every compare run (its audit/targets.jsonl.gz and audit/answers.jsonl.gz, and its task's
-examples) it reports, per method and target source, and per model's test answers: how many
+For every compare run (its audit/targets.jsonl.gz and audit/answers.jsonl.gz - a run still
+going: its train.<method>.jsonl files - and its task's examples) it reports, per method and target source, and per model's test answers: how many
 replies, how many are flagged (and how many distinct texts: methods share their paraphrases and
 own answers), the share that adds words, the mean number of added words; every flagged non-gold
 target once, and a few flagged answers per model. Probes built from the same questions with no
@@ -73,6 +73,20 @@ def read_gz(path: Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def training_targets(run: Path) -> list[dict]:
+    """The audit's target rows read from a run's train.<method>.jsonl files (a compare run that
+    has not written its audit yet)."""
+    out = []
+    for path in sorted(run.glob("train.*.jsonl")):
+        method = path.name[len("train."):-len(".jsonl")]
+        for line in path.read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                out.append({"method": method, "id": r["id"], "source": r.get("source"),
+                            "text": r["completion"][-1]["content"]})
+    return out
+
+
 def summarise(rows: list[tuple[str, list[str]]], threshold: int, quotes: int, rng: random.Random) -> dict:
     flagged = [(t, a) for t, a in rows if len(a) >= threshold]
     return {"n": len(rows), "flagged": len(flagged), "distinct_flagged": len({t for t, _ in flagged}),
@@ -111,9 +125,9 @@ def probes(examples: list, threshold: int, rng: random.Random) -> dict:
 
 
 def study(run: Path, threshold: int, quotes: int, seed: int) -> dict:
-    compare = json.loads((run / "compare.json").read_text())
-    cfg = compare.get("config") or {}
-    task_name = cfg.get("task") or compare.get("task")
+    found = run / "compare.json" if (run / "compare.json").exists() else run / "manifest.json"  # (a run still going)
+    compare = json.loads(found.read_text())
+    task_name = (compare.get("config") or {}).get("task") or compare.get("task")
     examples = examples_by_id(task_name)
     rng = random.Random(seed)
 
@@ -123,7 +137,7 @@ def study(run: Path, threshold: int, quotes: int, seed: int) -> dict:
 
     targets: dict[str, list] = defaultdict(list)
     distinct: dict[tuple[str, str], dict] = {}  # every flagged non-gold target once, with the methods training on it
-    for r in read_gz(run / "audit" / "targets.jsonl.gz"):
+    for r in read_gz(run / "audit" / "targets.jsonl.gz") or training_targets(run):
         if r["id"] in examples:
             a = added(r["id"], r["text"])
             targets[f"{r['method']} / {r['source']}"].append((r["text"], a))

@@ -141,12 +141,22 @@ def test_choice_lists_match_the_libraries_they_name():
     ("output_dir: /\n", "output_dir '/' is the filesystem root"),
     ("output_dir: ''\n", "field 'output_dir' must not be empty"),
     ("train_split: ' '\n", "field 'train_split' must not be empty"),
+    ("sweep_measures: [kl_generl]\n", "sweep_measures: unknown 'kl_generl' (did you mean 'kl_general'?)"),
+    ("sweep_measures: [mc_drop]\n", "sweep_measures: mc_drop is not measured: set general_benchmarks"),
 ])
 def test_out_of_range_and_misspelled_settings_are_refused_at_load(tmp_path, text, needle):
     p = write(tmp_path, "task: squad\n" + text)
     with pytest.raises(ConfigError) as e:
         load_config(p)
     assert f"{p} line 2: " in str(e.value) and needle in str(e.value), str(e.value)
+
+
+def test_sweep_measures_keep_the_budgets_measure(tmp_path):
+    p = write(tmp_path, "task: squad\ndrift: true\nifeval: true\nforgetting_measure: ifeval_drop\nforgetting_max: 5\n"
+                        "sweep_measures: [kl_general]\n")
+    with pytest.raises(ConfigError, match="sweep_measures leaves out forgetting_measure ifeval_drop"):
+        load_config(p)
+    assert load_config(p, {"sweep_measures": ["kl_general", "ifeval_drop"]}).sweep_measures == ["kl_general", "ifeval_drop"]
 
 
 def test_the_same_ranges_hold_on_the_command_line():

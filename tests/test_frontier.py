@@ -261,6 +261,7 @@ def test_sweep_runs_every_point_and_a_rerun_does_nothing(tmp_path, sharp_model_d
         "methods: [base, sft]\ndrift: true\nifeval_limit: 2\nifeval_max_new_tokens: 4\n"
         "sweep_learning_rates: [1.0e-3, 1.0e-2]\nsweep_epochs: [1, 2]\ninterpolation_alphas: [0.5]\n"
         "forgetting_measure: kl_task\nforgetting_max: 100.0\n"
+        "ifeval: true\nsweep_measures: [kl_task]\n"  # IFEval in the per-seed comparison only
     )
     cmd = [sys.executable, "-m", "s3ft.cli", "compare", str(recipe)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
@@ -272,6 +273,11 @@ def test_sweep_runs_every_point_and_a_rerun_does_nothing(tmp_path, sharp_model_d
     assert keys == {(lr, e, a) for lr in (1e-3, 1e-2) for e in (1, 2) for a in (0.5, 1.0)}
     assert len(fr["points"]) == len(fr["validation_points"]) == 9  # and the base model
     assert all(p["n"] == 3 and p["kl_task"] is not None and p["kl_task"] >= 0 for p in fr["points"])
+    # sweep_measures: drift on the task prompts at every point; IFEval (and kl_general) only per seed
+    assert all(p["ifeval_drop"] is None and p["kl_general"] is None for p in fr["points"] if p["method"] != "base")
+    assert set(fr["measures"]) == {"kl_task"} and "ifeval sft:" in r.stdout and "ifeval sft-e" not in r.stdout
+    assert not list((out / "sweep").glob("*/ifeval/sft-*.jsonl"))
+    assert next(iter(res["per_seed"].values()))["forgetting"]["sft"]["ifeval"]["prompt_strict"]
     # each point names its judged answers (the matched comparison pairs them) and carries its drift interval
     assert all(len(read_jsonl(out / p["answers"])) == 3 for p in fr["points"] + fr["validation_points"])
     assert all(p["forgetting_ci95"]["kl_task"][0] <= p["kl_task"] <= p["forgetting_ci95"]["kl_task"][1]

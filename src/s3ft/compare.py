@@ -153,15 +153,20 @@ def cross_session(s: Session, task: str) -> Session:
                     max_new_tokens=None, data_files={})
 
 
-def evaluate_model(s: Session, name: str, model: str, model_fp: str, run: RunDir) -> dict[str, Any]:
-    """In-domain, cross-task and general results of one model; the model is let go after them
-    (unless it is the base model)."""
+INSTRUMENTS = ("general", "ifeval", "drift")
+
+
+def evaluate_model(s: Session, name: str, model: str, model_fp: str, run: RunDir,
+                   instruments: tuple[str, ...] = INSTRUMENTS) -> dict[str, Any]:
+    """In-domain, cross-task and forgetting results of one model (`instruments`: those of general
+    benchmarks, IFEval and drift to run, where the recipe asks for them); the model is let go
+    after them (unless it is the base model)."""
     out: dict[str, Any] = {"in_domain": pipeline.in_domain(s, name, model, model_fp, run), "cross_task": {}}
     for task in s.cfg.cross_tasks:
         out["cross_task"][task] = pipeline.in_domain(cross_session(s, task), f"{task}.{name}", model, model_fp, run)
-    out["general"] = pipeline.general_benchmarks(s, name, model, model_fp, run)
-    out["ifeval"] = pipeline.instruction_following(s, name, model, model_fp, run)
-    out["drift"] = pipeline.drift_from_base(s, name, model, model_fp, run)
+    out["general"] = pipeline.general_benchmarks(s, name, model, model_fp, run) if "general" in instruments else {}
+    out["ifeval"] = pipeline.instruction_following(s, name, model, model_fp, run) if "ifeval" in instruments else {}
+    out["drift"] = pipeline.drift_from_base(s, name, model, model_fp, run) if "drift" in instruments else {}
     if model != s.cfg.model:
         s.models.release(model)
     return out
@@ -302,6 +307,10 @@ def sweep(s: Session, trained: list[str], seed: int) -> dict[str, Any]:
     points_path = root / "sweep" / "points.jsonl"
     done = {(r["split"], r.get("seed", seed), *frontier.key(r)): r for r in read_jsonl(points_path)}
 
+    taken = set(cfg.sweep_measures or frontier.MEASURES)  # the measures of every point; their instruments
+    instruments = tuple(i for i, ms in (("general", {"mc_drop"}), ("ifeval", {"ifeval_drop"}),
+                                        ("drift", {"kl_general", "kl_task"})) if ms & taken)
+
     def record(meta: dict[str, Any], ps: Session, name: str, model: str, fp: str) -> None:
         vs = ps.derive(seed_dir=ps.seed_dir, eval_split=cfg.tune_split)
         val = pipeline.in_domain(vs, f"{cfg.tune_split}.{name}", model, fp, ps.method_run)
@@ -311,10 +320,13 @@ def sweep(s: Session, trained: list[str], seed: int) -> dict[str, Any]:
                         "kl_task": 0.0 if cfg.drift else None, "mc_drop": 0.0 if cfg.general_benchmarks else None}  # nothing
             intervals: dict[str, list[float]] = {}
         else:
-            ev, test_run = evaluate_model(ps, name, model, fp, ps.method_run), ps.method_run
+            ev, test_run = evaluate_model(ps, name, model, fp, ps.method_run, instruments), ps.method_run
             forgetting = forgetting_results(root, ps.method_run.path, [name]).get(name, {})
             measures = frontier.measures_of(forgetting, ev["drift"])
             intervals = frontier.intervals_of(forgetting, ev["drift"])
+        # only the measures asked for (a point measured before sweep_measures was set keeps its files)
+        measures = {m: v if m in taken else None for m, v in measures.items()}
+        intervals = {m: v for m, v in intervals.items() if m in taken}
         point_seed = seed if model == cfg.model else ps.cfg.seed
         for split, acc, answers in ((cfg.eval_split, ev["in_domain"], test_run / "eval" / f"{name}.jsonl"),
                                     (cfg.tune_split, val, ps.method_run / "eval" / f"{cfg.tune_split}.{name}.jsonl")):

@@ -237,6 +237,11 @@ class S3FTConfig:
     interpolation_alphas: list[float] = _f([], "`s3ft compare` sweep: WiSE-FT points between the base (0) and each trained "
                                          "model (1) at no training cost: a LoRA update scaled by alpha, a full fine-tune's "
                                          "weights (1 - alpha) * base + alpha * tuned.", gt=0, lt=1)
+    sweep_measures: list[str] = _f([], "`s3ft compare` sweep: the forgetting measures taken at every sweep point "
+                                   "(ifeval_drop, kl_general, kl_task, mc_drop; each needs its instrument, as "
+                                   "forgetting_measure says). Empty: every one the recipe takes. The per-seed comparison "
+                                   "takes them all either way; [kl_general, kl_task] keeps a CPU sweep to in-domain "
+                                   "evaluation and drift.")
     forgetting_measure: str = _f("ifeval_drop", "`s3ft compare` sweep: the forgetting measure of the budget: ifeval_drop "
                                  "(IFEval prompt-strict points lost; needs ifeval), kl_general or kl_task (KL drift from "
                                  "the base on IFEval / task prompts, nats per token; needs drift), mc_drop (informative "
@@ -764,11 +769,21 @@ def validate(cfg: S3FTConfig, where: dict[str, str] | None = None, default: str 
     bad = [v for v in cfg.sweep_finetuning if v not in ("lora", "full")]
     if bad:
         fail("sweep_finetuning", f"sweep_finetuning takes lora and / or full, got {brief(bad[0])}")
+    needs = {"ifeval_drop": ("ifeval", cfg.ifeval), "kl_general": ("drift", cfg.drift), "kl_task": ("drift", cfg.drift),
+             "mc_drop": ("general_benchmarks", bool(cfg.general_benchmarks))}
+    for m in cfg.sweep_measures:
+        if m not in needs:
+            fail("sweep_measures", f"sweep_measures: unknown {brief(m)}{suggest_in(m, tuple(needs))}; choose from "
+                                   f"{', '.join(needs)}")
+        if not needs[m][1]:
+            fail("sweep_measures", f"sweep_measures: {m} is not measured: set {needs[m][0]}")
     if cfg.forgetting_max is not None:
-        needs = {"ifeval_drop": ("ifeval", cfg.ifeval), "kl_general": ("drift", cfg.drift), "kl_task": ("drift", cfg.drift),
-                 "mc_drop": ("general_benchmarks", bool(cfg.general_benchmarks))}[cfg.forgetting_measure]
-        if not needs[1]:
-            fail("forgetting_max", f"forgetting_measure {cfg.forgetting_measure} is not measured: set {needs[0]}")
+        if not needs[cfg.forgetting_measure][1]:
+            fail("forgetting_max", f"forgetting_measure {cfg.forgetting_measure} is not measured: set "
+                                   f"{needs[cfg.forgetting_measure][0]}")
+        if cfg.sweep_measures and cfg.forgetting_measure not in cfg.sweep_measures:
+            fail("sweep_measures", f"sweep_measures leaves out forgetting_measure {cfg.forgetting_measure}, whose budget "
+                                   "the sweep's points are chosen within")
     bad = [t for t in cfg.cross_tasks if t not in BUILTIN_TASKS or t == "jsonl"]
     if bad:
         fail("cross_tasks", f"cross_tasks must be built-in tasks (squad, squad_sentence, gsm8k, mbpp, nq_open), got {', '.join(map(brief, bad))}")

@@ -22,9 +22,9 @@ import json
 from pathlib import Path
 
 from s3ft import frontier
-from s3ft.evaluation import scores_by_seed, seeds_bootstrap_ci
+from s3ft.evaluation import diff_over_seeds, mean_over_seeds, scores_by_seed
 from s3ft.judges.qa import exact_match_score, f1_score, gold_answers
-from s3ft.report.fmt import method_name
+from s3ft.report.fmt import ci, f1, method_name, signed
 from s3ft.tasks import get_task
 
 
@@ -50,39 +50,30 @@ def answer_files(root: Path):
 
 def rescored(points: list[dict], golds: dict, score, rows) -> list[dict]:
     """The points with in_domain := the mean per-question score over seeds and questions, its
-    interval in ci95, and per_question {id: {seed: score}} for the paired differences."""
+    interval in ci95 (evaluation.mean_over_seeds), and per_question {id: {seed: score}} for the
+    paired differences."""
     out = []
     for p in points:
         by_seed = {k: rows(f) for k, f in (p.get("answers_by_seed") or {"": p["answers"]}).items()}
         per_q = scores_by_seed(by_seed, lambda r: max((100.0 * float(score(r.get("response") or "", g))
                                                       for g in golds.get(r["id"]) or ()), default=None))
-        table = [list(v.values()) for v in per_q.values() if len(v) == len(by_seed)]
-        mean = sum(map(sum, table)) / (len(table) * len(by_seed)) if table else None
-        ci = seeds_bootstrap_ci(table)
-        out.append({**p, "in_domain": round(mean, 2) if mean is not None else None, "ci95": ci, "per_question": per_q})
+        m = mean_over_seeds(per_q, list(by_seed), digits=4)
+        out.append({**p, "in_domain": m.get("mean"), "ci95": m.get("ci95"), "per_question": per_q,
+                    "seeds": list(by_seed)})
     return out
 
 
 def paired(a: dict, b: dict) -> dict:
-    qa, qb = a["per_question"], b["per_question"]
-    seeds = [k for k in next(iter(qa.values()), {}) if all(k in v for v in qb.values())]
-    table = [[qa[q][k] - qb[q][k] for k in seeds] for q in qa if q in qb and all(k in qa[q] and k in qb[q] for k in seeds)]
-    if not table:
-        return {}
-    return {"diff": round(sum(map(sum, table)) / (len(table) * len(seeds)), 2), "ci95": seeds_bootstrap_ci(table),
-            "n": len(table)}
+    """a's chosen point against b's on the same questions (evaluation.diff_over_seeds)."""
+    return diff_over_seeds(a["per_question"], b["per_question"], [k for k in a["seeds"] if k in b["seeds"]], digits=4)
 
 
-def fmt(v, ci=None) -> str:
-    if not isinstance(v, (int, float)):
-        return "-"
-    return f"{v:.1f}" + (f" [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else "")
+def fmt(v, interval=None) -> str:
+    return f1(v) + (f" {ci(interval)}" if interval else "")
 
 
-def signed(v, ci=None) -> str:
-    if not isinstance(v, (int, float)):
-        return "-"
-    return f"{v:+.1f}" + (f" [{ci[0]:+.1f}, {ci[1]:+.1f}]" if ci else "")
+def signed_ci(v, interval=None) -> str:
+    return signed(v) + (f" [{signed(interval[0])}, {signed(interval[1])}]" if interval else "")
 
 
 def where(p: dict) -> str:
@@ -135,7 +126,7 @@ def main() -> None:
         diffs = []
         for m in others:
             d = paired(chosen[ref], chosen[m]) if chosen.get(ref) and chosen.get(m) else {}
-            diffs.append(signed(d.get("diff"), d.get("ci95")))
+            diffs.append(signed_ci(d.get("mean"), d.get("ci95")))
         print(f"| ≤ {r['level']:.3g} | " + " | ".join(cells + diffs) + " |")
 
 

@@ -104,9 +104,10 @@ def seeds_bootstrap_ci(values: Sequence[Sequence[float]], n_boot: int = 2000, se
     return [round(float(boots[int(0.025 * n_boot)]), 4), round(float(boots[int(0.975 * n_boot) - 1]), 4)]
 
 
-def correct_by_seed(rows_by_seed: Mapping[Any, Sequence[Mapping[str, Any]]]) -> dict[Any, dict[Any, int]]:
-    """{question id: {seed: 1 if judged correct else 0}} from judged rows per training seed."""
-    return scores_by_seed(rows_by_seed, lambda r: int(r.get("correct") is True))
+def correct_by_seed(rows_by_seed: Mapping[Any, Sequence[Mapping[str, Any]]]) -> dict[Any, dict[Any, float]]:
+    """{question id: {seed: 100.0 if judged correct else 0.0}} (accuracy in points) from judged
+    rows per training seed."""
+    return scores_by_seed(rows_by_seed, lambda r: 100.0 if r.get("correct") is True else 0.0)
 
 
 def scores_by_seed(rows_by_seed: Mapping[Any, Sequence[Mapping[str, Any]]],
@@ -126,55 +127,66 @@ def span_scores_over_seeds(rows_by_seed: Mapping[Any, Sequence[Mapping[str, Any]
                            golds: Mapping[Any, Sequence[str]]) -> dict[str, Any]:
     """SQuAD exact match and token F1 (`span_scores`'s, in %) of a model trained at one or more
     seeds ({seed: answer rows}; golds: {question id: gold answers}), each the mean over seeds and
-    questions with a 95% interval over both (`seeds_bootstrap_ci`; with one seed, over the
+    questions with a 95% interval over both (`mean_over_seeds`; with one seed, over the
     questions): {"em", "em_ci95", "f1", "f1_ci95", "span_n"}; span_n counts the questions scored -
     those with a gold answer and an answer at every seed. Empty when there are none."""
     from s3ft.judges.qa import exact_match_score, f1_score
 
-    seeds = list(rows_by_seed)
     out: dict[str, Any] = {}
     for name, fn in (("em", exact_match_score), ("f1", f1_score)):
-        by_q = scores_by_seed(rows_by_seed, lambda r, fn=fn: max((float(fn(r.get("response") or "", g))
-                                                                  for g in golds.get(r["id"]) or ()), default=None))
-        table = [[100.0 * v[k] for k in seeds] for v in by_q.values() if len(v) == len(seeds)]
-        if not table:
+        m = mean_over_seeds(scores_by_seed(rows_by_seed, lambda r, fn=fn: max(
+            (100.0 * float(fn(r.get("response") or "", g)) for g in golds.get(r["id"]) or ()), default=None)),
+            list(rows_by_seed))
+        if not m["n"]:
             return {}
-        out[name] = round(sum(map(sum, table)) / (len(table) * len(seeds)), 2)
-        ci = seeds_bootstrap_ci(table)
-        out[f"{name}_ci95"] = [round(ci[0], 2), round(ci[1], 2)] if ci else None
-        out["span_n"] = len(table)
+        out.update({name: m["mean"], f"{name}_ci95": m["ci95"], "span_n": m["n"]})
     return out
+
+
+def mean_over_seeds(by_question: Mapping[Any, Mapping[Any, float]], seeds: Sequence[Any], n_boot: int = 2000,
+                    seed: int = 0, digits: int = 2) -> dict[str, Any]:
+    """The mean of per-question scores at several training seeds ({question: {seed: score}}, from
+    `scores_by_seed`) over the questions scored at every seed, with its 95% interval over seeds and
+    questions (`seeds_bootstrap_ci`), rounded to `digits`: {"n": questions, "mean", "ci95"} (no
+    mean when n is 0)."""
+    table = [[v[k] for k in seeds] for v in by_question.values() if all(k in v for k in seeds)]
+    if not table or not seeds:
+        return {"n": 0}
+    ci = seeds_bootstrap_ci(table, n_boot, seed)
+    return {"n": len(table), "mean": round(sum(map(sum, table)) / (len(table) * len(seeds)), digits),
+            "ci95": [round(ci[0], digits), round(ci[1], digits)] if ci else None}
+
+
+def diff_over_seeds(a: Mapping[Any, Mapping[Any, float]], b: Mapping[Any, Mapping[Any, float]], seeds: Sequence[Any],
+                    n_boot: int = 2000, seed: int = 0, digits: int = 2) -> dict[str, Any]:
+    """Two models' per-question scores at the same training seeds ({question: {seed: score}})
+    compared on the same questions: `mean_over_seeds` of a - b over the questions both scored at
+    every seed - {"n", "mean" (the difference), "ci95"}."""
+    both = {q: {k: a[q][k] - b[q][k] for k in seeds if k in a[q] and k in b[q]} for q in a if q in b}
+    return mean_over_seeds(both, seeds, n_boot, seed, digits)
 
 
 def accuracy_over_seeds_ci(rows_by_seed: Mapping[Any, Sequence[Mapping[str, Any]]]) -> list[float] | None:
     """95% interval (points) of the accuracy of a model trained at several seeds ({seed: judged
-    rows}), over seeds and questions (`seeds_bootstrap_ci`); questions not judged at every seed are
+    rows}), over seeds and questions (`mean_over_seeds`); questions not judged at every seed are
     left out."""
-    seeds = list(rows_by_seed)
-    table = [[100.0 * v[k] for k in seeds] for v in correct_by_seed(rows_by_seed).values() if len(v) == len(seeds)]
-    ci = seeds_bootstrap_ci(table)
-    return [round(ci[0], 2), round(ci[1], 2)] if ci else None
+    return mean_over_seeds(correct_by_seed(rows_by_seed), list(rows_by_seed)).get("ci95")
 
 
 def paired_over_seeds(rows_a: Mapping[Any, Sequence[Mapping[str, Any]]], rows_b: Mapping[Any, Sequence[Mapping[str, Any]]],
                       n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
     """`paired` for models trained at several seeds ({seed: judged rows}, the same seeds on both
     sides): per question and seed the difference a - b; diff in points (the mean over both) with a
-    95% CI by a two-level bootstrap (seeds, then questions: `seeds_bootstrap_ci`). With one seed
+    95% CI by a two-level bootstrap (seeds, then questions: `diff_over_seeds`). With one seed
     this is `paired`, McNemar's p-value included; with several there is no p-value."""
     seeds = [k for k in rows_a if k in rows_b]
     if len(seeds) == 1:
         return {**paired(rows_a[seeds[0]], rows_b[seeds[0]], n_boot, seed), "seeds": seeds}
-    a = correct_by_seed({k: rows_a[k] for k in seeds})
-    b = correct_by_seed({k: rows_b[k] for k in seeds})
-    table = [[100.0 * (a[q][k] - b[q][k]) for k in seeds] for q in a
-             if q in b and len(a[q]) == len(seeds) and len(b[q]) == len(seeds)]
-    out: dict[str, Any] = {"n": len(table), "seeds": seeds}
-    if not table or not seeds:
-        return out
-    out["diff"] = round(sum(sum(r) for r in table) / (len(table) * len(seeds)), 2)
-    ci = seeds_bootstrap_ci(table, n_boot, seed)
-    out["ci95"] = [round(ci[0], 2), round(ci[1], 2)] if ci else None
+    d = diff_over_seeds(correct_by_seed({k: rows_a[k] for k in seeds}), correct_by_seed({k: rows_b[k] for k in seeds}),
+                        seeds, n_boot, seed)
+    out: dict[str, Any] = {"n": d["n"], "seeds": seeds}
+    if d["n"]:
+        out["diff"], out["ci95"] = d["mean"], d["ci95"]
     return out
 
 

@@ -153,18 +153,19 @@ def cross_session(s: Session, task: str) -> Session:
                     max_new_tokens=None, data_files={})
 
 
-INSTRUMENTS = ("general", "ifeval", "drift")
+INSTRUMENTS = ("general_benchmarks", "ifeval", "drift")
 
 
 def evaluate_model(s: Session, name: str, model: str, model_fp: str, run: RunDir,
                    instruments: tuple[str, ...] = INSTRUMENTS) -> dict[str, Any]:
-    """In-domain, cross-task and forgetting results of one model (`instruments`: those of general
-    benchmarks, IFEval and drift to run, where the recipe asks for them); the model is let go
-    after them (unless it is the base model)."""
+    """In-domain, cross-task and forgetting results of one model (`instruments`: which of the
+    general benchmarks, IFEval and drift to run, by their recipe keys, where the recipe asks for
+    them); the model is let go after them (unless it is the base model)."""
     out: dict[str, Any] = {"in_domain": pipeline.in_domain(s, name, model, model_fp, run), "cross_task": {}}
     for task in s.cfg.cross_tasks:
         out["cross_task"][task] = pipeline.in_domain(cross_session(s, task), f"{task}.{name}", model, model_fp, run)
-    out["general"] = pipeline.general_benchmarks(s, name, model, model_fp, run) if "general" in instruments else {}
+    out["general"] = (pipeline.general_benchmarks(s, name, model, model_fp, run)
+                      if "general_benchmarks" in instruments else {})
     out["ifeval"] = pipeline.instruction_following(s, name, model, model_fp, run) if "ifeval" in instruments else {}
     out["drift"] = pipeline.drift_from_base(s, name, model, model_fp, run) if "drift" in instruments else {}
     if model != s.cfg.model:
@@ -308,16 +309,14 @@ def sweep(s: Session, trained: list[str], seed: int) -> dict[str, Any]:
     done = {(r["split"], r.get("seed", seed), *frontier.key(r)): r for r in read_jsonl(points_path)}
 
     taken = set(cfg.sweep_measures or frontier.MEASURES)  # the measures of every point; their instruments
-    instruments = tuple(i for i, ms in (("general", {"mc_drop"}), ("ifeval", {"ifeval_drop"}),
-                                        ("drift", {"kl_general", "kl_task"})) if ms & taken)
+    instruments = tuple(i for i in INSTRUMENTS if any(frontier.INSTRUMENT[m] == i for m in taken))
 
     def record(meta: dict[str, Any], ps: Session, name: str, model: str, fp: str) -> None:
         vs = ps.derive(seed_dir=ps.seed_dir, eval_split=cfg.tune_split)
         val = pipeline.in_domain(vs, f"{cfg.tune_split}.{name}", model, fp, ps.method_run)
         if model == cfg.model:  # (its test evaluations are the comparison's own, in the run's root)
             ev, test_run = evaluate_model(s, BASE, model, fp, s.run), s.run
-            measures = {"ifeval_drop": 0.0 if cfg.ifeval else None, "kl_general": 0.0 if cfg.drift else None,  # it forgets
-                        "kl_task": 0.0 if cfg.drift else None, "mc_drop": 0.0 if cfg.general_benchmarks else None}  # nothing
+            measures = {m: 0.0 if getattr(cfg, i) else None for m, i in frontier.INSTRUMENT.items()}  # it forgets nothing
             intervals: dict[str, list[float]] = {}
         else:
             ev, test_run = evaluate_model(ps, name, model, fp, ps.method_run, instruments), ps.method_run

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from s3ft.checks import brief, path_problem, text_problem
-from s3ft.frontier import MEASURES
+from s3ft.frontier import INSTRUMENT, MEASURES
 from s3ft.judges.qa import POLICIES
 from s3ft.methods import BASE, METHODS, PAPER_METHODS, method_help
 from s3ft.models import DTYPES, on_gpu, resolve_dtype
@@ -769,8 +769,7 @@ def validate(cfg: S3FTConfig, where: dict[str, str] | None = None, default: str 
     bad = [v for v in cfg.sweep_finetuning if v not in ("lora", "full")]
     if bad:
         fail("sweep_finetuning", f"sweep_finetuning takes lora and / or full, got {brief(bad[0])}")
-    needs = {"ifeval_drop": ("ifeval", cfg.ifeval), "kl_general": ("drift", cfg.drift), "kl_task": ("drift", cfg.drift),
-             "mc_drop": ("general_benchmarks", bool(cfg.general_benchmarks))}
+    needs = {m: (key, bool(getattr(cfg, key))) for m, key in INSTRUMENT.items()}  # measure -> (its recipe key, set)
     for m in cfg.sweep_measures:
         if m not in needs:
             fail("sweep_measures", f"sweep_measures: unknown {brief(m)}{suggest_in(m, tuple(needs))}; choose from "

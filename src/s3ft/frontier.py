@@ -30,6 +30,9 @@ MEASURES: dict[str, tuple[str, str]] = {
     "kl_task": ("KL(base || model) along the base model's answers to the task's evaluation prompts", "nats/token"),
     "mc_drop": ("average multiple-choice score lost against the base model, informative benchmarks only", "points"),
 }
+# measure -> the recipe key whose instrument takes it
+INSTRUMENT: dict[str, str] = {"ifeval_drop": "ifeval", "kl_general": "drift", "kl_task": "drift",
+                              "mc_drop": "general_benchmarks"}
 KEY = ("method", "learning_rate", "epoch", "peft", "alpha")
 
 

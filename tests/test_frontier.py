@@ -243,7 +243,8 @@ def test_interpolation_ends_are_exactly_the_base_and_the_tuned_model(tmp_path, t
 
 
 def test_sweep_runs_every_point_and_a_rerun_does_nothing(tmp_path, sharp_model_dir):
-    """2 learning rates x 2 epochs (one training run per rate), one interpolation: every point
+    """2 learning rates x 2 epochs (one training run per rate, the one at the per-seed comparison's
+    settings copied from it), one interpolation: every point
     evaluated on test and validation with its drift, the frontier and recommendation in
     compare.json, the report opening with them; a rerun trains and evaluates nothing."""
     import json
@@ -256,7 +257,7 @@ def test_sweep_runs_every_point_and_a_rerun_does_nothing(tmp_path, sharp_model_d
     out = tmp_path / "cmp"
     recipe.write_text(
         f"model: {sharp_model_dir}\ntask: squad\noutput_dir: {out}\n"  # (a model that writes: drift is measured)
-        "train_size: 4\neval_size: 3\nmax_new_tokens: 4\nbatch_size: 4\nnum_train_epochs: 1\n"
+        "train_size: 4\neval_size: 3\nmax_new_tokens: 4\nbatch_size: 4\nnum_train_epochs: 2\n"
         "per_device_train_batch_size: 2\nmax_length: 512\nlearning_rate: 1.0e-3\nlogprob_analysis: false\n"
         "methods: [base, sft]\ndrift: true\nifeval_limit: 2\nifeval_max_new_tokens: 4\n"
         "sweep_learning_rates: [1.0e-3, 1.0e-2]\nsweep_epochs: [1, 2]\ninterpolation_alphas: [0.5]\n"
@@ -266,7 +267,8 @@ def test_sweep_runs_every_point_and_a_rerun_does_nothing(tmp_path, sharp_model_d
     cmd = [sys.executable, "-m", "s3ft.cli", "compare", str(recipe)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-4000:]
-    assert r.stdout.count("train (sft)") == 1 + 2  # the main run, then one run per learning rate (2 epochs each)
+    # the per-seed run (2 epochs at 1e-3, epoch 1 kept) is the sweep's run at 1e-3: copied, not trained again
+    assert r.stdout.count("train (sft)") == 1 + 1 and r.stdout.count("the per-seed comparison's run): copied from") == 1
     res = json.loads((out / "compare.json").read_text())
     fr = res["frontier"]
     keys = {(p["learning_rate"], p["epoch"], p["alpha"]) for p in fr["points"] if p["method"] == "sft"}
@@ -286,6 +288,9 @@ def test_sweep_runs_every_point_and_a_rerun_does_nothing(tmp_path, sharp_model_d
     assert at[-1]["level"] == 100.0 and at[-1]["choices"]["sft"]["test"]["split"] == "test"
     assert [r["level"] for r in at[:-1]] == sorted({p["kl_task"] for p in fr["measures"]["kl_task"]["fronts"]["sft"]})
     assert (out / "sweep" / "lr0.001-lora" / "sft" / "epochs" / "epoch-1" / "adapter_model.safetensors").exists()
+    same = next(p for p in fr["points"] if (p["method"], p["learning_rate"], p["epoch"], p["alpha"]) == ("sft", 1e-3, 2, 1.0))
+    assert same["in_domain"] == res["per_seed"]["42"]["in_domain"]["sft"]["accuracy"]
+    assert read_jsonl(out / same["answers"]) == read_jsonl(out / "seed-42" / "eval" / "sft.jsonl")
     # epoch 1 is a checkpoint of the 2-epoch run, not the model at its end
     a = out / "sweep" / "lr0.01-lora" / "sft"
     assert (a / "epochs" / "epoch-1" / "adapter_model.safetensors").read_bytes() != (a / "model" / "adapter_model.safetensors").read_bytes()
@@ -330,6 +335,42 @@ def test_sweep_runs_every_point_and_a_rerun_does_nothing(tmp_path, sharp_model_d
     assert "train (" not in r2.stdout and "loading" not in r2.stdout
     assert json.loads((out / "compare.json").read_text())["frontier"] == fr
     assert (out / "sweep" / "points.jsonl").read_text().splitlines() == lines
+    # pruned (a copy without the weights, then the run itself), the run resumes from its records alone
+    from s3ft.prune import model_dirs
+
+    weights = sorted(p.relative_to(out) for p in out.rglob("*.safetensors"))
+    copy = tmp_path / "pruned"
+    assert main(["prune", str(out), "--to", str(copy)]) == 0
+    assert not list(copy.rglob("*.safetensors")) and not list(copy.rglob("checkpoints"))
+    assert sorted(p.relative_to(out) for p in out.rglob("*.safetensors")) == weights  # the run is left as it was
+    assert len(list(copy.rglob("pruned.json"))) == len(model_dirs(out)) == 2 + 2 * (1 + 1 + 2)  # the seed's model and epoch 1; per rate: model, epoch 1, 2 interpolations
+    def stages(root):
+        return {str(m.relative_to(root)): json.loads(m.read_text())["stages"] for m in sorted(root.rglob("manifest.json"))}
+
+    done = stages(copy)
+    r3 = subprocess.run(cmd + ["--output_dir", str(copy)], capture_output=True, text=True, timeout=900)
+    assert r3.returncode == 0, r3.stderr[-4000:]
+    assert "train (" not in r3.stdout and "loading" not in r3.stdout
+    assert stages(copy) == done  # no stage ran again (no interpolation either)
+    assert json.loads((copy / "compare.json").read_text())["frontier"] == fr
+    assert main(["prune", str(out)]) == 0 and not list(out.rglob("*.safetensors"))
+    r4 = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert r4.returncode == 0 and "train (" not in r4.stdout, r4.stderr[-4000:]
+    assert main(["export", str(out), "--method", "sft", "--point", "lr=0.01,epoch=1", "--output", str(tmp_path / "e2")]) == 2
+    with pytest.raises(ValueError, match="was pruned"):
+        find_point(out, "sft", "lr=0.01,epoch=1,alpha=0.5")
+    # a result not in yet on a pruned model (an interpolated point's answers): the model is made again from
+    # the kept epoch, itself made again by training, and the point is done
+    m = json.loads((out / "sweep" / "lr0.01-lora" / "manifest.json").read_text())
+    del m["stages"]["eval.sft-e1-a0.5"]
+    (out / "sweep" / "lr0.01-lora" / "manifest.json").write_text(json.dumps(m))
+    r5 = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert r5.returncode == 0, r5.stderr[-4000:]
+    assert r5.stdout.count("was pruned and is needed again") == 2 and r5.stdout.count("train (sft)") == 1
+    assert (out / "sweep" / "lr0.01-lora" / "sft" / "interpolated" / "epoch-1-a0.5" / "adapter_model.safetensors").exists()
+    assert read_jsonl(out / point["answers"]) and len(json.loads((out / "compare.json").read_text())["frontier"]["points"]) == 9
+    assert main(["prune", str(out)]) == 0  # nothing left to prune: no error
+    assert main(["prune", str(tmp_path / "nothing")]) == 2
 
 
 def test_sweep_over_two_seeds_averages_each_point_and_exports_either(tmp_path, sharp_model_dir):

@@ -190,3 +190,29 @@ print("RESULT", out, tl.is_progress_bar_enabled())
     assert r.returncode == 0, r.stderr[-2000:]
     line = next(x for x in r.stdout.splitlines() if x.startswith("RESULT"))
     assert line == "RESULT {'huggingface_hub.http_get': True, 'huggingface_hub.xet_get': True, None: False} False"
+
+
+def test_a_gguf_is_identified_by_its_contents_not_its_conversion(tmp_path, monkeypatch):
+    """The stages' fingerprints do not change when a GGUF file is converted again (a new cache, a
+    new machine) or copied: only when its bytes change."""
+    import os
+    import shutil
+
+    from s3ft import models
+
+    f = tmp_path / "m.gguf"
+    f.write_bytes(b"GGUF" + bytes(range(256)) * 64)
+    ident = model_identity(str(f))
+    assert ident.startswith("gguf:")
+    os.utime(f, (1, 1))
+    copy = tmp_path / "other" / "m.gguf"
+    copy.parent.mkdir()
+    shutil.copy(f, copy)
+    assert model_identity(str(f)) == model_identity(str(copy)) == ident
+    f.write_bytes(b"GGUF" + bytes(range(256)) * 63)
+    assert model_identity(str(f)) != ident
+    assert model_identity(str(f), revision="v2") != model_identity(str(f))
+    monkeypatch.setattr(models, "embedded_gguf_path", lambda: copy)
+    assert model_identity("smollm2-135m-instruct") == ident
+    with pytest.raises(ModelError, match="does not exist"):
+        model_identity(str(tmp_path / "missing.gguf"))

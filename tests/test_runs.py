@@ -212,3 +212,66 @@ def test_a_full_disk_mid_stage_names_the_file_and_a_rerun_continues_cleanly(tmp_
         w.write({"id": "c"})
     assert [r["id"] for r in read_jsonl(p)] == ["a", "b", "c"]
     assert p.read_text().count("\n") == 3
+
+
+def test_prune_keeps_results_and_fingerprints_and_refuses_what_it_must(tmp_path):
+    """s3ft prune: the weights go (in place, or left out of a copy), each model folder keeps the
+    fingerprint it had, the results stay; a folder that is not a run, a copy target that is not
+    empty or lies inside the run, and a run another process writes are refused."""
+    import json
+
+    import pytest
+
+    from s3ft.models import PrunedModelError, resolve_model
+    from s3ft.prune import is_pruned, prune
+    from s3ft.runs import RunDirError, RunLockedError, file_fingerprint
+
+    run = RunDir(tmp_path / "run")
+    with run.lock():
+        run.update_manifest(config={})
+    model = run.path / "sft" / "model"
+    ck = run.path / "sft" / "checkpoints" / "checkpoint-2"
+    for d in (model, ck):
+        d.mkdir(parents=True)
+        (d / "adapter_config.json").write_text("{}")
+        (d / "adapter_model.safetensors").write_bytes(b"w" * 1000)
+    (run.path / "eval").mkdir()
+    (run.path / "eval" / "sft.jsonl").write_text('{"id": "a", "correct": true}\n')
+    fp = file_fingerprint(model)
+    assert fp == file_fingerprint(model)
+
+    copy = tmp_path / "copy"
+    r = prune(run.path, copy)
+    assert r == {"models": 1, "bytes": 1000, "output": str(copy)}
+    assert (model / "adapter_model.safetensors").exists()  # the run is left as it was
+    assert is_pruned(copy / "sft" / "model") and not is_pruned(model)
+    assert file_fingerprint(copy / "sft" / "model") == fp
+    assert not (copy / "sft" / "checkpoints").exists() and not (copy / ".lock").exists()
+    assert (copy / "eval" / "sft.jsonl").read_text() == (run.path / "eval" / "sft.jsonl").read_text()
+    with pytest.raises(PrunedModelError, match="was pruned"):
+        resolve_model(str(copy / "sft" / "model"))
+    assert json.loads((copy / "sft" / "model" / "pruned.json").read_text())["removed"] == [
+        {"file": "adapter_model.safetensors", "bytes": 1000}]
+
+    with pytest.raises(RunDirError, match="new or empty folder"):
+        prune(run.path, copy)
+    with pytest.raises(RunDirError, match="cannot go inside the run"):
+        prune(run.path, run.path / "inside")
+    with pytest.raises(RunDirError, match="not an s3ft run directory"):
+        prune(tmp_path / "copy" / "eval")
+    child = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom s3ft.runs import RunDir\n"
+                              "with RunDir(sys.argv[1]).lock():\n    print('locked', flush=True); time.sleep(30)",
+                              str(run.path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "locked"
+        with pytest.raises(RunLockedError):
+            prune(run.path)
+    finally:
+        child.kill()
+        child.wait()
+    r = prune(run.path)  # in place
+    assert r["models"] == 1 and r["bytes"] == 1000 + 1002  # the model's weights, the whole checkpoint
+    assert is_pruned(model) and file_fingerprint(model) == fp and not (run.path / "sft" / "checkpoints").exists()
+    (model / "adapter_model.safetensors").write_bytes(b"v" * 1000)  # made again: the record no longer counts
+    assert not is_pruned(model) and file_fingerprint(model) != fp
+    assert resolve_model(str(model)) == str(model)

@@ -9,6 +9,7 @@
     s3ft export RUN_DIR [--method M] [--output DIR] [--dtype D] [--push_to_hub ORG/NAME]   a plain transformers folder
     s3ft predict RUN_DIR --input IN.jsonl --output OUT.jsonl [--method M]   answers from the fine-tuned model
     s3ft chat RUN_DIR [--method M]                            talk to the fine-tuned model (stdin, a terminal or a pipe)
+    s3ft prune RUN_DIR [--to COPY]                            keep a run's results, drop its model weights
 
 Recipe keys and overrides are the fields of `s3ft.config.S3FTConfig` (`s3ft fields`)."""
 from __future__ import annotations
@@ -281,7 +282,7 @@ def _positive_int(text: str) -> int:
 
 
 def _add_use_parsers(sub) -> None:
-    """export, predict, chat: a finished run's fine-tuned model (docs/using-the-model.md)."""
+    """export, predict, chat: a finished run's fine-tuned model (docs/using-the-model.md); prune."""
     def run_args(sp) -> None:
         sp.add_argument("run_dir", help="the run directory (output_dir of `s3ft run` or `s3ft compare`)")
         sp.add_argument("--method", help="which fine-tuned model (default: the run's method)")
@@ -320,9 +321,26 @@ def _add_use_parsers(sub) -> None:
     run_args(cp)
     cp.add_argument("--max_new_tokens", type=_positive_int, help="reply length limit (default: the run's evaluation limit)")
     cp.add_argument("--backend", choices=("hf", "vllm", "openai"), help="generation backend (default: the run's)")
+    rp = sub.add_parser("prune", help="keep a run's results, drop its model weights (a resume finds its stages done)",
+                        description="Remove the weight files of every model folder of RUN_DIR (and the Trainer "
+                        "checkpoints), leaving pruned.json in each: a resumed run finds the stages done on those "
+                        "models up to date and carries on; a stage that must load one refuses and says how to make "
+                        "it again. With --to, write a pruned copy and leave RUN_DIR as it is (it may still be running).")
+    rp.add_argument("run_dir", help="the run directory (output_dir of `s3ft run` or `s3ft compare`)")
+    rp.add_argument("--to", help="write a copy without the weights to this new or empty folder instead")
 
 
-USE_COMMANDS = {"export": cmd_export, "predict": cmd_predict, "chat": cmd_chat}
+def cmd_prune(args, rest: list[str]) -> int:
+    from s3ft.prune import prune
+
+    _no_extra("prune", rest)
+    r = prune(args.run_dir, args.to)
+    print(f"prune: {r['models']} model folders, {r['bytes'] / 2**20:.1f} MiB of weights "
+          f"{'left out of' if args.to else 'removed from'} {r['output']}")
+    return 0
+
+
+USE_COMMANDS = {"export": cmd_export, "predict": cmd_predict, "chat": cmd_chat, "prune": cmd_prune}
 
 
 OVERRIDES = """Any recipe key overrides the recipe: --key value (a list key takes several values:

@@ -19,7 +19,7 @@ import json
 import platform
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from s3ft import pipeline
 from s3ft.config import ConfigError, S3FTConfig
@@ -102,23 +102,72 @@ def tune(s: Session, seed: int) -> dict[str, Any] | None:
 
 def reuse_tuned_sft(s: Session, tuning: dict[str, Any], ss: Session) -> None:
     """The chosen tuning trial is the SFT run of the tuning seed (same rows, hyperparameters and
-    seed): copy it into that seed's directory instead of training it again. The copy carries the
-    trial's stage record, so the train stage accepts it only if its fingerprint matches."""
+    seed): copy it into that seed's directory instead of training it again."""
+    ch = tuning["chosen"]
+    copy_training(RunDir(s.run.path / "tune" / f"lr{ch['learning_rate']:g}-epochs{ch['num_train_epochs']:g}"),
+                  ss.method_run, "sft", f"seed {ss.cfg.seed}: the chosen tuning trial")
+
+
+def copy_training(src: RunDir, dst: RunDir, method: str, what: str) -> None:
+    """Copy `method`'s finished training run from run folder `src` into `dst` (its model, kept
+    epochs, metrics and log) with its stage record, instead of training the same run again. The
+    train stage accepts the copy only when the record's fingerprint is the one it would train
+    under (same rows, hyperparameters, seed and kept epochs); otherwise it trains as usual. A
+    source whose weights were pruned is not copied."""
     import shutil
 
-    ch = tuning["chosen"]
-    src = RunDir(s.run.path / "tune" / f"lr{ch['learning_rate']:g}-epochs{ch['num_train_epochs']:g}")
-    rec = src.stage_record("train.sft")
-    dst = ss.method_run
-    if not rec or rec.get("status") != "done" or dst.stage_record("train.sft") or not (src.path / "sft" / "model").is_dir():
+    from s3ft.runs import pruned_record
+    from s3ft.training import EPOCHS
+
+    name, run = f"train.{method}", src.path / method
+    rec = src.stage_record(name)
+    if not rec or rec.get("status") != "done" or dst.stage_record(name) or not (run / "model").is_dir():
         return
-    (dst.path / "sft").mkdir(parents=True, exist_ok=True)
-    shutil.copytree(src.path / "sft" / "model", dst.path / "sft" / "model", dirs_exist_ok=True)
-    for name in ("train_metrics.json", "train_log.jsonl"):
-        if (src.path / "sft" / name).exists():
-            shutil.copy2(src.path / "sft" / name, dst.path / "sft" / name)
-    dst.set_stage("train.sft", **{**rec, "copied_from": str(src.path / "sft")})
-    log(f"train (sft, seed {ss.cfg.seed}): the chosen tuning trial, copied from {src.path / 'sft'}")
+    kept = [d for d in (run / EPOCHS).glob("*") if d.is_dir()] if (run / EPOCHS).is_dir() else []
+    if any(pruned_record(d) for d in [run / "model", *kept]):
+        return
+    (dst.path / method).mkdir(parents=True, exist_ok=True)
+    for folder in ("model", EPOCHS):
+        if (run / folder).is_dir():
+            shutil.copytree(run / folder, dst.path / method / folder, dirs_exist_ok=True)
+    for f in ("train_metrics.json", "train_log.jsonl"):
+        if (run / f).exists():
+            shutil.copy2(run / f, dst.path / method / f)
+    dst.set_stage(name, **{**rec, "copied_from": str(run)})
+    log(f"train ({method}, {what}): copied from {run}")
+
+
+def remake_pruned(root: Path, work: Callable[[], Any]) -> Any:
+    """`work()`; when it needs a model of the run whose weights `s3ft prune` removed (a run
+    resumed from a pruned copy before every result on that model was in), that folder is removed,
+    so that the stage that made it (training, an interpolation) makes it again, and `work` runs
+    again. The stages already done on the model stay up to date when the new one is the same."""
+    import shutil
+
+    from s3ft.models import PrunedModelError
+
+    for _ in range(8):  # a model, the kept epoch it is interpolated from, ...
+        try:
+            return work()
+        except PrunedModelError as e:
+            if not Path(e.path).resolve().is_relative_to(Path(root).resolve()):
+                raise
+            log(f"{e.path} was pruned and is needed again: making it again")
+            shutil.rmtree(e.path)
+    return work()
+
+
+def comparison_run_kept_epochs(cfg: S3FTConfig, seed: int, tuned: bool) -> tuple[int, ...] | None:
+    """When the sweep trains at the per-seed comparison's own settings (its learning rate, LoRA or
+    full, seed, and largest epoch count = num_train_epochs), the comparison's training run of that
+    seed is the sweep's run too: it keeps the sweep's smaller epochs, and the sweep copies it
+    (copy_training) rather than training it again. Returns those epochs, or None when the runs
+    differ (or the settings were tuned: the tuning trial is the run copied then)."""
+    grid = sweep_grid(cfg)
+    if tuned or not grid or seed not in grid["seeds"] or cfg.learning_rate not in grid["learning_rates"] \
+            or cfg.use_peft not in grid["peft"] or max(grid["epochs"]) != cfg.num_train_epochs:
+        return None
+    return tuple(int(e) for e in grid["epochs"] if e != cfg.num_train_epochs)
 
 
 def machine() -> str:
@@ -241,9 +290,13 @@ def run_compare(cfg: S3FTConfig, force: set[str] | None = None) -> dict[str, Any
             log(f"seed {seed}: training and evaluating {', '.join(trained) or 'nothing'}")
             per: dict[str, Any] = {"mix": mix, "in_domain": {}, "cross_task": {}, "general": {}}
             evals = {BASE: base} if base else {}
+            kept = comparison_run_kept_epochs(cfg, seed, bool(tuning)) or ()
             for m in trained:
-                model_dir = pipeline.trained_model(ss, m)
-                evals[m] = evaluate_model(ss, m, str(model_dir), file_fingerprint(model_dir), ss.method_run)
+                def train_and_evaluate(m=m, ss=ss) -> dict[str, Any]:
+                    model_dir = pipeline.trained_model(ss, m, keep_epochs=kept)
+                    return evaluate_model(ss, m, str(model_dir), file_fingerprint(model_dir), ss.method_run)
+
+                evals[m] = remake_pruned(root, train_and_evaluate)
             for name, ev in evals.items():
                 per["in_domain"][name] = ev["in_domain"]
                 for task, acc in ev["cross_task"].items():
@@ -262,7 +315,8 @@ def run_compare(cfg: S3FTConfig, force: set[str] | None = None) -> dict[str, Any
             write_json(compare_path, result)
             log(f"seed {seed} done: {compare_path}")
         if sweep_grid(cfg):  # 5. the learning-forgetting sweep (docs/compare.md#frontiers)
-            result["frontier"] = sweep(s, trained, tune_seed(cfg))
+            shared = [k for k in seeds if comparison_run_kept_epochs(cfg, k, bool(tuning)) is not None]
+            result["frontier"] = sweep(s, trained, tune_seed(cfg), shared)
             write_json(compare_path, result)
         result["wall_seconds"] = round(time.time() - t0, 1)
         result["stage_seconds"] = stage_seconds(root)
@@ -291,14 +345,16 @@ def sweep_grid(cfg: S3FTConfig) -> dict[str, list] | None:
             "seeds": list(dict.fromkeys(cfg.sweep_seeds)) or [tune_seed(cfg)]}
 
 
-def sweep(s: Session, trained: list[str], seed: int) -> dict[str, Any]:
+def sweep(s: Session, trained: list[str], seed: int, shared: Sequence[int] = ()) -> dict[str, Any]:
     """The learning-forgetting sweep (docs/compare.md#frontiers): every method x learning rate x
     lora / full trained once per sweep seed (`seed`, the tuning seed, in folders without a
     -seed<k> suffix), for the largest epoch count; each kept
     epoch's model and its interpolations toward the base (s3ft.interpolate) evaluated as a point
     - in-domain on the test split and on tune_split, and the recipe's forgetting measures.
     Everything lives under <output_dir>/sweep/ and resumes stage by stage; the points are written
-    to sweep/points.jsonl as each is done. Returns compare.json's `frontier` section."""
+    to sweep/points.jsonl as each is done. `shared`: the seeds whose per-seed comparison run is a
+    run of the sweep too (comparison_run_kept_epochs), copied instead of trained again. Returns
+    compare.json's `frontier` section."""
     from s3ft import frontier
     from s3ft.runs import write_jsonl
 
@@ -342,8 +398,12 @@ def sweep(s: Session, trained: list[str], seed: int) -> dict[str, Any]:
             for peft in grid["peft"]:
                 ts = s.derive(seed_dir=str(sweep_run_dir(root, lr, peft, k, seed)), learning_rate=lr,
                               num_train_epochs=top, use_peft=peft, seed=k)
+                same = k in shared and lr == cfg.learning_rate and peft == cfg.use_peft
                 for m in trained:
-                    sweep_points(ts, m, grid, top, record, seed)
+                    if same:
+                        copy_training(RunDir(root / f"seed-{k}"), ts.method_run, m, f"sweep lr {lr:g}, seed {k}: "
+                                      "the per-seed comparison's run")
+                    remake_pruned(root, lambda ts=ts, m=m: sweep_points(ts, m, grid, top, record, seed))
     points = list(done.values())
     golds = None
     if s.judge_name in SPAN_JUDGES:  # SQuAD exact match and F1 beside the judge's accuracy at every point

@@ -293,6 +293,8 @@ class S3FTConfig:
         """The TRAIN_FIELDS values a training run depends on, dtype resolved (resolved_dtype), and
         the saved activations' dtype when they are packed (absent otherwise, as before it existed)."""
         knobs = {k: getattr(self, k) for k in TRAIN_FIELDS} | {"dtype": self.resolved_dtype(training=True)}
+        for k in ("learning_rate", "num_train_epochs"):  # 2 and 2.0 epochs are one training run
+            knobs[k] = float(knobs[k])
         if (packed := self.resolved_saved_activations()) is not None:
             knobs["saved_activations"] = packed
         return knobs

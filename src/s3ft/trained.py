@@ -15,7 +15,7 @@ from typing import Any
 
 from s3ft.config import FIELDS, S3FTConfig
 from s3ft.methods import BASE, METHODS
-from s3ft.runs import MANIFEST, RunDir, is_run_manifest, read_manifest
+from s3ft.runs import MANIFEST, RunDir, is_run_manifest, pruned_record, read_manifest
 
 
 class TrainedModelError(ValueError):
@@ -270,3 +270,6 @@ def check_finished(tm: TrainedModel) -> None:
                                 "(the same command with --force train)")
     if not ((model_dir / "adapter_config.json").is_file() or (model_dir / "config.json").is_file()):
         raise TrainedModelError(f"{model_dir} holds no model (neither adapter_config.json nor config.json)")
+    if pruned_record(model_dir):
+        raise TrainedModelError(f"{model_dir} was pruned (`s3ft prune`): the run's results on it are kept, its weights "
+                                f"are not; train it again (the run's command with --force train.{tm.method})")

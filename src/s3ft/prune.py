@@ -1,0 +1,110 @@
+"""`s3ft prune`: keep a run's results, drop its model weights.
+
+A run directory holds every stage's output as small JSONL files and every trained model (an
+adapter of a few MB, a full model of hundreds). Pruning removes the weight files of each model
+folder (and the Trainer checkpoints) and leaves in the folder `pruned.json`: the fingerprint the
+folder had and the files removed. A resumed run then finds its stages up to date - the fingerprint
+of a pruned folder is the one it had (runs.file_fingerprint) - and carries on with the stages not
+yet done. A stage that has to load a pruned model refuses with a message (models.resolve_model);
+`--force train.<method>` (or `--force interpolate.<point>`) makes it again.
+
+    s3ft prune RUN_DIR             in place (refused while another process writes the run)
+    s3ft prune RUN_DIR --to COPY   a copy without the weights; RUN_DIR is left as it is (it may
+                                   be running: a stage not done in the copy is done again
+                                   when the copy resumes)
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from s3ft.runs import (MANIFEST, PRUNED, WEIGHT_SUFFIXES, RunDir, RunDirError, file_fingerprint, pruned_record,
+                       read_manifest, write_json)
+
+CHECKPOINTS = "checkpoints"  # Trainer checkpoints (training.CHECKPOINTS): scratch, removed whole
+SKIPPED = (".lock",)  # never copied: the lock of the process that writes the run
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The weight files directly in `folder` (safetensors, bin, pt, ...)."""
+    return sorted(f for f in folder.iterdir() if f.is_file() and f.suffix in WEIGHT_SUFFIXES)
+
+
+def model_dirs(root: Path) -> list[Path]:
+    """The model folders under `root` (config.json or adapter_config.json next to weights), outside
+    Trainer checkpoints."""
+    out = []
+    for cfg in sorted([*root.rglob("config.json"), *root.rglob("adapter_config.json")]):
+        d = cfg.parent
+        if CHECKPOINTS not in d.relative_to(root).parts and d not in out and weight_files(d):
+            out.append(d)
+    return out
+
+
+def _record(folder: Path) -> dict[str, Any]:
+    return {"fingerprint": file_fingerprint(folder), "pruned": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "removed": [{"file": f.name, "bytes": f.stat().st_size} for f in weight_files(folder)],
+            "note": "weights removed by `s3ft prune`; the run's results on this model are kept"}
+
+
+def _check_run(run: Path) -> None:
+    if not run.is_dir():
+        raise RunDirError(f"s3ft prune: {run} is not a folder")
+    if not (run / MANIFEST).is_file():
+        raise RunDirError(f"s3ft prune: {run} is not an s3ft run directory (no {MANIFEST})")
+    manifest, problem = read_manifest(run / MANIFEST)
+    if problem or not manifest:
+        raise RunDirError(f"s3ft prune: {run} is not an s3ft run directory ({problem or f'no {MANIFEST}'})")
+
+
+def prune(run: str | Path, to: str | Path | None = None) -> dict[str, Any]:
+    """Remove the model weights of run directory `run` in place, or write a copy without them to
+    `to` (a new or empty folder). Returns {"models": folders pruned, "bytes": bytes left out,
+    "output": the pruned run's folder}."""
+    run = Path(run)
+    _check_run(run)
+    if to is None:
+        with RunDir(run).lock():  # not while another process writes it
+            return _prune_in_place(run)
+    dst = Path(to)
+    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
+        raise RunDirError(f"s3ft prune --to {dst}: give a new or empty folder")
+    if dst.resolve().is_relative_to(run.resolve()):
+        raise RunDirError(f"s3ft prune --to {dst}: the copy cannot go inside the run {run}")
+    models = {d: _record(d) for d in model_dirs(run)}
+    left_out = sum(r["bytes"] for rec in models.values() for r in rec["removed"])
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        here = Path(folder)
+        skip = {n for n in names if n in SKIPPED or n == CHECKPOINTS or n.endswith(".tmp")}
+        if here in models:
+            skip |= {r["file"] for r in models[here]["removed"]}
+        return skip
+
+    shutil.copytree(run, dst, ignore=ignore, dirs_exist_ok=True)
+    for d, rec in models.items():
+        write_json(dst / d.relative_to(run) / PRUNED, rec)
+    return {"models": len(models), "bytes": left_out, "output": str(dst)}
+
+
+def _prune_in_place(run: Path) -> dict[str, Any]:
+    freed, n = 0, 0
+    for d in model_dirs(run):
+        rec = _record(d)
+        write_json(d / PRUNED, rec)  # first the record, then the weights go: a crash between leaves both
+        for r in rec["removed"]:
+            (d / r["file"]).unlink()
+            freed += r["bytes"]
+        n += 1
+    for ck in sorted(run.rglob(CHECKPOINTS), reverse=True):
+        if ck.is_dir():
+            freed += sum(f.stat().st_size for f in ck.rglob("*") if f.is_file())
+            shutil.rmtree(ck)
+    return {"models": n, "bytes": freed, "output": str(run)}
+
+
+def is_pruned(folder: str | Path) -> bool:
+    """Whether `folder` is a model folder whose weights `s3ft prune` removed."""
+    return Path(folder).is_dir() and pruned_record(folder) is not None

@@ -24,7 +24,7 @@ from pathlib import Path
 from s3ft import frontier
 from s3ft.evaluation import diff_over_seeds, mean_over_seeds, scores_by_seed
 from s3ft.judges.qa import exact_match_score, f1_score, gold_answers
-from s3ft.report.fmt import ci, f1, method_name, signed
+from s3ft.report.fmt import method_name, signed, with_ci
 from s3ft.tasks import get_task
 
 
@@ -68,14 +68,6 @@ def paired(a: dict, b: dict) -> dict:
     return diff_over_seeds(a["per_question"], b["per_question"], [k for k in a["seeds"] if k in b["seeds"]], digits=4)
 
 
-def fmt(v, interval=None) -> str:
-    return f1(v) + (f" {ci(interval)}" if interval else "")
-
-
-def signed_ci(v, interval=None) -> str:
-    return signed(v) + (f" [{signed(interval[0])}, {signed(interval[1])}]" if interval else "")
-
-
 def where(p: dict) -> str:
     return f"{p['learning_rate']:g}, ep {p['epoch']:g}, α {p.get('alpha', 1.0):g}"
 
@@ -103,11 +95,11 @@ def main() -> None:
     base = next((p for p in test if p["method"] == "base"), None)
     name = {"f1": "F1", "em": "exact match %"}[args.score]
     print(f"# {compare['task']}: the frontier by {name} (test), against {measure}\n")
-    print(f"Base model: {fmt(base and base['in_domain'], base and base['ci95'])}.\n")
+    print(f"Base model: {with_ci(base and base['in_domain'], base and base['ci95'])}.\n")
     fs = frontier.fronts(trained, measure)
     print("## Pareto fronts\n\n| method | points (learning rate, epoch, alpha: score [95% CI] at " + measure + ") |\n|---|---|")
     for m, f in fs.items():
-        print(f"| {method_name(m)} | " + "; ".join(f"{where(p)}: {fmt(p['in_domain'], p['ci95'])} at {p[measure]:.3g}"
+        print(f"| {method_name(m)} | " + "; ".join(f"{where(p)}: {with_ci(p['in_domain'], p['ci95'])} at {p[measure]:.3g}"
                                                   for p in f) + " |")
     vfs = frontier.fronts([p for p in val if p["method"] != "base"], measure)
     levels = frontier.spread(frontier.budget_levels(vfs, measure), most=5)
@@ -122,11 +114,11 @@ def main() -> None:
     print("|---|" + "---|" * (len(methods) + len(others)))
     for r in matched:
         chosen = {m: (c or {}).get("test") for m, c in r["choices"].items()}
-        cells = [f"{fmt(c['in_domain'], c['ci95'])} ({where(c)})" if c else "-" for c in (chosen[m] for m in methods)]
+        cells = [f"{with_ci(c['in_domain'], c['ci95'])} ({where(c)})" if c else "-" for c in (chosen[m] for m in methods)]
         diffs = []
         for m in others:
             d = paired(chosen[ref], chosen[m]) if chosen.get(ref) and chosen.get(m) else {}
-            diffs.append(signed_ci(d.get("mean"), d.get("ci95")))
+            diffs.append(with_ci(d.get("mean"), d.get("ci95"), signed))
         print(f"| ≤ {r['level']:.3g} | " + " | ".join(cells + diffs) + " |")
 
 

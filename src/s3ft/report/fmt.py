@@ -49,6 +49,13 @@ def ci(interval: Any) -> str:
     return f"[{f1(interval[0])}, {f1(interval[1])}]"
 
 
+def with_ci(value: Any, interval: Any = None, fmt=f1) -> str:
+    """A value as `fmt` writes it, then its 95% interval [lo, hi] when there is one: `37.5 [22.5, 52.5]`."""
+    if not isinstance(value, (int, float)):
+        return NONE
+    return fmt(value) + (f" {ci(interval)}" if isinstance(interval, (list, tuple)) and len(interval) == 2 else "")
+
+
 def plain(value: Any) -> str:
     if value is None:
         return "null"

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from s3ft.frontier import MEASURES
 
-from .fmt import NONE, ci, f1, method_name, signed, table
+from .fmt import NONE, ci, f1, method_name, signed, table, with_ci
 from .plots import DPI, method_color
 
 
@@ -148,12 +148,6 @@ def _x(value: Any, nd: int = 3) -> str:
     return NONE if not isinstance(value, (int, float)) else f"{value:.{nd}g}"
 
 
-def _with_ci(value: Any, interval: Any, fmt=f1) -> str:
-    if not isinstance(value, (int, float)):
-        return NONE
-    return fmt(value) + (f" {ci(interval)}" if isinstance(interval, (list, tuple)) and len(interval) == 2 else "")
-
-
 def _x_ci(p: Mapping[str, Any], measure: str) -> str:
     iv = (p.get("forgetting_ci95") or {}).get(measure)
     return _x(p.get(measure)) + (f" [{_x(iv[0])}, {_x(iv[1])}]" if iv else "")
@@ -181,11 +175,11 @@ def tables(compare: Mapping[str, Any]) -> dict[str, Any] | None:
             cells = [f"≤ {_x(r['level'])}"]
             for m in methods:
                 c = (r["choices"].get(m) or {}).get("test")
-                cells.append(NONE if not c else f"{_with_ci(c['in_domain'], c.get('ci95'))} ({_where(c)})")
+                cells.append(NONE if not c else f"{with_ci(c['in_domain'], c.get('ci95'))} ({_where(c)})")
             for m in methods:
                 if m != ref:
                     d = (r.get("paired") or {}).get(m) or {}
-                    cells.append(_with_ci(d.get("diff"), d.get("ci95"), signed))
+                    cells.append(with_ci(d.get("diff"), d.get("ci95"), signed))
             rows.append(cells)
         others = [m for m in methods if m != ref]
         forgetting_table = table([f"{measure} at most ({unit})"] + [method_name(m) for m in methods]
@@ -205,10 +199,10 @@ def tables(compare: Mapping[str, Any]) -> dict[str, Any] | None:
         spans = any(p.get("f1") is not None for f in part["fronts"].values() for p in f)
         for m in methods:
             for p in part["fronts"][m]:
-                acc = _with_ci(p["in_domain"], p.get("ci95"))
+                acc = with_ci(p["in_domain"], p.get("ci95"))
                 if p.get("seed_sd") is not None:  # a mean over the sweep's seeds
                     acc = f"{f1(p['in_domain'])} ± {f1(p['seed_sd'])}" + acc[len(f1(p["in_domain"])):]
-                span = [_with_ci(p.get("em"), p.get("em_ci95")), _with_ci(p.get("f1"), p.get("f1_ci95"))] if spans else []
+                span = [with_ci(p.get("em"), p.get("em_ci95")), with_ci(p.get("f1"), p.get("f1_ci95"))] if spans else []
                 rows.append([method_name(m), _where(p), acc, *span, _x_ci(p, measure)])
         front_table = table(["method", "point", f"in-domain on {fr['split']} (%)",
                              *(["exact match (%)", "F1"] if spans else []), f"{measure} ({unit})"], rows, left_cols=2)

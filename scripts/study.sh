@@ -17,7 +17,7 @@ if [[ "${1:-}" == "save" ]]; then
         src=$(run_dir "$study") dst="bench/results/$study/run"
         [[ -f "$src/manifest.json" ]] || continue
         tmp=$(mktemp -d)
-        s3ft prune "$src" --to "$tmp/run" || exit 1
+        s3ft prune "$src" --to "$tmp/run" || { rm -rf "$tmp"; exit 1; }
         rm -rf "$dst" && mkdir -p "$(dirname "$dst")" && mv "$tmp/run" "$dst" && rmdir "$tmp"
         echo "saved $src -> $dst ($(du -sh "$dst" | cut -f1))"
     done

@@ -242,7 +242,7 @@ def test_interpolation_ends_are_exactly_the_base_and_the_tuned_model(tmp_path, t
         interpolate(tiny_model_dir, tuned, tmp_path / "bad", 1.5)
 
 
-def test_sweep_runs_every_point_and_a_rerun_does_nothing(tmp_path, sharp_model_dir):
+def test_sweep_runs_every_point_and_a_rerun_does_nothing(tmp_path, sharp_model_dir, capsys):
     """2 learning rates x 2 epochs (one training run per rate, the one at the per-seed comparison's
     settings copied from it), one interpolation: every point
     evaluated on test and validation with its drift, the frontier and recommendation in
@@ -357,16 +357,20 @@ def test_sweep_runs_every_point_and_a_rerun_does_nothing(tmp_path, sharp_model_d
     r4 = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert r4.returncode == 0 and "train (" not in r4.stdout, r4.stderr[-4000:]
     assert main(["export", str(out), "--method", "sft", "--point", "lr=0.01,epoch=1", "--output", str(tmp_path / "e2")]) == 2
+    assert "was pruned" in capsys.readouterr().err and not (tmp_path / "e2").exists()
     with pytest.raises(ValueError, match="was pruned"):
         find_point(out, "sft", "lr=0.01,epoch=1,alpha=0.5")
-    # a result not in yet on a pruned model (an interpolated point's answers): the model is made again from
-    # the kept epoch, itself made again by training, and the point is done
-    m = json.loads((out / "sweep" / "lr0.01-lora" / "manifest.json").read_text())
-    del m["stages"]["eval.sft-e1-a0.5"]
-    (out / "sweep" / "lr0.01-lora" / "manifest.json").write_text(json.dumps(m))
+    # results not in yet on pruned models - an interpolated point's answers, the per-seed model's IFEval: the
+    # interpolation is made again from the kept epoch, itself made again by training; the per-seed model is
+    # trained again; then both are done
+    for manifest, stage in (("sweep/lr0.01-lora", "eval.sft-e1-a0.5"), ("seed-42", "ifeval.sft")):
+        m = json.loads((out / manifest / "manifest.json").read_text())
+        del m["stages"][stage]
+        (out / manifest / "manifest.json").write_text(json.dumps(m))
     r5 = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert r5.returncode == 0, r5.stderr[-4000:]
-    assert r5.stdout.count("was pruned and is needed again") == 2 and r5.stdout.count("train (sft)") == 1
+    assert r5.stdout.count("was pruned and is needed again") == 3 and r5.stdout.count("train (sft)") == 2
+    assert (out / "seed-42" / "sft" / "model" / "adapter_model.safetensors").exists()
     assert (out / "sweep" / "lr0.01-lora" / "sft" / "interpolated" / "epoch-1-a0.5" / "adapter_model.safetensors").exists()
     assert read_jsonl(out / point["answers"]) and len(json.loads((out / "compare.json").read_text())["frontier"]["points"]) == 9
     assert main(["prune", str(out)]) == 0  # nothing left to prune: no error

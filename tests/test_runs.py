@@ -214,7 +214,7 @@ def test_a_full_disk_mid_stage_names_the_file_and_a_rerun_continues_cleanly(tmp_
     assert p.read_text().count("\n") == 3
 
 
-def test_prune_keeps_results_and_fingerprints_and_refuses_what_it_must(tmp_path):
+def test_prune_keeps_results_and_fingerprints_and_refuses_what_it_must(tmp_path, monkeypatch):
     """s3ft prune: the weights go (in place, or left out of a copy), each model folder keeps the
     fingerprint it had, the results stay; a folder that is not a run, a copy target that is not
     empty or lies inside the run, and a run another process writes are refused."""
@@ -223,8 +223,12 @@ def test_prune_keeps_results_and_fingerprints_and_refuses_what_it_must(tmp_path)
     import pytest
 
     from s3ft.models import PrunedModelError, resolve_model
-    from s3ft.prune import is_pruned, prune
-    from s3ft.runs import RunDirError, RunLockedError, file_fingerprint
+    from s3ft import prune as prune_module
+    from s3ft.prune import prune
+    from s3ft.runs import RunDirError, RunLockedError, file_fingerprint, pruned_record
+
+    def is_pruned(folder):
+        return pruned_record(folder) is not None
 
     run = RunDir(tmp_path / "run")
     with run.lock():
@@ -241,7 +245,16 @@ def test_prune_keeps_results_and_fingerprints_and_refuses_what_it_must(tmp_path)
     assert fp == file_fingerprint(model)
 
     copy = tmp_path / "copy"
+    model_dirs = prune_module.model_dirs
+
+    def stage_finishing_meanwhile(root):  # the run goes on while it is copied
+        RunDir(root).set_stage("eval.late", status="done", fingerprint="x")
+        return model_dirs(root)
+
+    monkeypatch.setattr(prune_module, "model_dirs", stage_finishing_meanwhile)
     r = prune(run.path, copy)
+    monkeypatch.setattr(prune_module, "model_dirs", model_dirs)
+    assert RunDir(run.path).stage_record("eval.late") and not RunDir(copy).stage_record("eval.late")
     assert r == {"models": 1, "bytes": 1000, "output": str(copy)}
     assert (model / "adapter_model.safetensors").exists()  # the run is left as it was
     assert is_pruned(copy / "sft" / "model") and not is_pruned(model)
@@ -259,6 +272,14 @@ def test_prune_keeps_results_and_fingerprints_and_refuses_what_it_must(tmp_path)
         prune(run.path, run.path / "inside")
     with pytest.raises(RunDirError, match="not an s3ft run directory"):
         prune(tmp_path / "copy" / "eval")
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(RunDirError, match="new or empty folder"):
+        prune(run.path, tmp_path / "afile")
+    sub = RunDir(run.path / "seed-1")
+    with sub.lock():
+        sub.update_manifest(config={})
+    with pytest.raises(RunDirError, match="is part of the run"):
+        prune(sub.path)
     child = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom s3ft.runs import RunDir\n"
                               "with RunDir(sys.argv[1]).lock():\n    print('locked', flush=True); time.sleep(30)",
                               str(run.path)], stdout=subprocess.PIPE, text=True)
@@ -275,3 +296,19 @@ def test_prune_keeps_results_and_fingerprints_and_refuses_what_it_must(tmp_path)
     (model / "adapter_model.safetensors").write_bytes(b"v" * 1000)  # made again: the record no longer counts
     assert not is_pruned(model) and file_fingerprint(model) != fp
     assert resolve_model(str(model)) == str(model)
+    fp2 = file_fingerprint(model)
+    assert prune(run.path)["models"] == 1 and file_fingerprint(model) == fp2  # pruned again: the new fingerprint
+    # a prune killed half way through a sharded model: pruning again keeps the whole folder's fingerprint
+    shards = run.path / "full" / "model"
+    shards.mkdir(parents=True)
+    (shards / "config.json").write_text("{}")
+    for i in (1, 2):
+        (shards / f"model-0000{i}.safetensors").write_bytes(bytes([i]) * 500)
+    whole = file_fingerprint(shards)
+    (shards / "pruned.json").write_text(json.dumps({"fingerprint": whole, "removed": [
+        {"file": f"model-0000{i}.safetensors", "bytes": 500} for i in (1, 2)]}))
+    (shards / "model-00001.safetensors").unlink()  # ... and then the process died
+    assert prune(run.path)["models"] == 1
+    assert is_pruned(shards) and file_fingerprint(shards) == whole
+    assert {r["file"] for r in json.loads((shards / "pruned.json").read_text())["removed"]} == {
+        "model-00001.safetensors", "model-00002.safetensors"}

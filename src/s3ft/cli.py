@@ -324,8 +324,9 @@ def _add_use_parsers(sub) -> None:
     rp = sub.add_parser("prune", help="keep a run's results, drop its model weights (a resume finds its stages done)",
                         description="Remove the weight files of every model folder of RUN_DIR (and the Trainer "
                         "checkpoints), leaving pruned.json in each: a resumed run finds the stages done on those "
-                        "models up to date and carries on; a stage that must load one refuses and says how to make "
-                        "it again. With --to, write a pruned copy and leave RUN_DIR as it is (it may still be running).")
+                        "models up to date and carries on (s3ft compare makes a pruned model again where a result "
+                        "still needs it; export, predict and chat refuse one). With --to, write a pruned copy and "
+                        "leave RUN_DIR as it is (it may still be running).")
     rp.add_argument("run_dir", help="the run directory (output_dir of `s3ft run` or `s3ft compare`)")
     rp.add_argument("--to", help="write a copy without the weights to this new or empty folder instead")
 

@@ -146,15 +146,17 @@ def remake_pruned(root: Path, work: Callable[[], Any]) -> Any:
 
     from s3ft.models import PrunedModelError
 
-    for _ in range(8):  # a model, the kept epoch it is interpolated from, ...
+    removed: set[Path] = set()
+    while True:  # a model, the kept epoch it is interpolated from, ...: each folder at most once
         try:
             return work()
         except PrunedModelError as e:
-            if not Path(e.path).resolve().is_relative_to(Path(root).resolve()):
+            path = Path(e.path).resolve()
+            if not path.is_relative_to(Path(root).resolve()) or path in removed:
                 raise
             log(f"{e.path} was pruned and is needed again: making it again")
-            shutil.rmtree(e.path)
-    return work()
+            shutil.rmtree(path)
+            removed.add(path)
 
 
 def comparison_run_kept_epochs(cfg: S3FTConfig, seed: int, tuned: bool) -> tuple[int, ...] | None:
@@ -261,7 +263,7 @@ def run_compare(cfg: S3FTConfig, force: set[str] | None = None) -> dict[str, Any
             pipeline.training_set(s, m)
             mix[m] = s.run.stage_record(f"build.{m}")["mix"]
         # 2. learning rate and epochs, chosen once for SFT on the tuning split, then frozen for every method
-        tuning = tune(s, tune_seed(cfg))
+        tuning = remake_pruned(root, lambda: tune(s, tune_seed(cfg)))
         if tuning:
             cfg = dataclasses.replace(cfg, **tuning["chosen"])
             s = s.derive(**tuning["chosen"])

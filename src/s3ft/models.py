@@ -36,8 +36,7 @@ class PrunedModelError(ModelError):
 
     def __init__(self, path: Path):
         super().__init__(f"model folder {path} was pruned (`s3ft prune`): the run's results on it are kept, its "
-                         "weights are not; run again with --force train.<method> (a sweep's interpolation: "
-                         "--force interpolate) to make it again")
+                         "weights are not; to make it again, remove the folder and run the run's command again")
         self.path = path
 
 

@@ -184,7 +184,8 @@ def file_fingerprint(path: str | Path) -> str:
         if pruned:
             return pruned["fingerprint"]
         h = hashlib.sha256()
-        for f in sorted(p for p in path.rglob("*") if p.is_file() and "checkpoints" not in p.parts and p.name != PRUNED):
+        for f in sorted(p for p in path.rglob("*")
+                        if p.is_file() and "checkpoints" not in p.relative_to(path).parts and p.name != PRUNED):
             h.update(str(f.relative_to(path)).encode())
             h.update(f.read_bytes())
         return h.hexdigest()[:16]

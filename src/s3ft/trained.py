@@ -272,4 +272,4 @@ def check_finished(tm: TrainedModel) -> None:
         raise TrainedModelError(f"{model_dir} holds no model (neither adapter_config.json nor config.json)")
     if pruned_record(model_dir):
         raise TrainedModelError(f"{model_dir} was pruned (`s3ft prune`): the run's results on it are kept, its weights "
-                                f"are not; train it again (the run's command with --force train.{tm.method})")
+                                "are not; to make it again, remove the folder and run the run's command again")

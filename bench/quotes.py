@@ -1,0 +1,102 @@
+"""What each method taught the model, in its own words: a few real training targets and test
+answers of every method on the same questions, as markdown for a results README.
+
+    python bench/quotes.py RUN_OR_RESULTS_DIR [--n 4] [--seed 0] [--seed_of_answers K]
+
+Reads audit/targets.jsonl.gz and audit/answers.jsonl.gz (a results folder written by
+bench/record_run.py, or a finished compare run's audit/). Training targets: N questions drawn at
+random (seeded) among those where the methods' targets are not all the gold, each method's
+target with its source (own answer, paraphrase, gold, sampled answer; RFT and S3FT-k may have
+several rows per question: the first is shown, with the count). Test answers: N questions drawn
+at random, the gold, then every model's answer (the per-seed comparison's, of training seed K -
+default the first) with the judge's verdict. The draw does not look at the texts or verdicts.
+Questions and golds come from the task, loaded by name.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import random
+from collections import defaultdict
+from pathlib import Path
+
+from s3ft.report.fmt import method_name
+from s3ft.tasks import get_task
+
+
+def read_gz(path: Path) -> list[dict]:
+    with gzip.open(path, "rt") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def clip(text: str, n: int = 300) -> str:
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def question(e, q: str) -> str:
+    """The question asked (a QA task's meta), else the last user turn of the prompt, else the id."""
+    if e is None:
+        return q
+    if (e.meta or {}).get("question"):
+        return e.meta["question"]
+    return e.prompt if isinstance(e.prompt, str) else e.prompt[-1]["content"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("run", type=Path)
+    ap.add_argument("--n", type=int, default=4, help="questions of each kind (default 4)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the random draw of questions")
+    ap.add_argument("--seed_of_answers", type=int, help="training seed whose answers are shown (default: the first)")
+    args = ap.parse_args()
+    audit = args.run / "audit"
+    compare = json.loads((args.run / "compare.json").read_text())
+    task = get_task(compare["task"])
+    examples = {e.id: e for split in ("train", compare.get("eval_split", "test")) for e in task.load(split)}
+    rng = random.Random(args.seed)
+
+    targets = read_gz(audit / "targets.jsonl.gz")
+    by_q: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for t in targets:
+        by_q[t["id"]][t["method"]].append(t)
+    methods = list(dict.fromkeys(t["method"] for t in targets))
+    varied = sorted(q for q, per in by_q.items() if any(r["source"] != "gold" for rows in per.values() for r in rows))
+    print(f"## Training targets ({len(varied)} of {len(by_q)} questions have a target other than the gold; "
+          f"{min(args.n, len(varied))} drawn at random, seed {args.seed})\n")
+    for q in rng.sample(varied, min(args.n, len(varied))):
+        e = examples.get(q)
+        print(f"**{clip(question(e, q), 200)}** (gold: {clip(e.gold if e else '?', 80)})\n")
+        print("| method | source | target |\n|---|---|---|")
+        for m in methods:
+            rows = by_q[q].get(m, [])
+            if rows:
+                more = f" (+{len(rows) - 1} more)" if len(rows) > 1 else ""
+                print(f"| {method_name(m)} | {rows[0]['source']}{more} | {clip(rows[0]['text'])} |")
+        print()
+
+    answers = read_gz(audit / "answers.jsonl.gz")
+    seeds = sorted({a["seed"] for a in answers if a["seed"] is not None})
+    k = args.seed_of_answers if args.seed_of_answers is not None else (seeds[0] if seeds else None)
+    per: dict[str, dict[str, dict]] = defaultdict(dict)
+    for a in answers:
+        if a["seed"] in (None, k) and a.get("task") == compare["task"]:
+            per[a["id"]][a["model"]] = a
+    models = list(dict.fromkeys(a["model"] for a in answers if a["seed"] in (None, k)))
+    qs = sorted(per)
+    print(f"## Test answers (training seed {k}; {min(args.n, len(qs))} of {len(qs)} questions drawn at random, "
+          f"seed {args.seed})\n")
+    for q in rng.sample(qs, min(args.n, len(qs))):
+        e = examples.get(q)
+        print(f"**{clip(question(e, q), 200)}** (gold: {clip(e.gold if e else '?', 80)})\n")
+        print("| model | judge | answer |\n|---|---|---|")
+        for m in models:
+            a = per[q].get(m)
+            if a:
+                print(f"| {method_name(m)} | {'correct' if a['correct'] else 'wrong'} | {clip(a['response'])} |")
+        print()
+
+
+if __name__ == "__main__":
+    main()

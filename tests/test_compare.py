@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 
 def test_compare_end_to_end(tmp_path, tiny_model_dir):
     recipe = tmp_path / "c.yaml"
@@ -260,3 +262,71 @@ def test_paired_scores_on_general_benchmarks(tmp_path):
     assert paired["s3ft_vs_sft"]["general"]["diff"] == 70.0 and paired["sft_vs_base"]["general"]["diff"] == 0.0
     assert paired["s3ft_vs_base"]["in_domain"]["n"] == 6
     assert "S3FT vs SFT | general" in (root / "report" / "report.md").read_text()
+
+
+def test_copy_training_copies_a_finished_run_with_its_record_and_nothing_else(tmp_path):
+    """copy_training: a finished run (model, kept epochs, metrics) is copied with its stage record;
+    an unfinished one, one already in the destination, or one whose weights were pruned is not."""
+    from s3ft.compare import comparison_run_kept_epochs, copy_training, remake_pruned
+    from s3ft.config import load_config
+    from s3ft.models import PrunedModelError
+    from s3ft.runs import RunDir
+
+    src, dst = RunDir(tmp_path / "seed-1"), RunDir(tmp_path / "sweep")
+    for folder in ("sft/model", "sft/epochs/epoch-1"):
+        (src.path / folder).mkdir(parents=True)
+        (src.path / folder / "adapter_config.json").write_text("{}")
+        (src.path / folder / "adapter_model.safetensors").write_bytes(b"w")
+    (src.path / "sft" / "train_metrics.json").write_text("{}")
+    copy_training(src, dst, "sft", "test")
+    assert not (dst.path / "sft").exists()  # no record: not finished
+    src.set_stage("train.sft", status="running", fingerprint="fp")
+    copy_training(src, dst, "sft", "test")
+    assert not (dst.path / "sft").exists()
+    src.set_stage("train.sft", status="done", fingerprint="fp")
+    (src.path / "sft" / "epochs" / "epoch-1" / "pruned.json").write_text('{"fingerprint": "x"}')
+    (src.path / "sft" / "epochs" / "epoch-1" / "adapter_model.safetensors").unlink()
+    copy_training(src, dst, "sft", "test")
+    assert not (dst.path / "sft").exists()  # a kept epoch is pruned: trained again rather than copied
+    (src.path / "sft" / "epochs" / "epoch-1" / "adapter_model.safetensors").write_bytes(b"w")
+    copy_training(src, dst, "sft", "test")
+    rec = dst.stage_record("train.sft")
+    assert rec["fingerprint"] == "fp" and rec["copied_from"] == str(src.path / "sft")
+    assert (dst.path / "sft" / "epochs" / "epoch-1" / "adapter_model.safetensors").read_bytes() == b"w"
+    assert (dst.path / "sft" / "train_metrics.json").exists()
+    dst.set_stage("train.sft", status="done", fingerprint="mine")
+    copy_training(src, dst, "sft", "test")
+    assert dst.stage_record("train.sft")["fingerprint"] == "mine"  # never over a run of its own
+
+    # which per-seed runs are sweep runs too
+    base = {"sweep_learning_rates": [2e-4, 1e-3], "sweep_epochs": [1, 2], "learning_rate": 2e-4, "num_train_epochs": 2,
+            "seeds": [1], "tune_split": "validation"}
+    assert comparison_run_kept_epochs(load_config(None, base), 1, False) == (1,)
+    assert comparison_run_kept_epochs(load_config(None, base), 1, True) is None  # tuned: the trial is copied
+    assert comparison_run_kept_epochs(load_config(None, {**base, "num_train_epochs": 1}), 1, False) is None
+    assert comparison_run_kept_epochs(load_config(None, {**base, "learning_rate": 5e-4}), 1, False) is None
+    assert comparison_run_kept_epochs(load_config(None, {**base, "sweep_seeds": [2]}), 1, False) is None
+
+    # remake_pruned: a pruned folder of the run is removed once; one outside the run is not touched
+    calls = []
+
+    def work(path):
+        def run():
+            calls.append(path)
+            if (path / "pruned.json").exists() or not path.exists():
+                raise PrunedModelError(path)
+            return "done"
+        return run
+
+    inside = tmp_path / "sweep" / "x"
+    inside.mkdir()
+    (inside / "pruned.json").write_text("{}")
+    with pytest.raises(PrunedModelError):  # removed, still needed (nothing makes it): no second removal
+        remake_pruned(tmp_path, work(inside))
+    assert not inside.exists() and len(calls) == 2
+    outside = tmp_path.parent / f"{tmp_path.name}-other"
+    outside.mkdir()
+    (outside / "pruned.json").write_text("{}")
+    with pytest.raises(PrunedModelError):
+        remake_pruned(tmp_path, work(outside))
+    assert (outside / "pruned.json").exists()

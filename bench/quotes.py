@@ -44,6 +44,15 @@ def question(e, q: str) -> str:
     return e.prompt if isinstance(e.prompt, str) else e.prompt[-1]["content"]
 
 
+def show(e, q: str, header: str, rows: list[str]) -> None:
+    """One drawn question, its gold, and a markdown table of `rows` under `header` (`a | b | c`)."""
+    print(f"**{clip(question(e, q), 200)}** (gold: {clip(e.gold if e else '?', 80)})\n")
+    print(f"| {header} |\n|---|---|---|")
+    for row in rows:
+        print(f"| {row} |")
+    print()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("run", type=Path)
@@ -66,15 +75,10 @@ def main() -> None:
     print(f"## Training targets ({len(varied)} of {len(by_q)} questions have a target other than the gold; "
           f"{min(args.n, len(varied))} drawn at random, seed {args.seed})\n")
     for q in rng.sample(varied, min(args.n, len(varied))):
-        e = examples.get(q)
-        print(f"**{clip(question(e, q), 200)}** (gold: {clip(e.gold if e else '?', 80)})\n")
-        print("| method | source | target |\n|---|---|---|")
-        for m in methods:
-            rows = by_q[q].get(m, [])
-            if rows:
-                more = f" (+{len(rows) - 1} more)" if len(rows) > 1 else ""
-                print(f"| {method_name(m)} | {rows[0]['source']}{more} | {clip(rows[0]['text'])} |")
-        print()
+        firsts = [(m, rows[0], len(rows) - 1) for m in methods if (rows := by_q[q].get(m))]
+        show(examples.get(q), q, "method | source | target",
+             [f"{method_name(m)} | {t['source']}{f' (+{more} more)' if more else ''} | {clip(t['text'])}"
+              for m, t, more in firsts])
 
     answers = read_gz(audit / "answers.jsonl.gz")
     seeds = sorted({a["seed"] for a in answers if a["seed"] is not None})
@@ -88,14 +92,9 @@ def main() -> None:
     print(f"## Test answers (training seed {k}; {min(args.n, len(qs))} of {len(qs)} questions drawn at random, "
           f"seed {args.seed})\n")
     for q in rng.sample(qs, min(args.n, len(qs))):
-        e = examples.get(q)
-        print(f"**{clip(question(e, q), 200)}** (gold: {clip(e.gold if e else '?', 80)})\n")
-        print("| model | judge | answer |\n|---|---|---|")
-        for m in models:
-            a = per[q].get(m)
-            if a:
-                print(f"| {method_name(m)} | {'correct' if a['correct'] else 'wrong'} | {clip(a['response'])} |")
-        print()
+        show(examples.get(q), q, "model | judge | answer",
+             [f"{method_name(m)} | {'correct' if a['correct'] else 'wrong'} | {clip(a['response'])}"
+              for m in models if (a := per[q].get(m))])
 
 
 if __name__ == "__main__":

@@ -136,12 +136,11 @@ def model_identity(name: str, revision: str | None = None, trust_remote_code: bo
     is converted into: a new cache or a new machine converts it again, and the runs made from it
     stay up to date."""
     gguf = embedded_gguf_path() if name.lower() in EMBEDDED_ALIASES else Path(name).expanduser()
-    path = gguf if gguf.suffix == ".gguf" else Path(resolve_model(name))
     if gguf.suffix == ".gguf":
         if not gguf.is_file():
             raise ModelError(f"model file {gguf} does not exist")
         ident = f"gguf:{_file_sha256(str(gguf.resolve()), gguf.stat().st_size, gguf.stat().st_mtime_ns)[:16]}"
-    elif not path.exists():
+    elif not (path := Path(resolve_model(name))).exists():
         ident = name
     else:
         parts = []

@@ -23,15 +23,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from s3ft.runs import MANIFEST, PRUNED, WEIGHT_SUFFIXES, RunDir, RunDirError, file_fingerprint, read_manifest, write_json
+from s3ft.runs import (CHECKPOINTS, MANIFEST, PRUNED, RunDir, RunDirError, file_fingerprint, read_manifest,
+                       weight_files, write_json)
 
-CHECKPOINTS = "checkpoints"  # Trainer checkpoints (training.CHECKPOINTS): scratch, removed whole
 SKIPPED = (".lock",)  # never copied: the lock of the process that writes the run
-
-
-def weight_files(folder: Path) -> list[Path]:
-    """The weight files directly in `folder` (safetensors, bin, pt, ...)."""
-    return sorted(f for f in folder.iterdir() if f.is_file() and f.suffix in WEIGHT_SUFFIXES)
 
 
 def model_dirs(root: Path) -> list[Path]:
@@ -67,7 +62,7 @@ def _check_run(run: Path) -> None:
         raise RunDirError(f"s3ft prune: {run} is not an s3ft run directory (no {MANIFEST})")
     manifest, problem = read_manifest(run / MANIFEST)
     if problem or not manifest:
-        raise RunDirError(f"s3ft prune: {run} is not an s3ft run directory ({problem or f'no {MANIFEST}'})")
+        raise RunDirError(f"s3ft prune: {run} is not an s3ft run directory ({problem or f'an empty {MANIFEST}'})")
 
 
 def prune(run: str | Path, to: str | Path | None = None) -> dict[str, Any]:

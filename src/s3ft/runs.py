@@ -162,6 +162,12 @@ def fingerprint(*parts: Any) -> str:
 
 PRUNED = "pruned.json"  # left by `s3ft prune` in a model folder whose weights it removed (s3ft.prune)
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".ckpt")
+CHECKPOINTS = "checkpoints"  # a training run's Trainer checkpoints (s3ft.training): scratch, not the model
+
+
+def weight_files(folder: str | Path) -> list[Path]:
+    """The weight files directly in `folder` (safetensors, bin, pt, ...)."""
+    return sorted(f for f in Path(folder).iterdir() if f.is_file() and f.suffix in WEIGHT_SUFFIXES)
 
 
 def pruned_record(path: str | Path) -> dict[str, Any] | None:
@@ -169,7 +175,7 @@ def pruned_record(path: str | Path) -> dict[str, Any] | None:
     removed, the files removed), or None when the folder holds weights again or was never pruned."""
     path = Path(path)
     rec = path / PRUNED
-    if not rec.is_file() or any(f.suffix in WEIGHT_SUFFIXES for f in path.iterdir() if f.is_file()):
+    if not rec.is_file() or weight_files(path):
         return None
     return json.loads(rec.read_text())
 
@@ -185,7 +191,7 @@ def file_fingerprint(path: str | Path) -> str:
             return pruned["fingerprint"]
         h = hashlib.sha256()
         for f in sorted(p for p in path.rglob("*")
-                        if p.is_file() and "checkpoints" not in p.relative_to(path).parts and p.name != PRUNED):
+                        if p.is_file() and CHECKPOINTS not in p.relative_to(path).parts and p.name != PRUNED):
             h.update(str(f.relative_to(path)).encode())
             h.update(f.read_bytes())
         return h.hexdigest()[:16]

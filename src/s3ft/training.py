@@ -39,12 +39,11 @@ from typing import Any
 
 from s3ft.config import S3FTConfig
 from s3ft.models import load_tokenizer, pretrained_kwargs, resolve_model
-from s3ft.runs import write_json, write_jsonl
+from s3ft.runs import CHECKPOINTS, write_json, write_jsonl
 from s3ft.selection import as_messages, completion_text
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINTS = "checkpoints"
 MODEL = "model"
 TRAIN_LOG = "train_log.jsonl"
 TRAIN_METRICS = "train_metrics.json"

@@ -8,7 +8,7 @@ from typing import Callable
 
 from s3ft.config import S3FTConfig
 from s3ft.methods import METHODS
-from s3ft.runs import file_fingerprint, fingerprint, read_jsonl
+from s3ft.runs import CHECKPOINTS, file_fingerprint, fingerprint, read_jsonl
 from s3ft.stages.common import Stages, libs_fp, log
 
 
@@ -44,5 +44,5 @@ def train(stages: Stages, method: str, train_path: Path, cfg: S3FTConfig, model_
 
     # checkpoints of another fingerprint must not be resumed: they go with the stale model
     kept = [training.epoch_dir(out_dir, e) for e in sorted(keep_epochs)]
-    stages.run_stage(name, fp, [model_dir, *kept], work, scratch=[out_dir / "checkpoints"])
+    stages.run_stage(name, fp, [model_dir, *kept], work, scratch=[out_dir / CHECKPOINTS])
     return model_dir

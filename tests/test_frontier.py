@@ -279,6 +279,10 @@ def test_sweep_runs_every_point_and_a_rerun_does_nothing(tmp_path, sharp_model_d
     assert all(p["ifeval_drop"] is None and p["kl_general"] is None for p in fr["points"] if p["method"] != "base")
     assert set(fr["measures"]) == {"kl_task"} and "ifeval sft:" in r.stdout and "ifeval sft-e" not in r.stdout
     assert not list((out / "sweep").glob("*/ifeval/sft-*.jsonl"))
+    # the points' drift scores only the set of the measure asked for (task prompts); the per-seed drift both
+    point_drift = list((out / "sweep").glob("*/drift/sft-*.jsonl"))
+    assert len(point_drift) == 8 and {r["set"] for f in point_drift for r in read_jsonl(f)} == {"task"}
+    assert {r["set"] for r in read_jsonl(out / "seed-42" / "drift" / "sft.jsonl")} == {"general", "task"}
     assert next(iter(res["per_seed"].values()))["forgetting"]["sft"]["ifeval"]["prompt_strict"]
     # each point names its judged answers (the matched comparison pairs them) and carries its drift interval
     assert all(len(read_jsonl(out / p["answers"])) == 3 for p in fr["points"] + fr["validation_points"])

@@ -29,6 +29,7 @@ from s3ft.methods import BASE, paraphrase_scope
 from s3ft.runs import RunDir, file_fingerprint, read_jsonl, write_json
 from s3ft.session import Session
 from s3ft.stages.common import log
+from s3ft.stages.drift import SETS as DRIFT_SETS
 from s3ft.stages.evaluate import SPAN_JUDGES
 from s3ft.stages.logprob import logprob
 
@@ -208,17 +209,20 @@ INSTRUMENTS = ("general_benchmarks", "ifeval", "drift")
 
 
 def evaluate_model(s: Session, name: str, model: str, model_fp: str, run: RunDir,
-                   instruments: tuple[str, ...] = INSTRUMENTS) -> dict[str, Any]:
+                   instruments: tuple[str, ...] = INSTRUMENTS,
+                   drift_sets: Sequence[str] = DRIFT_SETS) -> dict[str, Any]:
     """In-domain, cross-task and forgetting results of one model (`instruments`: which of the
     general benchmarks, IFEval and drift to run, by their recipe keys, where the recipe asks for
-    them); the model is let go after them (unless it is the base model)."""
+    them; `drift_sets`: the drift stage's sets of base-model answers); the model is let go after
+    them (unless it is the base model)."""
     out: dict[str, Any] = {"in_domain": pipeline.in_domain(s, name, model, model_fp, run), "cross_task": {}}
     for task in s.cfg.cross_tasks:
         out["cross_task"][task] = pipeline.in_domain(cross_session(s, task), f"{task}.{name}", model, model_fp, run)
     out["general"] = (pipeline.general_benchmarks(s, name, model, model_fp, run)
                       if "general_benchmarks" in instruments else {})
     out["ifeval"] = pipeline.instruction_following(s, name, model, model_fp, run) if "ifeval" in instruments else {}
-    out["drift"] = pipeline.drift_from_base(s, name, model, model_fp, run) if "drift" in instruments else {}
+    out["drift"] = (pipeline.drift_from_base(s, name, model, model_fp, run, drift_sets)
+                    if "drift" in instruments else {})
     if model != s.cfg.model:
         s.models.release(model)
     return out
@@ -368,6 +372,7 @@ def sweep(s: Session, trained: list[str], seed: int, shared: Sequence[int] = ())
 
     taken = set(cfg.sweep_measures or frontier.MEASURES)  # the measures of every point; their instruments
     instruments = tuple(i for i in INSTRUMENTS if any(frontier.INSTRUMENT[m] == i for m in taken))
+    drift_sets = tuple(v for m, v in frontier.DRIFT_SET.items() if m in taken)  # drift scores only these
 
     def record(meta: dict[str, Any], ps: Session, name: str, model: str, fp: str) -> None:
         vs = ps.derive(seed_dir=ps.seed_dir, eval_split=cfg.tune_split)
@@ -377,7 +382,7 @@ def sweep(s: Session, trained: list[str], seed: int, shared: Sequence[int] = ())
             measures = {m: 0.0 if getattr(cfg, i) else None for m, i in frontier.INSTRUMENT.items()}  # it forgets nothing
             intervals: dict[str, list[float]] = {}
         else:
-            ev, test_run = evaluate_model(ps, name, model, fp, ps.method_run, instruments), ps.method_run
+            ev, test_run = evaluate_model(ps, name, model, fp, ps.method_run, instruments, drift_sets), ps.method_run
             forgetting = forgetting_results(root, ps.method_run.path, [name]).get(name, {})
             measures = frontier.measures_of(forgetting, ev["drift"])
             intervals = frontier.intervals_of(forgetting, ev["drift"])

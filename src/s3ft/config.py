@@ -241,7 +241,8 @@ class S3FTConfig:
                                    "(ifeval_drop, kl_general, kl_task, mc_drop; each needs its instrument, as "
                                    "forgetting_measure says). Empty: every one the recipe takes. The per-seed comparison "
                                    "takes them all either way; [kl_general, kl_task] keeps a CPU sweep to in-domain "
-                                   "evaluation and drift.")
+                                   "evaluation and drift, and [kl_general] to drift on the general prompts only (the "
+                                   "drift stage scores only the sets of the measures asked for).")
     forgetting_measure: str = _f("ifeval_drop", "`s3ft compare` sweep: the forgetting measure of the budget: ifeval_drop "
                                  "(IFEval prompt-strict points lost; needs ifeval), kl_general or kl_task (KL drift from "
                                  "the base on IFEval / task prompts, nats per token; needs drift), mc_drop (informative "

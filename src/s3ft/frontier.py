@@ -33,6 +33,8 @@ MEASURES: dict[str, tuple[str, str]] = {
 # measure -> the recipe key whose instrument takes it
 INSTRUMENT: dict[str, str] = {"ifeval_drop": "ifeval", "kl_general": "drift", "kl_task": "drift",
                               "mc_drop": "general_benchmarks"}
+# a drift measure -> the set of base-model answers it is taken on (s3ft.stages.drift)
+DRIFT_SET: dict[str, str] = {"kl_general": "general", "kl_task": "task"}
 KEY = ("method", "learning_rate", "epoch", "peft", "alpha")
 
 
@@ -55,7 +57,7 @@ def measures_of(forgetting: Mapping[str, Any], drift: Mapping[str, Any] | None) 
 
     ps = ((forgetting or {}).get("ifeval") or {}).get("prompt_strict") or {}
     avg = (forgetting or {}).get("informative_average") or {}
-    kl = {k: num((((drift or {}).get(k) or {}).get("kl") or {}).get("mean")) for k in ("general", "task")}
+    kl = {k: num((((drift or {}).get(k) or {}).get("kl") or {}).get("mean")) for k in DRIFT_SET.values()}
     drop = num(ps.get("mean"))
     mc = num(avg.get("mean"))
     return {"ifeval_drop": None if drop is None else round(-drop, 4), "kl_general": kl["general"],

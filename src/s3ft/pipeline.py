@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from s3ft.config import S3FTConfig
 from s3ft.methods import METHODS, failure_sources, paraphrase_scope, scored_sources
@@ -19,6 +19,7 @@ from s3ft.runs import RunDir, file_fingerprint, world_size
 from s3ft.session import Session
 from s3ft.stages.build import build
 from s3ft.stages.common import log
+from s3ft.stages.drift import SETS as DRIFT_SETS
 from s3ft.stages.drift import drift
 from s3ft.stages.evaluate import evaluate
 from s3ft.stages.general import general
@@ -147,16 +148,24 @@ def instruction_following(s: Session, name: str, model: str, model_fp: str, run:
                   c.rows_per_call("judge_flush"))
 
 
-def drift_from_base(s: Session, name: str, model: str, model_fp: str, run: RunDir) -> dict[str, Any]:
-    """drift: KL(base || `model`) along the base model's answers to the IFEval prompts and to the
-    evaluation split (both made first if they are not there yet); empty unless the recipe asks."""
+def drift_from_base(s: Session, name: str, model: str, model_fp: str, run: RunDir,
+                    sets: Sequence[str] = DRIFT_SETS) -> dict[str, Any]:
+    """drift: KL(base || `model`) along the base model's answers to the IFEval prompts (set
+    "general") and to the evaluation split ("task"), those of `sets` only (their base answers
+    made first if they are not there yet); empty unless the recipe asks."""
     c = s.cfg
     if not c.drift or model == c.model:
         return {}
-    instruction_following(s, "base", c.model, s.model_id(), s.run)
-    in_domain(s, "base", c.model, s.model_id(), s.run)
-    sets = {"general": (ifeval_examples(c.ifeval_limit, c.data_seed), s.run / "ifeval" / "base.jsonl"),
-            "task": (s.eval_examples(), s.run / "eval" / "base.jsonl")}
+    unknown = sorted(set(sets) - set(DRIFT_SETS))
+    if unknown or not sets:
+        raise ValueError(f"drift sets {list(sets)}: choose from {list(DRIFT_SETS)}")
+    made = {}
+    if "general" in sets:
+        instruction_following(s, "base", c.model, s.model_id(), s.run)
+        made["general"] = (ifeval_examples(c.ifeval_limit, c.data_seed), s.run / "ifeval" / "base.jsonl")
+    if "task" in sets:
+        in_domain(s, "base", c.model, s.model_id(), s.run)
+        made["task"] = (s.eval_examples(), s.run / "eval" / "base.jsonl")
 
     def load():
         from s3ft.models import load_model, load_tokenizer
@@ -172,7 +181,7 @@ def drift_from_base(s: Session, name: str, model: str, model_fp: str, run: RunDi
                                    trust_remote_code=base_opts["trust_remote_code"])
         return tuned, load_tokenizer(model, **opts), reference
 
-    return drift(s.stages(run), name, model_fp, sets, load, c.resolved_dtype(), c.drift_tokens_per_batch,
+    return drift(s.stages(run), name, model_fp, made, load, c.resolved_dtype(), c.drift_tokens_per_batch,
                  free_memory=s.models.free_for_training)["drift"]
 
 

@@ -12,6 +12,8 @@ from s3ft.runs import JsonlWriter, file_fingerprint, fingerprint, read_jsonl
 from s3ft.stages.common import Stages, by_id, libs_fp, log
 from s3ft.types import Example
 
+SETS = ("general", "task")  # the base model's answers to the IFEval prompts, to the task's evaluation prompts
+
 
 def drift(stages: Stages, name: str, model_fp: str, sets: dict[str, tuple[Sequence[Example], Path]],
           load: Callable[[], tuple[Any, Any, Any]], dtype: str, tokens_per_batch: int,

@@ -374,23 +374,29 @@ def sweep(s: Session, trained: list[str], seed: int, shared: Sequence[int] = ())
     instruments = tuple(i for i in INSTRUMENTS if any(frontier.INSTRUMENT[m] == i for m in taken))
     drift_sets = tuple(v for m, v in frontier.DRIFT_SET.items() if m in taken)  # drift scores only these
 
-    def record(meta: dict[str, Any], ps: Session, name: str, model: str, fp: str) -> None:
+    def record(meta: dict[str, Any], ps: Session, name: str, model: str, fp: str,
+               twin: tuple[Session, str] | None = None) -> None:
+        """`twin`: the per-seed comparison's session and name for the same model (the run it
+        copied), whose test evaluations and forgetting measures are this point's."""
         vs = ps.derive(seed_dir=ps.seed_dir, eval_split=cfg.tune_split)
         val = pipeline.in_domain(vs, f"{cfg.tune_split}.{name}", model, fp, ps.method_run)
+        test_name = name
         if model == cfg.model:  # (its test evaluations are the comparison's own, in the run's root)
             ev, test_run = evaluate_model(s, BASE, model, fp, s.run), s.run
             measures = {m: 0.0 if getattr(cfg, i) else None for m, i in frontier.INSTRUMENT.items()}  # it forgets nothing
             intervals: dict[str, list[float]] = {}
         else:
-            ev, test_run = evaluate_model(ps, name, model, fp, ps.method_run, instruments, drift_sets), ps.method_run
-            forgetting = forgetting_results(root, ps.method_run.path, [name]).get(name, {})
+            es, test_name = twin or (ps, name)
+            ev = evaluate_model(es, test_name, model, fp, es.method_run, instruments, DRIFT_SETS if twin else drift_sets)
+            test_run = es.method_run
+            forgetting = forgetting_results(root, es.method_run.path, [test_name]).get(test_name, {})
             measures = frontier.measures_of(forgetting, ev["drift"])
             intervals = frontier.intervals_of(forgetting, ev["drift"])
         # only the measures asked for (a point measured before sweep_measures was set keeps its files)
         measures = {m: v if m in taken else None for m, v in measures.items()}
         intervals = {m: v for m, v in intervals.items() if m in taken}
         point_seed = seed if model == cfg.model else ps.cfg.seed
-        for split, acc, answers in ((cfg.eval_split, ev["in_domain"], test_run / "eval" / f"{name}.jsonl"),
+        for split, acc, answers in ((cfg.eval_split, ev["in_domain"], test_run / "eval" / f"{test_name}.jsonl"),
                                     (cfg.tune_split, val, ps.method_run / "eval" / f"{cfg.tune_split}.{name}.jsonl")):
             done[(split, point_seed, *frontier.key(meta))] = {
                 **meta, "split": split, "seed": point_seed, "in_domain": acc["accuracy"], "ci95": acc.get("ci95"),
@@ -406,11 +412,12 @@ def sweep(s: Session, trained: list[str], seed: int, shared: Sequence[int] = ())
                 ts = s.derive(seed_dir=str(sweep_run_dir(root, lr, peft, k, seed)), learning_rate=lr,
                               num_train_epochs=top, use_peft=peft, seed=k)
                 same = k in shared and lr == cfg.learning_rate and peft == cfg.use_peft
+                twin = s.derive(seed_dir=str(root / f"seed-{k}"), seed=k) if same else None  # (as run_compare's)
+                for m in trained if same else ():  # every run first: a run saved pruned keeps its copies
+                    copy_training(RunDir(root / f"seed-{k}"), ts.method_run, m, f"sweep lr {lr:g}, seed {k}: "
+                                  "the per-seed comparison's run")
                 for m in trained:
-                    if same:
-                        copy_training(RunDir(root / f"seed-{k}"), ts.method_run, m, f"sweep lr {lr:g}, seed {k}: "
-                                      "the per-seed comparison's run")
-                    remake_pruned(root, lambda ts=ts, m=m: sweep_points(ts, m, grid, top, record, seed))
+                    remake_pruned(root, lambda ts=ts, m=m: sweep_points(ts, m, grid, top, record, seed, twin))
     points = list(done.values())
     golds = None
     if s.judge_name in SPAN_JUDGES:  # SQuAD exact match and F1 beside the judge's accuracy at every point
@@ -422,10 +429,12 @@ def sweep(s: Session, trained: list[str], seed: int, shared: Sequence[int] = ())
 
 
 def sweep_points(ts: Session, m: str, grid: dict[str, list], top: float, record: Callable[..., None],
-                 tuning_seed: int) -> None:
+                 tuning_seed: int, twin: Session | None = None) -> None:
     """One method's training run of the sweep (ts: its session, at one of the sweep's seeds) and
     its points: each kept epoch's model and its interpolations toward the base, each recorded as
-    soon as it is done."""
+    soon as it is done. `twin`: the per-seed comparison's session when the run is its run, copied
+    (copy_training): while the final model is the same as the comparison's, its test evaluations
+    and forgetting measures are taken there, where they were taken already."""
     from s3ft.frontier import point_name
     from s3ft.interpolate import interpolate
     from s3ft.runs import fingerprint
@@ -437,7 +446,9 @@ def sweep_points(ts: Session, m: str, grid: dict[str, list], top: float, record:
         meta = {"method": m, "learning_rate": lr, "epoch": e, "peft": peft}
         path = sweep_model_dir(root, {**meta, "alpha": 1.0}, top, cfg.seed, tuning_seed)
         fp = file_fingerprint(path)
-        record({**meta, "alpha": 1.0}, ts, point_name(m, e), str(path), fp)
+        same = (twin is not None and e == top and (ts.method_run.stage_record(f"train.{m}") or {}).get("copied_from")
+                and file_fingerprint(twin.method_run.path / m / "model") == fp)  # (not when either was made again)
+        record({**meta, "alpha": 1.0}, ts, point_name(m, e), str(path), fp, (twin, m) if same else None)
         for a in grid["alphas"]:
             name = point_name(m, e, a)
             dst = sweep_model_dir(root, {**meta, "alpha": a}, top, cfg.seed, tuning_seed)

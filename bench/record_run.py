@@ -6,7 +6,9 @@ has the numbers and the text behind them without the models.
 Copies compare.json, the report (report.md, report.html, plots/), sweep/points.jsonl as
 points.jsonl and audit/ (every method's training targets and the per-seed comparison's judged
 answers); gathers the judged answer files of every sweep point (sweep/**/eval/*.jsonl: each
-point's test and validation answers; eval/*.jsonl: the base model's) into sweep_answers.jsonl.gz and every IFEval answer file
+point's test and validation answers; eval/*.jsonl: the base model's; and any other file a point
+names, such as seed-<k>/eval/<method>.jsonl for the point that is the per-seed comparison's own
+model) into sweep_answers.jsonl.gz and every IFEval answer file
 (ifeval/, seed-*/ifeval/) into ifeval_answers.jsonl.gz, one row per answer with the file it came
 from. Files already in NAME are replaced; the README there is left alone.
 """
@@ -17,6 +19,8 @@ import gzip
 import json
 import shutil
 from pathlib import Path
+
+from s3ft.runs import read_jsonl
 
 
 def gather(root: Path, files: list[Path], out: Path) -> int:
@@ -50,7 +54,8 @@ def main() -> None:
         shutil.copy2(run / "sweep" / "points.jsonl", out / "points.jsonl")
     shutil.rmtree(out / "audit", ignore_errors=True)
     shutil.copytree(run / "audit", out / "audit")
-    sweep = gather(run, list(run.glob("eval/*.jsonl")) + list((run / "sweep").glob("**/eval/*.jsonl")),
+    named = {run / p["answers"] for p in read_jsonl(run / "sweep" / "points.jsonl") if p.get("answers")}
+    sweep = gather(run, sorted(set(run.glob("eval/*.jsonl")) | set((run / "sweep").glob("**/eval/*.jsonl")) | named),
                    out / "sweep_answers.jsonl.gz")
     ifeval = gather(run, list(run.glob("ifeval/*.jsonl")) + list(run.glob("seed-*/ifeval/*.jsonl")),
                     out / "ifeval_answers.jsonl.gz")

@@ -67,6 +67,13 @@ def test_recommendation_is_chosen_on_validation_and_reported_on_test():
     assert frontier.recommend(val, test, "ifeval_drop", 1.0) is None  # not measured
 
 
+def test_drift_measures_name_the_drift_stages_sets():
+    from s3ft.stages.drift import SETS
+
+    assert sorted(frontier.DRIFT_SET.values()) == sorted(SETS)
+    assert set(frontier.DRIFT_SET) == {m for m, i in frontier.INSTRUMENT.items() if i == "drift"}
+
+
 def test_measures_from_the_forgetting_records():
     forgetting = {"ifeval": {"prompt_strict": {"mean": -2.5}}, "informative_average": {"mean": 1.0}}
     drift = {"general": {"kl": {"mean": 0.12}}, "task": {"kl": {"mean": 0.3}}}
@@ -334,6 +341,10 @@ def test_sweep_runs_every_point_and_a_rerun_does_nothing(tmp_path, sharp_model_d
                                                                              "alpha": 0.5}
     if rec["point"]["method"] == "sft":
         assert find_point(out, None, "recommended").point["epoch"] == rec["point"]["epoch"]
+    # the point that is the per-seed comparison's model: its card reads the comparison's results
+    assert main(["export", str(out), "--method", "sft", "--point", "lr=0.001,epoch=2", "--output", str(tmp_path / "e0")]) == 0
+    card = (tmp_path / "e0" / "README.md").read_text()
+    assert f"| SFT (this model) | {same['in_domain']}%" in card and "has not evaluated this model" not in card
     with pytest.raises(ValueError, match="the sweep has: lr=0.001,epoch=1"):
         find_point(out, "sft", "lr=0.5,epoch=1")
     with pytest.raises(ValueError, match="say which method"):
@@ -386,6 +397,9 @@ def test_sweep_runs_every_point_and_a_rerun_does_nothing(tmp_path, sharp_model_d
     assert r5.stdout.count("was pruned and is needed again") == 3 + other and r5.stdout.count("train (sft)") == 2 + other, \
         [line for line in r5.stdout.splitlines() if "pruned" in line or "train (" in line]
     assert {r["status"] for r in json.loads((out / "seed-42" / "manifest.json").read_text())["stages"].values()} == {"done"}
+    same5 = next(p for p in read_jsonl(out / "sweep" / "points.jsonl")
+                 if p["split"] == "test" and (p["method"], p["learning_rate"], p["epoch"], p["alpha"]) == ("sft", 1e-3, 2, 1.0))
+    assert same5["answers"] == ("sweep/lr0.001-lora/eval/sft-e2.jsonl" if other else "seed-42/eval/sft.jsonl")
     assert (out / "seed-42" / "sft" / "model" / "adapter_model.safetensors").exists()
     assert (out / "sweep" / "lr0.01-lora" / "sft" / "interpolated" / "epoch-1-a0.5" / "adapter_model.safetensors").exists()
     assert read_jsonl(out / point["answers"]) and len(json.loads((out / "compare.json").read_text())["frontier"]["points"]) == 9

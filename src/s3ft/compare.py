@@ -359,8 +359,9 @@ def sweep(s: Session, trained: list[str], seed: int, shared: Sequence[int] = ())
     - in-domain on the test split and on tune_split, and the recipe's forgetting measures.
     Everything lives under <output_dir>/sweep/ and resumes stage by stage; the points are written
     to sweep/points.jsonl as each is done. `shared`: the seeds whose per-seed comparison run is a
-    run of the sweep too (comparison_run_kept_epochs), copied instead of trained again. Returns
-    compare.json's `frontier` section."""
+    run of the sweep too (comparison_run_kept_epochs), copied instead of trained again; its final
+    model's point takes its test answers and forgetting measures from the comparison (seed-<k>/).
+    Returns compare.json's `frontier` section."""
     from s3ft import frontier
     from s3ft.runs import write_jsonl
 
@@ -375,9 +376,9 @@ def sweep(s: Session, trained: list[str], seed: int, shared: Sequence[int] = ())
     drift_sets = tuple(v for m, v in frontier.DRIFT_SET.items() if m in taken)  # drift scores only these
 
     def record(meta: dict[str, Any], ps: Session, name: str, model: str, fp: str,
-               twin: tuple[Session, str] | None = None) -> None:
-        """`twin`: the per-seed comparison's session and name for the same model (the run it
-        copied), whose test evaluations and forgetting measures are this point's."""
+               evaluated_as: tuple[Session, str] | None = None) -> None:
+        """`evaluated_as`: the per-seed comparison's session and name for the same model (the run
+        the sweep copied), whose test evaluations and forgetting measures are this point's."""
         vs = ps.derive(seed_dir=ps.seed_dir, eval_split=cfg.tune_split)
         val = pipeline.in_domain(vs, f"{cfg.tune_split}.{name}", model, fp, ps.method_run)
         test_name = name
@@ -386,13 +387,15 @@ def sweep(s: Session, trained: list[str], seed: int, shared: Sequence[int] = ())
             measures = {m: 0.0 if getattr(cfg, i) else None for m, i in frontier.INSTRUMENT.items()}  # it forgets nothing
             intervals: dict[str, list[float]] = {}
         else:
-            es, test_name = twin or (ps, name)
-            ev = evaluate_model(es, test_name, model, fp, es.method_run, instruments, DRIFT_SETS if twin else drift_sets)
+            es, test_name = evaluated_as or (ps, name)  # (the comparison took every drift set)
+            ev = evaluate_model(es, test_name, model, fp, es.method_run, instruments,
+                                DRIFT_SETS if evaluated_as else drift_sets)
             test_run = es.method_run
             forgetting = forgetting_results(root, es.method_run.path, [test_name]).get(test_name, {})
             measures = frontier.measures_of(forgetting, ev["drift"])
             intervals = frontier.intervals_of(forgetting, ev["drift"])
-        # only the measures asked for (a point measured before sweep_measures was set keeps its files)
+        # only the measures asked for (a point measured before sweep_measures was narrowed keeps its IFEval and
+        # benchmark files; its drift is taken again on the sets still asked for)
         measures = {m: v if m in taken else None for m, v in measures.items()}
         intervals = {m: v for m, v in intervals.items() if m in taken}
         point_seed = seed if model == cfg.model else ps.cfg.seed
@@ -412,12 +415,12 @@ def sweep(s: Session, trained: list[str], seed: int, shared: Sequence[int] = ())
                 ts = s.derive(seed_dir=str(sweep_run_dir(root, lr, peft, k, seed)), learning_rate=lr,
                               num_train_epochs=top, use_peft=peft, seed=k)
                 same = k in shared and lr == cfg.learning_rate and peft == cfg.use_peft
-                twin = s.derive(seed_dir=str(root / f"seed-{k}"), seed=k) if same else None  # (as run_compare's)
-                for m in trained if same else ():  # every run first: a run saved pruned keeps its copies
-                    copy_training(RunDir(root / f"seed-{k}"), ts.method_run, m, f"sweep lr {lr:g}, seed {k}: "
-                                  "the per-seed comparison's run")
+                comparison = s.derive(seed_dir=str(root / f"seed-{k}"), seed=k) if same else None  # (run_compare's)
                 for m in trained:
-                    remake_pruned(root, lambda ts=ts, m=m: sweep_points(ts, m, grid, top, record, seed, twin))
+                    if same:
+                        copy_training(RunDir(root / f"seed-{k}"), ts.method_run, m, f"sweep lr {lr:g}, seed {k}: "
+                                      "the per-seed comparison's run")
+                    remake_pruned(root, lambda ts=ts, m=m: sweep_points(ts, m, grid, top, record, seed, comparison))
     points = list(done.values())
     golds = None
     if s.judge_name in SPAN_JUDGES:  # SQuAD exact match and F1 beside the judge's accuracy at every point
@@ -429,12 +432,12 @@ def sweep(s: Session, trained: list[str], seed: int, shared: Sequence[int] = ())
 
 
 def sweep_points(ts: Session, m: str, grid: dict[str, list], top: float, record: Callable[..., None],
-                 tuning_seed: int, twin: Session | None = None) -> None:
+                 tuning_seed: int, comparison: Session | None = None) -> None:
     """One method's training run of the sweep (ts: its session, at one of the sweep's seeds) and
     its points: each kept epoch's model and its interpolations toward the base, each recorded as
-    soon as it is done. `twin`: the per-seed comparison's session when the run is its run, copied
-    (copy_training): while the final model is the same as the comparison's, its test evaluations
-    and forgetting measures are taken there, where they were taken already."""
+    soon as it is done. `comparison`: the per-seed comparison's session when the run is its run,
+    copied (copy_training): while the final model is the same bytes as the comparison's, its test
+    evaluations and forgetting measures are taken there, where they were taken already."""
     from s3ft.frontier import point_name
     from s3ft.interpolate import interpolate
     from s3ft.runs import fingerprint
@@ -446,9 +449,10 @@ def sweep_points(ts: Session, m: str, grid: dict[str, list], top: float, record:
         meta = {"method": m, "learning_rate": lr, "epoch": e, "peft": peft}
         path = sweep_model_dir(root, {**meta, "alpha": 1.0}, top, cfg.seed, tuning_seed)
         fp = file_fingerprint(path)
-        same = (twin is not None and e == top and (ts.method_run.stage_record(f"train.{m}") or {}).get("copied_from")
-                and file_fingerprint(twin.method_run.path / m / "model") == fp)  # (not when either was made again)
-        record({**meta, "alpha": 1.0}, ts, point_name(m, e), str(path), fp, (twin, m) if same else None)
+        shares_model = (comparison is not None and e == top
+                        and (ts.method_run.stage_record(f"train.{m}") or {}).get("copied_from")
+                        and file_fingerprint(comparison.method_run.path / m / "model") == fp)  # (not once made again)
+        record({**meta, "alpha": 1.0}, ts, point_name(m, e), str(path), fp, (comparison, m) if shares_model else None)
         for a in grid["alphas"]:
             name = point_name(m, e, a)
             dst = sweep_model_dir(root, {**meta, "alpha": a}, top, cfg.seed, tuning_seed)

@@ -108,10 +108,10 @@ def intervals_of(forgetting: Mapping[str, Any], drift: Mapping[str, Any] | None)
     for k, v in change.items():
         if ci(v):
             out[k] = [round(-ci(v)[1], 4), round(-ci(v)[0], 4)]
-    for k in ("general", "task"):
+    for measure, k in DRIFT_SET.items():
         v = ci(((((drift or {}).get(k) or {}).get("kl") or {}).get("ci95")))
         if v:
-            out[f"kl_{k}"] = v
+            out[measure] = v
     return out
 
 

@@ -56,11 +56,28 @@ class TrainedModel:
     def is_compare(self) -> bool:
         return self.method_run.path != self.run.path
 
+    def evaluated_in(self) -> tuple[RunDir, str]:
+        """The folder and name of the model's test-split stages (eval.<name>, general.<name>): its
+        own; for the sweep point that is the per-seed comparison's own model, the comparison's,
+        where the point's answers file (<seed folder>/eval/<method>.jsonl) is."""
+        p = self.point or {}
+        answers = (p.get("answers_by_seed") or {}).get(str(self.seed)) or p.get("answers")
+        if not answers:
+            return self.method_run, self.name
+        f = self.run.path / answers
+        return RunDir(f.parent.parent), f.stem
+
     def record(self, stage: str) -> dict[str, Any]:
         """A stage's manifest record: a trained model's stages (train, its eval and general) in
-        the method's folder, the shared ones (build, the base model's) in the run's."""
-        own = stage in (f"train.{self.method}", f"eval.{self.name}", f"general.{self.name}")
-        rec = (self.method_run if own else self.run).stage_record(stage)
+        its folder (evaluated_in), the shared ones (build, the base model's) in the run's."""
+        kind, _, name = stage.partition(".")
+        if stage == f"train.{self.method}":
+            rec = self.method_run.stage_record(stage)
+        elif kind in ("eval", "general") and name == self.name:
+            run, name = self.evaluated_in()
+            rec = run.stage_record(f"{kind}.{name}")
+        else:
+            rec = self.run.stage_record(stage)
         return rec if isinstance(rec, dict) else {}
 
     def compare_result(self) -> dict[str, Any]:

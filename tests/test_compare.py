@@ -7,14 +7,16 @@ import sys
 import pytest
 
 
-def test_compare_end_to_end(tmp_path, tiny_model_dir):
+def test_compare_end_to_end(tmp_path, tiny_model_dir, capsys):
+    from s3ft.cli import main
+
     recipe = tmp_path / "c.yaml"
     out = tmp_path / "cmp"
     recipe.write_text(
         f"model: {tiny_model_dir}\ntask: squad\noutput_dir: {out}\n"
         "train_size: 6\neval_size: 4\nmax_new_tokens: 6\nbatch_size: 4\nnum_train_epochs: 1\n"
         "per_device_train_batch_size: 3\nmax_length: 512\nlearning_rate: 1.0e-3\n"
-        "methods: [base, sft, ssr, sdft, s3ft]\nseeds: [1, 2]\n"
+        "methods: [base, sft, sdft, s3ft]\nseeds: [1, 2]\n"  # (SSR builds and trains as S3FT does: tests/test_selection.py)
         "general_benchmarks: [arc_easy]\ngeneral_limit: 4\ncross_tasks: [gsm8k]\ncross_task_size: 2\n"
         "ifeval: true\nifeval_limit: 3\nifeval_max_new_tokens: 8\ndrift: true\n"
     )
@@ -24,21 +26,21 @@ def test_compare_end_to_end(tmp_path, tiny_model_dir):
     assert res["seeds"] == [1, 2] and set(res["per_seed"]) == {"1", "2"}
     for seed in ("1", "2"):
         per = res["per_seed"][seed]
-        assert set(per["mix"]) == {"sft", "ssr", "sdft", "s3ft"}
+        assert set(per["mix"]) == {"sft", "sdft", "s3ft"}
         assert per["mix"]["sft"]["counts"]["gold"] == 6
-        assert set(per["in_domain"]) == {"base", "sft", "ssr", "sdft", "s3ft"}
+        assert set(per["in_domain"]) == {"base", "sft", "sdft", "s3ft"}
         assert all(a["n"] == 4 for a in per["in_domain"].values())
-        assert set(per["cross_task"]["gsm8k"]) == {"base", "sft", "ssr", "sdft", "s3ft"}
+        assert set(per["cross_task"]["gsm8k"]) == {"base", "sft", "sdft", "s3ft"}
         assert all(g["arc_easy"]["n"] == 4 for g in per["general"].values())
         assert per["paired"]["s3ft_vs_sft"]["in_domain"]["n"] == 4
         # general benchmarks paired on the same questions: S3FT vs each method, each method vs base
         assert per["paired"]["s3ft_vs_sft"]["general"]["n"] == 4 and per["paired"]["s3ft_vs_sft"]["general"]["benchmarks"] == ["arc_easy"]
-        assert {"sft_vs_base", "ssr_vs_base", "sdft_vs_base"} <= set(per["paired"]) and "general" in per["paired"]["s3ft_vs_base"]
+        assert {"sft_vs_base", "sdft_vs_base"} <= set(per["paired"]) and "general" in per["paired"]["s3ft_vs_base"]
         assert (out / f"seed-{seed}" / "s3ft" / "model" / "adapter_config.json").exists()
         # IFEval for every model, drift of every trained model from the base, the honest reading
-        assert set(per["ifeval"]) == {"base", "sft", "ssr", "sdft", "s3ft"}
+        assert set(per["ifeval"]) == {"base", "sft", "sdft", "s3ft"}
         assert all(e["ifeval"]["prompts"] == 3 and e["style"]["answers"] == 3 for e in per["ifeval"].values())
-        assert set(per["drift"]) == {"sft", "ssr", "sdft", "s3ft"}
+        assert set(per["drift"]) == {"sft", "sdft", "s3ft"}
         # (the tiny model's answers are often empty, which drift cannot score: counted apart;
         # tests/test_forgetting.py checks the values on a model that writes)
         assert all(d["general"]["answers"] + d["general"]["empty"] == 3 and d["task"]["answers"] + d["task"]["empty"] == 4
@@ -63,22 +65,23 @@ def test_compare_end_to_end(tmp_path, tiny_model_dir):
     import gzip
 
     targets = [json.loads(x) for x in gzip.open(out / "audit" / "targets.jsonl.gz", "rt")]
-    assert len(targets) == 4 * 6 and {t["method"] for t in targets} == {"sft", "ssr", "sdft", "s3ft"}
+    assert len(targets) == 3 * 6 and {t["method"] for t in targets} == {"sft", "sdft", "s3ft"}
     assert all(t["tokens"] >= 1 and t["source"] in ("self", "paraphrase", "gold") for t in targets)
     assert all(t["stop"] != "length" for t in targets if t["source"] != "gold")  # never a cut-off target
     answers = [json.loads(x) for x in gzip.open(out / "audit" / "answers.jsonl.gz", "rt")]
     squad = [a for a in answers if a["task"] == "squad"]
-    assert len(squad) == 4 * (1 + 4 * 2) and {a["stop"] for a in squad} <= {"end_of_turn", "length"}
-    assert len([a for a in answers if a["task"] == "gsm8k"]) == 2 * (1 + 4 * 2)
+    assert len(squad) == 4 * (1 + 3 * 2) and {a["stop"] for a in squad} <= {"end_of_turn", "length"}
+    assert len([a for a in answers if a["task"] == "gsm8k"]) == 2 * (1 + 3 * 2)
     assert res["audit"] == {"targets": "audit/targets.jsonl.gz", "answers": "audit/answers.jsonl.gz"}
     # two seeds trained different adapters with identical hyperparameters
     a = (out / "seed-1" / "sft" / "model" / "adapter_model.safetensors").read_bytes()
     b = (out / "seed-2" / "sft" / "model" / "adapter_model.safetensors").read_bytes()
     assert a != b
     # rerun: nothing to do, same results
-    r2 = subprocess.run([sys.executable, "-m", "s3ft.cli", "compare", str(recipe)], capture_output=True, text=True, timeout=900)
-    assert r2.returncode == 0, r2.stderr[-4000:]
-    assert "train.sft: up to date" in r2.stdout and "general.base: up to date" in r2.stdout
+    capsys.readouterr()  # (in this process, s3ft.cli.main as the subprocess above: no second interpreter to start)
+    assert main(["compare", str(recipe)]) == 0, capsys.readouterr().err[-4000:]
+    stdout = capsys.readouterr().out
+    assert "train.sft: up to date" in stdout and "general.base: up to date" in stdout and "train (" not in stdout
     res2 = json.loads((out / "compare.json").read_text())
     assert res2["per_seed"] == res["per_seed"]
     # --force reaches compare's stages (the group form is tested stage by stage in test_pipeline.py):
@@ -153,14 +156,14 @@ def test_compare_with_tuning_applies_the_choice(tmp_path, tiny_model_dir):
         f"model: {tiny_model_dir}\ntask: squad\noutput_dir: {out}\n"
         "train_size: 4\neval_size: 3\nmax_new_tokens: 4\nbatch_size: 4\nnum_train_epochs: 1\n"
         "per_device_train_batch_size: 2\nmax_length: 512\nmethods: [base, sft]\nseeds: [3]\n"
-        "tune_learning_rates: [1.0e-3, 1.0e-2]\ntune_epochs: [1, 2]\nlogprob_analysis: false\n"
+        "tune_learning_rates: [1.0e-3, 1.0e-2]\ntune_epochs: [1, 2]\ntune_size: 5\nlogprob_analysis: false\n"
     )
     r = subprocess.run([sys.executable, "-m", "s3ft.cli", "compare", str(recipe)], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-4000:]
     res = json.loads((out / "compare.json").read_text())
     t = res["tuning"]
     assert [(x["learning_rate"], x["num_train_epochs"]) for x in t["trials"]][:2] == [(1e-3, 1.0), (1e-2, 1.0)]
-    assert len(t["trials"]) == 3 and all(x["accuracy"]["n"] == 119 for x in t["trials"])
+    assert len(t["trials"]) == 3 and all(x["accuracy"]["n"] == 5 for x in t["trials"])  # tune_size of the 119
     assert res["hyperparameters"]["learning_rate"] == t["chosen"]["learning_rate"]
     assert res["hyperparameters"]["num_train_epochs"] == t["chosen"]["num_train_epochs"]
     assert (out / "tune").is_dir() and "How the learning rate and epochs were chosen" in (out / "report" / "report.md").read_text()
@@ -191,7 +194,7 @@ def test_compare_refuses_tuning_on_the_test_split_before_any_work(tmp_path, tiny
     assert not (out / "own.jsonl").exists()
 
 
-def test_parallel_seeds_match_a_sequential_run(tmp_path, tiny_model_dir):
+def test_parallel_seeds_match_a_sequential_run(tmp_path, tiny_model_dir, capsys):
     """scripts/compare_parallel.py: seed 1 does the shared pass and the tuning, seed 2 runs in a copy
     with the same tuning (tune_seed); merged, a plain sequential `s3ft compare` finds every stage done."""
     import os
@@ -203,7 +206,7 @@ def test_parallel_seeds_match_a_sequential_run(tmp_path, tiny_model_dir):
         f"model: {tiny_model_dir}\ntask: squad\noutput_dir: {out}\n"
         "train_size: 4\neval_size: 3\nmax_new_tokens: 4\nbatch_size: 4\nnum_train_epochs: 1\n"
         "per_device_train_batch_size: 2\nmax_length: 512\nmethods: [base, sft, s3ft]\nseeds: [1, 2]\n"
-        "tune_learning_rates: [1.0e-3, 1.0e-2]\nlogprob_analysis: false\n"
+        "tune_learning_rates: [1.0e-3, 1.0e-2]\ntune_size: 4\nlogprob_analysis: false\n"
     )
     script = Path(__file__).resolve().parents[1] / "scripts" / "compare_parallel.py"
     src = str(Path(__file__).resolve().parents[1] / "src")
@@ -217,10 +220,13 @@ def test_parallel_seeds_match_a_sequential_run(tmp_path, tiny_model_dir):
     log2 = (tmp_path / "cmp.seed2.log").read_text()
     assert "tune: lr" in log2 and "train (sft):" not in log2.split("seed 2: training")[0]  # tuning reused, not redone
     # a sequential run over the merged directory trains and evaluates nothing again
-    r2 = subprocess.run([sys.executable, "-m", "s3ft.cli", "compare", str(recipe)], capture_output=True, text=True, timeout=900)
-    assert r2.returncode == 0, r2.stderr[-4000:]
-    assert "rows, LoRA" not in r2.stdout and "examples to answer" not in r2.stdout, r2.stdout[-3000:]
-    assert "train.sft: up to date" in r2.stdout and "eval.s3ft: up to date" in r2.stdout
+    from s3ft.cli import main
+
+    capsys.readouterr()  # (in this process: no second interpreter to start)
+    assert main(["compare", str(recipe)]) == 0, capsys.readouterr().err[-4000:]
+    stdout = capsys.readouterr().out
+    assert "rows, LoRA" not in stdout and "examples to answer" not in stdout, stdout[-3000:]
+    assert "train.sft: up to date" in stdout and "eval.s3ft: up to date" in stdout
     assert json.loads((out / "compare.json").read_text())["per_seed"] == res["per_seed"]
     # the parallel script again over the finished study: its logs append, so it must wait for this
     # run's own marker, and it redoes nothing

@@ -134,7 +134,7 @@ def test_drift_grows_with_the_damage(sharp_model_dir):
         drift_rows(base, tok, prompts, answers, progress=False)
 
 
-def test_run_measures_a_model_trained_to_answer_in_one_word(tmp_path, sharp_model_dir):
+def test_run_measures_a_model_trained_to_answer_in_one_word(tmp_path, sharp_model_dir, capsys):
     """`s3ft run` with ifeval and drift: SFT on one-word answers at a high learning rate leaves the
     random model answering IFEval's prompts with "yes" over and over (it does not learn to stop
     after it): shorter answers in words, a large KL from the base and a lower likelihood of the
@@ -172,8 +172,12 @@ def test_run_measures_a_model_trained_to_answer_in_one_word(tmp_path, sharp_mode
     reading = metrics["general_reading"]  # multiple choice read against chance, with flips
     assert reading["benchmarks"]["arc_easy"]["chance"] > 20 and reading["general"]["arc_easy"]["n"] == 8
     assert "Read against chance" in summary and "Flips (right -> wrong / wrong -> right): arc_easy" in summary
-    r2 = subprocess.run([sys.executable, "-m", "s3ft.cli", "run", str(recipe)], capture_output=True, text=True, timeout=900)
-    assert r2.returncode == 0 and "drift.sft: up to date" in r2.stdout and "ifeval.base: up to date" in r2.stdout
+    from s3ft.cli import main
+
+    capsys.readouterr()  # (in this process, s3ft.cli.main as the subprocess above: no second interpreter to start)
+    assert main(["run", str(recipe)]) == 0, capsys.readouterr().err[-3000:]
+    stdout = capsys.readouterr().out
+    assert "drift.sft: up to date" in stdout and "ifeval.base: up to date" in stdout and "train (" not in stdout
 
 
 def read_rows(path):

@@ -249,6 +249,16 @@ def test_interpolation_ends_are_exactly_the_base_and_the_tuned_model(tmp_path, t
         interpolate(tiny_model_dir, tuned, tmp_path / "bad", 1.5)
 
 
+def compare_here(capsys, *args: str) -> tuple[int, str, str]:
+    """`s3ft compare ARGS` in this process: (exit status, stdout, stderr)."""
+    from s3ft.cli import main
+
+    capsys.readouterr()
+    rc = main(["compare", *args])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
 def test_sweep_runs_every_point_and_a_rerun_does_nothing(tmp_path, sharp_model_dir, capsys):
     """2 learning rates x 2 epochs (one training run per rate, the one at the per-seed comparison's
     settings copied from it), one interpolation: every point
@@ -349,9 +359,10 @@ def test_sweep_runs_every_point_and_a_rerun_does_nothing(tmp_path, sharp_model_d
         find_point(out, "sft", "lr=0.5,epoch=1")
     with pytest.raises(ValueError, match="say which method"):
         find_point(out, None, "lr=0.01,epoch=1")
-    r2 = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert r2.returncode == 0, r2.stderr[-4000:]
-    assert "train (" not in r2.stdout and "loading" not in r2.stdout
+    # the reruns run in this process (s3ft.cli.main, as the subprocess above): no second interpreter to start
+    rc, stdout, stderr = compare_here(capsys, str(recipe))
+    assert rc == 0, stderr[-4000:]
+    assert "train (" not in stdout and "loading" not in stdout and "up to date" in stdout
     assert json.loads((out / "compare.json").read_text())["frontier"] == fr
     assert (out / "sweep" / "points.jsonl").read_text().splitlines() == lines
     # pruned (a copy without the weights, then the run itself), the run resumes from its records alone
@@ -368,14 +379,14 @@ def test_sweep_runs_every_point_and_a_rerun_does_nothing(tmp_path, sharp_model_d
         return {str(m.relative_to(root)): json.loads(m.read_text())["stages"] for m in sorted(root.rglob("manifest.json"))}
 
     done = stages(copy)
-    r3 = subprocess.run(cmd + ["--output_dir", str(copy)], capture_output=True, text=True, timeout=900)
-    assert r3.returncode == 0, r3.stderr[-4000:]
-    assert "train (" not in r3.stdout and "loading" not in r3.stdout
+    rc, stdout, stderr = compare_here(capsys, str(recipe), "--output_dir", str(copy))
+    assert rc == 0, stderr[-4000:]
+    assert "train (" not in stdout and "loading" not in stdout and "up to date" in stdout
     assert stages(copy) == done  # no stage ran again (no interpolation either)
     assert json.loads((copy / "compare.json").read_text())["frontier"] == fr
     assert main(["prune", str(out)]) == 0 and not list(out.rglob("*.safetensors"))
-    r4 = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert r4.returncode == 0 and "train (" not in r4.stdout, r4.stderr[-4000:]
+    rc, stdout, stderr = compare_here(capsys, str(recipe))
+    assert rc == 0 and "train (" not in stdout and "Report: " in stdout, stderr[-4000:]
     assert main(["export", str(out), "--method", "sft", "--point", "lr=0.01,epoch=1", "--output", str(tmp_path / "e2")]) == 2
     assert "was pruned" in capsys.readouterr().err and not (tmp_path / "e2").exists()
     with pytest.raises(ValueError, match="was pruned"):
@@ -388,14 +399,14 @@ def test_sweep_runs_every_point_and_a_rerun_does_nothing(tmp_path, sharp_model_d
         del m["stages"][stage]
         (out / manifest / "manifest.json").write_text(json.dumps(m))
     pruned_fp = file_fingerprint(out / "seed-42" / "sft" / "model")
-    r5 = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert r5.returncode == 0, r5.stderr[-4000:]
+    rc, stdout, stderr = compare_here(capsys, str(recipe))
+    assert rc == 0, stderr[-4000:]
     # a model trained again need not be the same bytes; when the per-seed one is not, the sweep's copy of it is no
     # longer its twin: that point is evaluated on its own model (made again too), and the per-seed results are
     # never overwritten by another model's
     other = file_fingerprint(out / "seed-42" / "sft" / "model") != pruned_fp
-    assert r5.stdout.count("was pruned and is needed again") == 3 + other and r5.stdout.count("train (sft)") == 2 + other, \
-        [line for line in r5.stdout.splitlines() if "pruned" in line or "train (" in line]
+    assert stdout.count("was pruned and is needed again") == 3 + other and stdout.count("train (sft)") == 2 + other, \
+        [line for line in stdout.splitlines() if "pruned" in line or "train (" in line]
     assert {r["status"] for r in json.loads((out / "seed-42" / "manifest.json").read_text())["stages"].values()} == {"done"}
     same5 = next(p for p in read_jsonl(out / "sweep" / "points.jsonl")
                  if p["split"] == "test" and (p["method"], p["learning_rate"], p["epoch"], p["alpha"]) == ("sft", 1e-3, 2, 1.0))
@@ -407,7 +418,7 @@ def test_sweep_runs_every_point_and_a_rerun_does_nothing(tmp_path, sharp_model_d
     assert main(["prune", str(tmp_path / "nothing")]) == 2
 
 
-def test_sweep_over_two_seeds_averages_each_point_and_exports_either(tmp_path, sharp_model_dir):
+def test_sweep_over_two_seeds_averages_each_point_and_exports_either(tmp_path, sharp_model_dir, capsys):
     """sweep_seeds [1, 2]: one training run per seed (the second in its own -seed2 folder), each
     point the mean over both, its interval from the questions' seed-averaged scores; --point
     with --seed 2 exports the second seed's model; a rerun does nothing."""
@@ -444,6 +455,6 @@ def test_sweep_over_two_seeds_averages_each_point_and_exports_either(tmp_path, s
     assert b.model_dir == out / "sweep" / "lr0.01-lora-seed2" / "sft" / "model" and b.seed == 2
     with pytest.raises(ValueError, match="the sweep trained at seeds 1, 2"):
         find_point(out, "sft", "lr=0.01,epoch=1", seed=3)
-    r2 = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert r2.returncode == 0 and "train (" not in r2.stdout
+    rc, stdout, stderr = compare_here(capsys, str(recipe))
+    assert rc == 0 and "train (" not in stdout and "Report: " in stdout, stderr[-4000:]
     assert json.loads((out / "compare.json").read_text())["frontier"] == fr

@@ -78,7 +78,7 @@ def tune(s: Session, seed: int) -> dict[str, Any] | None:
 
     def trial(lr: float, ep: float) -> dict[str, Any]:
         ts = s.derive(seed_dir=str(s.run.path / "tune" / f"lr{lr:g}-epochs{ep:g}"), learning_rate=lr,
-                      num_train_epochs=ep, seed=seed, eval_split=cfg.tune_split, eval_size=None)
+                      num_train_epochs=ep, seed=seed, eval_split=cfg.tune_split, eval_size=cfg.tune_size)
         model_dir = pipeline.trained_model(ts, "sft")
         acc = pipeline.in_domain(ts, "sft", str(model_dir), file_fingerprint(model_dir), ts.method_run)
         ts.models.release(str(model_dir))
@@ -252,7 +252,7 @@ def run_compare(cfg: S3FTConfig, force: set[str] | None = None) -> dict[str, Any
     s.shared.methods = tuple(trained)  # one data pass (own answers, samples, paraphrases, likelihoods) for all
     pipeline.preflight(s)
     if tuning_candidates(cfg):  # fail on a bad tuning setup before the shared pass; the split must load
-        s.examples(cfg.tune_split, None)
+        s.examples(cfg.tune_split, cfg.tune_size)
     if sweep_grid(cfg):  # the same for the sweep's choice split
         s.examples(cfg.tune_split, cfg.eval_size)
     for task in cfg.cross_tasks:

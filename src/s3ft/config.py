@@ -220,6 +220,8 @@ class S3FTConfig:
     tune_epochs: list[float] = _f([], "`s3ft compare`: candidate epoch counts, tried for SFT at the chosen learning rate "
                                 "after the learning-rate search (which uses the first count). Empty: num_train_epochs.", gt=0)
     tune_split: str = _f("validation", "`s3ft compare`: split the tuning candidates are scored on (never the test split).")
+    tune_size: int | None = _f(None, "`s3ft compare`: score each tuning candidate on a seeded subset (data_seed) of this "
+                               "many tune_split examples (None: all of them).", ge=1)
     tune_seed: int | None = _f(None, "`s3ft compare`: training seed of the tuning trials (None: the first of seeds). "
                                "Set it when seeds run in separate invocations (scripts/compare_parallel.py) so that "
                                "they share one tuning.", ge=0, le=SEED_MAX)

@@ -305,15 +305,13 @@ def check_ready(benchmarks: list[str]) -> None:
     missing dependency of a task's `!function` hooks (e.g. nltk for TruthfulQA, absent from images
     that installed lm-eval without its dependencies) fails before hours of generation and training,
     not when the first general evaluation starts."""
-    from lm_eval.tasks import get_task_dict
-
     names = check_benchmarks(benchmarks)
     with tempfile.TemporaryDirectory(prefix="s3ft-general-check-") as tmp:
         prepare_tasks(names, 4, 0, Path(tmp))
         tm = task_manager(Path(tmp))
         for name in names:
             try:
-                get_task_dict([BENCHMARKS[name].task], tm)
+                tm.load([BENCHMARKS[name].task])  # builds the task: its hooks are imported
             except ImportError as e:
                 raise RuntimeError(
                     f"general benchmark {name}: lm-eval cannot build its task: {type(e).__name__}: {e}. "

@@ -5,11 +5,10 @@ import subprocess
 import sys
 
 import pytest
+from cli_here import cli_here
 
 
 def test_compare_end_to_end(tmp_path, tiny_model_dir, capsys):
-    from s3ft.cli import main
-
     recipe = tmp_path / "c.yaml"
     out = tmp_path / "cmp"
     recipe.write_text(
@@ -78,9 +77,8 @@ def test_compare_end_to_end(tmp_path, tiny_model_dir, capsys):
     b = (out / "seed-2" / "sft" / "model" / "adapter_model.safetensors").read_bytes()
     assert a != b
     # rerun: nothing to do, same results
-    capsys.readouterr()  # (in this process, s3ft.cli.main as the subprocess above: no second interpreter to start)
-    assert main(["compare", str(recipe)]) == 0, capsys.readouterr().err[-4000:]
-    stdout = capsys.readouterr().out
+    rc, stdout, stderr = cli_here(capsys, "compare", recipe)  # in this process: no second interpreter to start
+    assert rc == 0, stderr[-4000:]
     assert "train.sft: up to date" in stdout and "general.base: up to date" in stdout and "train (" not in stdout
     res2 = json.loads((out / "compare.json").read_text())
     assert res2["per_seed"] == res["per_seed"]
@@ -220,11 +218,8 @@ def test_parallel_seeds_match_a_sequential_run(tmp_path, tiny_model_dir, capsys)
     log2 = (tmp_path / "cmp.seed2.log").read_text()
     assert "tune: lr" in log2 and "train (sft):" not in log2.split("seed 2: training")[0]  # tuning reused, not redone
     # a sequential run over the merged directory trains and evaluates nothing again
-    from s3ft.cli import main
-
-    capsys.readouterr()  # (in this process: no second interpreter to start)
-    assert main(["compare", str(recipe)]) == 0, capsys.readouterr().err[-4000:]
-    stdout = capsys.readouterr().out
+    rc, stdout, stderr = cli_here(capsys, "compare", recipe)  # in this process: no second interpreter to start
+    assert rc == 0, stderr[-4000:]
     assert "rows, LoRA" not in stdout and "examples to answer" not in stdout, stdout[-3000:]
     assert "train.sft: up to date" in stdout and "eval.s3ft: up to date" in stdout
     assert json.loads((out / "compare.json").read_text())["per_seed"] == res["per_seed"]

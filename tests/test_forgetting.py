@@ -7,6 +7,7 @@ import json
 from importlib import resources
 
 import pytest
+from cli_here import cli_here
 
 from s3ft import forgetting, ifeval
 from s3ft.drift import drift_rows
@@ -172,11 +173,8 @@ def test_run_measures_a_model_trained_to_answer_in_one_word(tmp_path, sharp_mode
     reading = metrics["general_reading"]  # multiple choice read against chance, with flips
     assert reading["benchmarks"]["arc_easy"]["chance"] > 20 and reading["general"]["arc_easy"]["n"] == 8
     assert "Read against chance" in summary and "Flips (right -> wrong / wrong -> right): arc_easy" in summary
-    from s3ft.cli import main
-
-    capsys.readouterr()  # (in this process, s3ft.cli.main as the subprocess above: no second interpreter to start)
-    assert main(["run", str(recipe)]) == 0, capsys.readouterr().err[-3000:]
-    stdout = capsys.readouterr().out
+    rc, stdout, stderr = cli_here(capsys, "run", recipe)  # in this process: no second interpreter to start
+    assert rc == 0, stderr[-3000:]
     assert "drift.sft: up to date" in stdout and "ifeval.base: up to date" in stdout and "train (" not in stdout
 
 

@@ -1,6 +1,7 @@
 """Learning-forgetting frontiers: Pareto fronts, matched comparisons and the recommendation on
 hand-made points; WiSE-FT interpolation toward the base on the tiny model."""
 import pytest
+from cli_here import cli_here
 
 from s3ft import frontier
 
@@ -249,16 +250,6 @@ def test_interpolation_ends_are_exactly_the_base_and_the_tuned_model(tmp_path, t
         interpolate(tiny_model_dir, tuned, tmp_path / "bad", 1.5)
 
 
-def compare_here(capsys, *args: str) -> tuple[int, str, str]:
-    """`s3ft compare ARGS` in this process: (exit status, stdout, stderr)."""
-    from s3ft.cli import main
-
-    capsys.readouterr()
-    rc = main(["compare", *args])
-    out = capsys.readouterr()
-    return rc, out.out, out.err
-
-
 def test_sweep_runs_every_point_and_a_rerun_does_nothing(tmp_path, sharp_model_dir, capsys):
     """2 learning rates x 2 epochs (one training run per rate, the one at the per-seed comparison's
     settings copied from it), one interpolation: every point
@@ -360,7 +351,7 @@ def test_sweep_runs_every_point_and_a_rerun_does_nothing(tmp_path, sharp_model_d
     with pytest.raises(ValueError, match="say which method"):
         find_point(out, None, "lr=0.01,epoch=1")
     # the reruns run in this process (s3ft.cli.main, as the subprocess above): no second interpreter to start
-    rc, stdout, stderr = compare_here(capsys, str(recipe))
+    rc, stdout, stderr = cli_here(capsys, "compare", str(recipe))
     assert rc == 0, stderr[-4000:]
     assert "train (" not in stdout and "loading" not in stdout and "up to date" in stdout
     assert json.loads((out / "compare.json").read_text())["frontier"] == fr
@@ -379,13 +370,13 @@ def test_sweep_runs_every_point_and_a_rerun_does_nothing(tmp_path, sharp_model_d
         return {str(m.relative_to(root)): json.loads(m.read_text())["stages"] for m in sorted(root.rglob("manifest.json"))}
 
     done = stages(copy)
-    rc, stdout, stderr = compare_here(capsys, str(recipe), "--output_dir", str(copy))
+    rc, stdout, stderr = cli_here(capsys, "compare", str(recipe), "--output_dir", str(copy))
     assert rc == 0, stderr[-4000:]
     assert "train (" not in stdout and "loading" not in stdout and "up to date" in stdout
     assert stages(copy) == done  # no stage ran again (no interpolation either)
     assert json.loads((copy / "compare.json").read_text())["frontier"] == fr
     assert main(["prune", str(out)]) == 0 and not list(out.rglob("*.safetensors"))
-    rc, stdout, stderr = compare_here(capsys, str(recipe))
+    rc, stdout, stderr = cli_here(capsys, "compare", str(recipe))
     assert rc == 0 and "train (" not in stdout and "Report: " in stdout, stderr[-4000:]
     assert main(["export", str(out), "--method", "sft", "--point", "lr=0.01,epoch=1", "--output", str(tmp_path / "e2")]) == 2
     assert "was pruned" in capsys.readouterr().err and not (tmp_path / "e2").exists()
@@ -399,7 +390,7 @@ def test_sweep_runs_every_point_and_a_rerun_does_nothing(tmp_path, sharp_model_d
         del m["stages"][stage]
         (out / manifest / "manifest.json").write_text(json.dumps(m))
     pruned_fp = file_fingerprint(out / "seed-42" / "sft" / "model")
-    rc, stdout, stderr = compare_here(capsys, str(recipe))
+    rc, stdout, stderr = cli_here(capsys, "compare", str(recipe))
     assert rc == 0, stderr[-4000:]
     # a model trained again need not be the same bytes; when the per-seed one is not, the sweep's copy of it is no
     # longer its twin: that point is evaluated on its own model (made again too), and the per-seed results are
@@ -455,6 +446,6 @@ def test_sweep_over_two_seeds_averages_each_point_and_exports_either(tmp_path, s
     assert b.model_dir == out / "sweep" / "lr0.01-lora-seed2" / "sft" / "model" and b.seed == 2
     with pytest.raises(ValueError, match="the sweep trained at seeds 1, 2"):
         find_point(out, "sft", "lr=0.01,epoch=1", seed=3)
-    rc, stdout, stderr = compare_here(capsys, str(recipe))
+    rc, stdout, stderr = cli_here(capsys, "compare", str(recipe))
     assert rc == 0 and "train (" not in stdout and "Report: " in stdout, stderr[-4000:]
     assert json.loads((out / "compare.json").read_text())["frontier"] == fr

@@ -6,6 +6,7 @@ import sys
 import time
 
 import pytest
+from cli_here import cli_here
 
 from s3ft import pipeline
 from s3ft.config import load_config
@@ -145,11 +146,8 @@ def test_cli_run_end_to_end_on_tiny_model(tmp_path, tiny_model_dir, capsys):
     assert all(v["status"] == "done" for v in manifest["stages"].values())
     assert "In-domain accuracy" in r.stdout and "Training-set mix" in r.stdout
     # rerun: every stage is up to date, nothing regenerated
-    from s3ft.cli import main
-
-    capsys.readouterr()  # (in this process, s3ft.cli.main as the subprocess above: no second interpreter to start)
-    assert main(["run", str(recipe), "--seed", "3"]) == 0, capsys.readouterr().err[-3000:]
-    stdout = capsys.readouterr().out
+    rc, stdout, stderr = cli_here(capsys, "run", recipe, "--seed", "3")  # in this process: no second interpreter to start
+    assert rc == 0, stderr[-3000:]
     assert "generate: up to date" in stdout and "train.s3ft: up to date" in stdout and "train (" not in stdout
     # --force train: training runs again, the data stages stay up to date
     r3 = subprocess.run([sys.executable, "-m", "s3ft.cli", "run", str(recipe), "--seed", "3", "--force", "train"],

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The frontier study: both tasks one after the other, each resuming where it stopped. About 12
-# hours on 2 CPU cores (docs/results.md#the-frontier-study-protocol-results-pending).
+# hours on 2 CPU cores (docs/results.md#protocol).
 #     setsid nohup bash scripts/study.sh > runs/study.log 2>&1 &
 #
 # The runs can be carried to a new checkout or machine without their model weights:

@@ -2,6 +2,7 @@
 answers of every method on the same questions, as markdown for a results README.
 
     python bench/quotes.py RUN_OR_RESULTS_DIR [--n 4] [--seed 0] [--seed_of_answers K]
+    python bench/quotes.py RUN_OR_RESULTS_DIR --point lr0.001-lora/e2   # a sweep point's answers
 
 Reads audit/targets.jsonl.gz and audit/answers.jsonl.gz (a results folder written by
 bench/record_run.py, or a finished compare run's audit/). Training targets: N questions drawn at
@@ -9,7 +10,9 @@ random (seeded) among those where the methods' targets are not all the gold, eac
 target with its source (own answer, paraphrase, gold, sampled answer; RFT and S3FT-k may have
 several rows per question: the first is shown, with the count). Test answers: N questions drawn
 at random, the gold, then every model's answer (the per-seed comparison's, of training seed K -
-default the first) with the judge's verdict. The draw does not look at the texts or verdicts.
+default the first) with the judge's verdict; with --point DIR/SUFFIX, the base model's and every
+method's answers at that sweep point instead (sweep/DIR/eval/<method>-SUFFIX.jsonl, read from
+sweep_answers.jsonl.gz in a results folder). The draw does not look at the texts or verdicts.
 Questions and golds come from the task, loaded by name.
 """
 from __future__ import annotations
@@ -59,6 +62,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=4, help="questions of each kind (default 4)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the random draw of questions")
     ap.add_argument("--seed_of_answers", type=int, help="training seed whose answers are shown (default: the first)")
+    ap.add_argument("--point", help="show a sweep point's test answers instead, as DIR/SUFFIX: lr0.001-lora/e2, lr0.001-lora/e1-a0.5")
     args = ap.parse_args()
     audit = args.run / "audit"
     compare = json.loads((args.run / "compare.json").read_text())
@@ -80,6 +84,9 @@ def main() -> None:
              [f"{method_name(m)} | {t['source']}{f' (+{more} more)' if more else ''} | {clip(t['text'])}"
               for m, t, more in firsts])
 
+    if args.point:
+        show_point(args.run, args.point, compare["task"], examples, args.n, rng)
+        return
     answers = read_gz(audit / "answers.jsonl.gz")
     seeds = sorted({a["seed"] for a in answers if a["seed"] is not None})
     k = args.seed_of_answers if args.seed_of_answers is not None else (seeds[0] if seeds else None)
@@ -95,6 +102,44 @@ def main() -> None:
         show(examples.get(q), q, "model | judge | answer",
              [f"{method_name(m)} | {'correct' if a['correct'] else 'wrong'} | {clip(a['response'])}"
               for m in models if (a := per[q].get(m))])
+
+
+def point_answers(run: Path, point: str) -> dict[str, list[dict]]:
+    """Test answers of the base model and of every method at sweep point DIR/SUFFIX, by model."""
+    folder, _, suffix = point.rpartition("/")
+    if not folder or not suffix:
+        raise SystemExit(f"--point {point!r}: expected DIR/SUFFIX, e.g. lr0.001-lora/e2")
+    if (run / "sweep_answers.jsonl.gz").exists():
+        rows: dict[str, list[dict]] = defaultdict(list)
+        for r in read_gz(run / "sweep_answers.jsonl.gz"):
+            rows[r["file"]].append(r)
+    else:
+        rows = {str(f.relative_to(run)): [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+                for f in [run / "eval" / "base.jsonl", *sorted((run / "sweep" / folder / "eval").glob(f"*-{suffix}.jsonl"))]
+                if f.exists()}
+    prefix, end = f"sweep/{folder}/eval/", f"-{suffix}.jsonl"
+    out = {"base": rows.get("eval/base.jsonl", [])}
+    for file, answers in rows.items():
+        name = file[len(prefix):-len(end)] if file.startswith(prefix) and file.endswith(end) else ""
+        if name and "." not in name and "-" not in name:  # not validation.<method>-..., not another point's
+            out[name] = answers
+    if len(out) == 1:
+        raise SystemExit(f"--point {point!r}: no answers at sweep/{folder}/eval/*{end} in {run}")
+    return out
+
+
+def show_point(run: Path, point: str, task: str, examples: dict, n: int, rng: random.Random) -> None:
+    by_model = point_answers(run, point)
+    per: dict[str, dict[str, dict]] = defaultdict(dict)
+    for model, answers in by_model.items():
+        for a in answers:
+            per[a["id"]][model] = a
+    qs = sorted(per)
+    print(f"## Test answers at sweep point {point} ({min(n, len(qs))} of {len(qs)} questions drawn at random)\n")
+    for q in rng.sample(qs, min(n, len(qs))):
+        show(examples.get(q), q, "model | judge | answer",
+             [f"{method_name(m)} | {'correct' if a['correct'] else 'wrong'} | {clip(a['response'])}"
+              for m in by_model if (a := per[q].get(m))])
 
 
 if __name__ == "__main__":

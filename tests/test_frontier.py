@@ -201,6 +201,19 @@ def test_frontier_section_and_report_tables_from_points(tmp_path):
     assert md.index("The answer") < md.index("Learning-forgetting frontier in numbers")
     opening = md[md.index("The answer"):md.index("| setting")]
     assert "At matched forgetting (kl_general at most 0.1" in opening and "S3FT − SFT +10.0 points [" in opening
+    assert "log scale" not in md  # drift from 0.02 to 0.4: a linear axis shows it
+
+
+def test_frontier_plot_turns_logarithmic_only_when_the_drift_spans_a_wide_range():
+    """0.002 to 0.05 nats/token stays linear; with a point at 0.2 (100 times the smallest) the axis
+    is symmetric-log, linear below the smallest positive value; the base's 0 and missing values
+    never count."""
+    from s3ft.report.frontiers import log_threshold
+
+    pts = [{"kl_general": 0.0}, {"kl_general": 0.002}, {"kl_general": None}, {"kl_general": 0.05}]
+    assert log_threshold(pts, "kl_general") is None
+    assert log_threshold(pts + [{"kl_general": 0.2}], "kl_general") == 0.002
+    assert log_threshold([{"kl_general": 0.0}, {"ifeval_drop": 5.0}], "kl_general") is None
 
 
 def _logits(path, ids):

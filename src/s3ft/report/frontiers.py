@@ -5,6 +5,7 @@ the answer names the recommended point within the recipe's budget and what it co
 fronts at matched forgetting."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -16,6 +17,18 @@ from .plots import DPI, method_color
 
 def plot_name(measure: str) -> str:
     return f"frontier_{measure}"
+
+
+LOG_SPAN = 30  # the x axis turns logarithmic when the measure's positive values span more than this factor
+
+
+def log_threshold(points: list[Mapping[str, Any]], measure: str) -> float | None:
+    """The smallest positive value of `measure` when its positive values span more than LOG_SPAN times
+    (drift from 0.001 to 0.2 nats/token: on a linear axis every point within a small budget sits
+    in one pixel column), else None. The axis is then symmetric-log, linear up to that value, so
+    the base model at 0 keeps its place."""
+    pos = [p[measure] for p in points if (p.get(measure) or 0) > 0]
+    return min(pos) if pos and max(pos) / min(pos) > LOG_SPAN else None
 
 
 def draw(compare: Mapping[str, Any], plots_dir: Path) -> dict[str, Path]:
@@ -40,16 +53,25 @@ def draw(compare: Mapping[str, Any], plots_dir: Path) -> dict[str, Path]:
                 ax.scatter([p[measure] for p in sub], [p["in_domain"] for p in sub], s=22, alpha=0.6,
                            facecolors="none" if interpolated else color, edgecolors=color)
             front = part["fronts"].get(m) or []
-            if front:
-                ax.plot([p[measure] for p in front], [p["in_domain"] for p in front], "-o", color=color, ms=4,
+            if front:  # a line through the front's points, drawn above, hollow or filled as they are
+                ax.plot([p[measure] for p in front], [p["in_domain"] for p in front], "-", color=color, lw=1.5,
                         label=method_name(m))
+                ax.scatter([p[measure] for p in front], [p["in_domain"] for p in front], s=30, edgecolors=color,
+                           facecolors=["none" if p.get("alpha", 1.0) < 1 else color for p in front], zorder=3)
             elif m in ("base",):
                 ax.scatter([pts[0][measure]], [pts[0]["in_domain"]], color=color, marker="s", s=40, label=method_name(m))
         budget = fr.get("budget") or {}
         if budget.get("measure") == measure:
             ax.axvline(budget["maximum"], color="#999999", ls="--", lw=1, label="forgetting budget")
         desc, unit = MEASURES[measure]
-        ax.set_xlabel(f"{measure} ({unit}; lower: less forgetting)")
+        threshold = log_threshold(fr["points"], measure)
+        if threshold is not None:
+            ax.set_xscale("symlog", linthresh=threshold)
+            top = max(p[measure] for p in fr["points"] if p.get(measure) is not None)
+            ax.set_xlim(-0.2 * threshold, top * 1.6)  # no negative decades; the largest point inside
+            decades = [10.0 ** k for k in range(math.ceil(math.log10(threshold)), math.ceil(math.log10(top * 1.6)))]
+            ax.set_xticks([0.0, *decades], ["0", *(f"{d:g}" for d in decades)])  # none inside the linear part
+        ax.set_xlabel(f"{measure} ({unit}; lower: less forgetting)" + ("; log scale" if threshold is not None else ""))
         ax.set_ylabel(f"in-domain accuracy on {fr.get('split', 'test')} (%)")
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # beside: no point hidden
         ax.grid(alpha=0.3)
@@ -133,7 +155,9 @@ def context(compare: Mapping[str, Any]) -> dict[str, Any] | None:
     return {"sentences": " ".join(out), "plot": plot_name(measure), "measure": measure,
             "caption": f"In-domain accuracy ({fr['split']}) against {measure}: every point of the sweep (hollow: "
                        "interpolated toward the base), each method's Pareto front as a line"
-                       + (" and the budget dashed." if budget else ".")}
+                       + (" and the budget dashed" if budget else "")
+                       + (f"; {measure} on a log scale, linear below {log_threshold(fr['points'], measure):.2g}."
+                          if log_threshold(fr["points"], measure) is not None else ".")}
 
 
 def _where(p: Mapping[str, Any]) -> str:

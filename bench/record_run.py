@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import io
 import json
 import shutil
 from pathlib import Path
@@ -25,7 +26,7 @@ from s3ft.runs import read_jsonl
 
 def gather(root: Path, files: list[Path], out: Path) -> int:
     rows = 0
-    with gzip.open(out, "wt") as f:
+    with gzip.GzipFile(out, "wb", mtime=0) as raw, io.TextIOWrapper(raw, encoding="utf-8") as f:  # a rerun: the same bytes
         for path in sorted(files):
             for line in path.read_text().splitlines():
                 if line.strip():

@@ -177,7 +177,8 @@ def test_frontier_section_and_report_tables_from_points(tmp_path):
             ans = answers(f"{split}.{m}-{ep}", [i < right for i in range(n)])
             pts.append({**P(m, None, 100 * right / n, epoch=ep, split=split, kl_general=kl, answers=ans, n=n,
                             ci95=[0, 100], forgetting_ci95={"kl_general": [kl / 2, kl * 2]})})
-        pts.append({**P("base", None, 30.0, epoch=0, alpha=0.0, split=split, kl_general=0.0, n=n, lr=None)})
+        pts.append({**P("base", None, 30.0, epoch=0, alpha=0.0, split=split, kl_general=0.0, n=n, lr=None,
+                        answers=answers(f"{split}.base", [i < 6 for i in range(n)]))})
     cfg = types.SimpleNamespace(eval_split="test", tune_split="validation", forgetting_max=0.1,
                                 forgetting_measure="kl_general", methods=["base", "sft", "s3ft"])
     fr = frontier_results(pts, cfg, 1, {"learning_rates": [1e-4], "epochs": [1, 2], "peft": [True], "alphas": []},
@@ -192,6 +193,8 @@ def test_frontier_section_and_report_tables_from_points(tmp_path):
     d = at_budget["paired"]["sft"]  # s3ft's 12 right against sft's 10, on the same 20 questions
     assert d["diff"] == 10.0 and d["only_a"] == 2 and d["only_b"] == 0 and d["ci95"][0] <= 10.0 <= d["ci95"][1]
     assert fr["recommendation"]["point"]["method"] == "s3ft"
+    vs = fr["recommendation"]["vs_base"]  # its 12 right against the base's first 6
+    assert vs["diff"] == 30.0 and vs["only_a"] == 6 and vs["only_b"] == 0 and vs["ci95"][0] > 0
     paths = write_report({"task": "squad", "model": "m", "methods": ["base", "sft", "s3ft"], "seeds": [1],
                           "per_seed": {}, "frontier": fr}, tmp_path / "report")
     md = paths["markdown"].read_text()
@@ -202,6 +205,12 @@ def test_frontier_section_and_report_tables_from_points(tmp_path):
     opening = md[md.index("The answer"):md.index("| setting")]
     assert "At matched forgetting (kl_general at most 0.1" in opening and "S3FT − SFT +10.0 points [" in opening
     assert "log scale" not in md  # drift from 0.02 to 0.4: a linear axis shows it
+    assert "Against the base model on the same test questions it is +30.0 points [" in opening
+    from s3ft.report.frontiers import context
+
+    for ci, verdict in (([-8.3, 16.7], "within noise of the base model"), ([-20.0, -5.0], "below the base model")):
+        fr["recommendation"]["vs_base"] = {"diff": 3.3 if ci[1] > 0 else -12.5, "ci95": ci}
+        assert verdict in context({"frontier": fr})["sentences"]
 
 
 def test_frontier_plot_turns_logarithmic_only_when_the_drift_spans_a_wide_range():

@@ -547,7 +547,11 @@ def frontier_results(points: list[dict[str, Any]], cfg: S3FTConfig, seed: int, g
                                     "matched": {k: with_paired(v) for k, v in matched.items()}}
     if cfg.forgetting_max is not None:
         out["budget"] = {"measure": cfg.forgetting_measure, "maximum": cfg.forgetting_max}
-        out["recommendation"] = frontier.recommend(val, test, cfg.forgetting_measure, cfg.forgetting_max)
+        rec = out["recommendation"] = frontier.recommend(val, test, cfg.forgetting_measure, cfg.forgetting_max)
+        base = next((p for p in test if p["method"] == BASE), None)
+        if rec and rec["point"]["method"] != BASE and (rec["test"] or {}).get("answers_by_seed") and base \
+                and base.get("answers_by_seed"):  # did the recommended point learn anything? On the same questions
+            rec["vs_base"] = paired_over_seeds(answers(rec["test"]), answers(base))
     return out
 
 
@@ -557,6 +561,7 @@ def write_audit(s: Session, trained: list[str], seeds: list[int]) -> dict[str, s
     they were cut off) and every model's evaluation answers with their verdicts (seed, model,
     task, id, response, correct, reason, stop reason). Returns their paths relative to the run."""
     import gzip
+    import io
 
     from s3ft.models import load_tokenizer
     from s3ft.selection import completion_text
@@ -569,7 +574,7 @@ def write_audit(s: Session, trained: list[str], seeds: list[int]) -> dict[str, s
     sample_stops = {r["id"]: [x.get("stop") for x in r["samples"]] for r in read_jsonl(root / "samples_judged.jsonl")}
     targets, answers = root / "audit" / "targets.jsonl.gz", root / "audit" / "answers.jsonl.gz"
     targets.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(targets, "wt", encoding="utf-8") as f:
+    with gzip.GzipFile(targets, "wb", mtime=0) as raw, io.TextIOWrapper(raw, encoding="utf-8") as f:  # mtime 0: a rerun writes the same bytes
         for m in trained:
             for r in read_jsonl(root / f"train.{m}.jsonl"):
                 src = {"self": "own_judged.jsonl", "paraphrase": "paraphrase.jsonl"}.get(r["source"])
@@ -579,7 +584,7 @@ def write_audit(s: Session, trained: list[str], seeds: list[int]) -> dict[str, s
                                     "stop": stops[src].get(r["id"]) if src else
                                     sample_stops[r["id"]][r["sample"]] if r["source"] == "sampled" else None,
                                     "cut_off": r.get("cut_off", [])}, ensure_ascii=False) + "\n")
-    with gzip.open(answers, "wt", encoding="utf-8") as f:
+    with gzip.GzipFile(answers, "wb", mtime=0) as raw, io.TextIOWrapper(raw, encoding="utf-8") as f:
         folders = [(None, root)] + [(seed, root / f"seed-{seed}") for seed in seeds]
         for seed, folder in folders:
             for path in sorted((folder / "eval").glob("*.jsonl")):

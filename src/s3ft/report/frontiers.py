@@ -121,6 +121,15 @@ def context(compare: Mapping[str, Any]) -> dict[str, Any] | None:
         out.append(text + f" ({rec['within_budget']} of {rec['of']} points are within the budget; "
                    + ("`s3ft export RUN_DIR --point recommended` writes it out as a transformers folder)."
                       if rec["point"]["method"] != "base" else "no fine-tuned point beats the base model there)."))
+        vs = rec.get("vs_base") or {}
+        if vs.get("diff") is not None and vs.get("ci95"):
+            out.append(f"Against the base model on the same {fr['split']} questions it is {signed(vs['diff'])} points "
+                       f"[{vs['ci95'][0]:.1f}, {vs['ci95'][1]:.1f}]"
+                       + (f" (McNemar p = {vs['p_value']:.2g})" if vs.get("p_value") is not None else "")
+                       + ("." if vs["ci95"][0] > 0 else
+                          ": below the base model, which is the better choice within this budget." if vs["ci95"][1] < 0 else
+                          ": within noise of the base model, so the point chosen within the budget has not clearly "
+                          "learned the task."))
     elif budget:
         out.append(f"No point of the sweep stays within the forgetting budget ({measure} at most "
                    f"{budget['maximum']:g} {unit}).")

@@ -3,10 +3,11 @@
     python bench/frontier_table.py RUN_OR_RESULTS_DIR [--measure kl_general]
 
 Reads compare.json's `frontier` (the run's output_dir, or a folder bench/record_run.py filled)
-and prints one row per point: method, learning rate, LoRA or full, epoch, alpha, test accuracy
-with its 95% interval, SQuAD exact match and F1 with theirs (span-answer tasks), validation
-accuracy, and every forgetting measure taken (the first with its interval); points on the
-method's Pareto front for --measure are marked *. The base model comes first.
+and prints one row per point: method, learning rate, LoRA or full, epoch, interpolation α (1: not
+interpolated), test accuracy with its 95% interval, SQuAD exact match and F1 with theirs
+(span-answer tasks), validation accuracy, and every forgetting measure taken (the first with its
+interval); points on the method's Pareto front for --measure are marked *. The base model comes
+first.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def rows(fr: dict, measure: str) -> tuple[list[str], list[list[str]]]:
     fronts = {key(p) for f in ((fr["measures"].get(measure) or {}).get("fronts") or {}).values() for p in f}
     taken = [m for m in MEASURES if any(p.get(m) is not None for p in test)]
     spans = any(p.get("f1") is not None for p in test)
-    header = ["method", "learning rate", "tuning", "epoch", "alpha", "test %", *(["EM %", "F1"] if spans else []),
+    header = ["method", "learning rate", "tuning", "epoch", "α (interpolation)", "test %", *(["EM %", "F1"] if spans else []),
               "validation %", *taken]
     order = sorted(test, key=lambda p: (p["method"] != "base", p["method"], p.get("learning_rate") or 0,
                                         not p.get("peft"), p.get("epoch") or 0, -(p.get("alpha") or 0)))

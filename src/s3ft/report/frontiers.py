@@ -40,7 +40,7 @@ def draw(compare: Mapping[str, Any], plots_dir: Path) -> dict[str, Path]:
     out: dict[str, Path] = {}
     methods = list(dict.fromkeys(p["method"] for p in fr.get("points", [])))
     for measure, part in (fr.get("measures") or {}).items():
-        fig = Figure(figsize=(7.6, 4.2), dpi=DPI)
+        fig = Figure(figsize=(8.6, 4.4), dpi=DPI)
         FigureCanvasAgg(fig)
         ax = fig.add_subplot(1, 1, 1)
         for m in methods:
@@ -63,14 +63,20 @@ def draw(compare: Mapping[str, Any], plots_dir: Path) -> dict[str, Path]:
         budget = fr.get("budget") or {}
         if budget.get("measure") == measure:
             ax.axvline(budget["maximum"], color="#999999", ls="--", lw=1, label="forgetting budget")
+            rec = (fr.get("recommendation") or {}).get("test") or {}
+            if rec.get(measure) is not None and rec.get("in_domain") is not None:  # chosen on validation
+                ax.scatter([rec[measure]], [rec["in_domain"]], marker="*", s=160, facecolors="none",
+                           edgecolors="black", linewidths=1, zorder=4, label="recommended (chosen on validation)")
+        ax.scatter([], [], s=22, color="#777777", label="trained")  # the marker key
+        ax.scatter([], [], s=22, facecolors="none", edgecolors="#777777", label="interpolated toward the base")
         desc, unit = MEASURES[measure]
         threshold = log_threshold(fr["points"], measure)
         if threshold is not None:
             ax.set_xscale("symlog", linthresh=threshold)
             top = max(p[measure] for p in fr["points"] if p.get(measure) is not None)
             ax.set_xlim(-0.2 * threshold, top * 1.6)  # no negative decades; the largest point inside
-            decades = [10.0 ** k for k in range(math.ceil(math.log10(threshold)), math.ceil(math.log10(top * 1.6)))]
-            ax.set_xticks([0.0, *decades], ["0", *(f"{d:g}" for d in decades)])  # none inside the linear part
+            decades = [10.0 ** k for k in range(math.ceil(math.log10(threshold / 1.5)), math.ceil(math.log10(top * 1.6)))]
+            ax.set_xticks([0.0, *decades], ["0", *(f"{d:g}" for d in decades)])  # none deep in the linear part
         ax.set_xlabel(f"{measure} ({unit}; lower: less forgetting)" + ("; log scale" if threshold is not None else ""))
         ax.set_ylabel(f"in-domain accuracy on {fr.get('split', 'test')} (%)")
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # beside: no point hidden
@@ -164,7 +170,7 @@ def context(compare: Mapping[str, Any]) -> dict[str, Any] | None:
     return {"sentences": " ".join(out), "plot": plot_name(measure), "measure": measure,
             "caption": f"In-domain accuracy ({fr['split']}) against {measure}: every point of the sweep (hollow: "
                        "interpolated toward the base), each method's Pareto front as a line"
-                       + (" and the budget dashed" if budget else "")
+                       + (", the budget dashed and the recommended point starred" if budget else "")
                        + (f"; {measure} on a log scale, linear below {log_threshold(fr['points'], measure):.2g}."
                           if log_threshold(fr["points"], measure) is not None else ".")}
 

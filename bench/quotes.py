@@ -85,7 +85,7 @@ def main() -> None:
               for m, t, more in firsts])
 
     if args.point:
-        show_point(args.run, args.point, compare["task"], examples, args.n, rng)
+        show_point(args.run, args.point, examples, args.n, rng, args.seed)
         return
     answers = read_gz(audit / "answers.jsonl.gz")
     seeds = sorted({a["seed"] for a in answers if a["seed"] is not None})
@@ -95,10 +95,16 @@ def main() -> None:
         if a["seed"] in (None, k) and a.get("task") == compare["task"]:
             per[a["id"]][a["model"]] = a
     models = list(dict.fromkeys(a["model"] for a in answers if a["seed"] in (None, k)))
+    show_answers(f"Test answers (training seed {k}", per, models, examples, args.n, rng, args.seed)
+
+
+def show_answers(title: str, per: dict[str, dict[str, dict]], models: list[str], examples: dict, n: int,
+                 rng: random.Random, seed: int) -> None:
+    """N questions of `per` ({question id: {model: judged answer}}) drawn at random, each with every
+    model's answer and verdict."""
     qs = sorted(per)
-    print(f"## Test answers (training seed {k}; {min(args.n, len(qs))} of {len(qs)} questions drawn at random, "
-          f"seed {args.seed})\n")
-    for q in rng.sample(qs, min(args.n, len(qs))):
+    print(f"## {title}; {min(n, len(qs))} of {len(qs)} questions drawn at random, seed {seed})\n")
+    for q in rng.sample(qs, min(n, len(qs))):
         show(examples.get(q), q, "model | judge | answer",
              [f"{method_name(m)} | {'correct' if a['correct'] else 'wrong'} | {clip(a['response'])}"
               for m in models if (a := per[q].get(m))])
@@ -128,18 +134,13 @@ def point_answers(run: Path, point: str) -> dict[str, list[dict]]:
     return out
 
 
-def show_point(run: Path, point: str, task: str, examples: dict, n: int, rng: random.Random) -> None:
+def show_point(run: Path, point: str, examples: dict, n: int, rng: random.Random, seed: int) -> None:
     by_model = point_answers(run, point)
     per: dict[str, dict[str, dict]] = defaultdict(dict)
     for model, answers in by_model.items():
         for a in answers:
             per[a["id"]][model] = a
-    qs = sorted(per)
-    print(f"## Test answers at sweep point {point} ({min(n, len(qs))} of {len(qs)} questions drawn at random)\n")
-    for q in rng.sample(qs, min(n, len(qs))):
-        show(examples.get(q), q, "model | judge | answer",
-             [f"{method_name(m)} | {'correct' if a['correct'] else 'wrong'} | {clip(a['response'])}"
-              for m in by_model if (a := per[q].get(m))])
+    show_answers(f"Test answers (sweep point {point}", per, list(by_model), examples, n, rng, seed)
 
 
 if __name__ == "__main__":

@@ -15,18 +15,16 @@ from. Files already in NAME are replaced; the README there is left alone.
 from __future__ import annotations
 
 import argparse
-import gzip
-import io
 import json
 import shutil
 from pathlib import Path
 
-from s3ft.runs import read_jsonl
+from s3ft.runs import gzip_text, read_jsonl
 
 
 def gather(root: Path, files: list[Path], out: Path) -> int:
     rows = 0
-    with gzip.GzipFile(out, "wb", mtime=0) as raw, io.TextIOWrapper(raw, encoding="utf-8") as f:  # a rerun: the same bytes
+    with gzip_text(out) as f:
         for path in sorted(files):
             for line in path.read_text().splitlines():
                 if line.strip():

@@ -26,7 +26,7 @@ from s3ft.config import ConfigError, S3FTConfig
 from s3ft.evaluation import paired, paired_scores
 from s3ft.forgetting import general_scores
 from s3ft.methods import BASE, paraphrase_scope
-from s3ft.runs import RunDir, file_fingerprint, read_jsonl, write_json
+from s3ft.runs import RunDir, file_fingerprint, gzip_text, read_jsonl, write_json
 from s3ft.session import Session
 from s3ft.stages.common import log
 from s3ft.stages.drift import SETS as DRIFT_SETS
@@ -560,9 +560,6 @@ def write_audit(s: Session, trained: list[str], seeds: list[int]) -> dict[str, s
     training targets (id, source, text, token count, stop reason, candidates passed over because
     they were cut off) and every model's evaluation answers with their verdicts (seed, model,
     task, id, response, correct, reason, stop reason). Returns their paths relative to the run."""
-    import gzip
-    import io
-
     from s3ft.models import load_tokenizer
     from s3ft.selection import completion_text
 
@@ -574,7 +571,7 @@ def write_audit(s: Session, trained: list[str], seeds: list[int]) -> dict[str, s
     sample_stops = {r["id"]: [x.get("stop") for x in r["samples"]] for r in read_jsonl(root / "samples_judged.jsonl")}
     targets, answers = root / "audit" / "targets.jsonl.gz", root / "audit" / "answers.jsonl.gz"
     targets.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.GzipFile(targets, "wb", mtime=0) as raw, io.TextIOWrapper(raw, encoding="utf-8") as f:  # mtime 0: a rerun writes the same bytes
+    with gzip_text(targets) as f:
         for m in trained:
             for r in read_jsonl(root / f"train.{m}.jsonl"):
                 src = {"self": "own_judged.jsonl", "paraphrase": "paraphrase.jsonl"}.get(r["source"])
@@ -584,7 +581,7 @@ def write_audit(s: Session, trained: list[str], seeds: list[int]) -> dict[str, s
                                     "stop": stops[src].get(r["id"]) if src else
                                     sample_stops[r["id"]][r["sample"]] if r["source"] == "sampled" else None,
                                     "cut_off": r.get("cut_off", [])}, ensure_ascii=False) + "\n")
-    with gzip.GzipFile(answers, "wb", mtime=0) as raw, io.TextIOWrapper(raw, encoding="utf-8") as f:
+    with gzip_text(answers) as f:
         folders = [(None, root)] + [(seed, root / f"seed-{seed}") for seed in seeds]
         for seed, folder in folders:
             for path in sorted((folder / "eval").glob("*.jsonl")):

@@ -122,6 +122,17 @@ class JsonlWriter:
         self.close(quiet=exc[0] is not None)
 
 
+@contextmanager
+def gzip_text(path: Path) -> Iterator[Any]:
+    """A gzip file opened for writing text (UTF-8), its header's time set to 0 so that the same
+    content gives the same bytes: a rerun leaves a recorded archive unchanged."""
+    import gzip
+    import io
+
+    with gzip.GzipFile(path, "wb", mtime=0) as raw, io.TextIOWrapper(raw, encoding="utf-8") as f:
+        yield f
+
+
 def write_json(path: Path, obj: Any) -> None:
     """Write JSON atomically (temp file + rename; a failed write, e.g. a full disk, leaves the old
     file and no temp file)."""

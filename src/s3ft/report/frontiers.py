@@ -167,12 +167,12 @@ def context(compare: Mapping[str, Any]) -> dict[str, Any] | None:
     if len(tops) >= 2:
         out.append("The fronts' highest points (read on " + fr["split"] + ", so optimistic): "
                    + "; ".join(f"{method_name(m)} {p['in_domain']:.1f}% at {measure} {p[measure]:.3g}" for m, p in tops) + ".")
+    threshold = log_threshold(fr["points"], measure)
     return {"sentences": " ".join(out), "plot": plot_name(measure), "measure": measure,
             "caption": f"In-domain accuracy ({fr['split']}) against {measure}: every point of the sweep (hollow: "
                        "interpolated toward the base), each method's Pareto front as a line"
                        + (", the budget dashed and the recommended point starred" if budget else "")
-                       + (f"; {measure} on a log scale, linear below {log_threshold(fr['points'], measure):.2g}."
-                          if log_threshold(fr["points"], measure) is not None else ".")}
+                       + (f"; {measure} on a log scale, linear below {threshold:.2g}." if threshold is not None else ".")}
 
 
 def _where(p: Mapping[str, Any]) -> str:

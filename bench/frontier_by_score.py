@@ -17,7 +17,6 @@ words can rank methods differently; this shows whether they do.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from s3ft import frontier
 from s3ft.evaluation import diff_over_seeds, mean_over_seeds, scores_by_seed
 from s3ft.judges.qa import exact_match_score, f1_score, gold_answers
 from s3ft.report.fmt import method_name, signed, with_ci
+from s3ft.runs import read_jsonl_gz
 from s3ft.tasks import get_task
 
 
@@ -33,10 +33,8 @@ def answer_files(root: Path):
     gathered: dict[str, list[dict]] = {}
     packed = root / "sweep_answers.jsonl.gz"
     if packed.exists():
-        with gzip.open(packed, "rt") as f:
-            for line in f:
-                r = json.loads(line)
-                gathered.setdefault(r["file"], []).append(r)
+        for r in read_jsonl_gz(packed):
+            gathered.setdefault(r["file"], []).append(r)
 
     def rows(name: str) -> list[dict]:
         path = root / name

@@ -18,19 +18,14 @@ Questions and golds come from the task, loaded by name.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import random
 from collections import defaultdict
 from pathlib import Path
 
 from s3ft.report.fmt import method_name
+from s3ft.runs import read_jsonl_gz
 from s3ft.tasks import get_task
-
-
-def read_gz(path: Path) -> list[dict]:
-    with gzip.open(path, "rt") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def clip(text: str, n: int = 300) -> str:
@@ -70,7 +65,7 @@ def main() -> None:
     examples = {e.id: e for split in ("train", compare.get("eval_split", "test")) for e in task.load(split)}
     rng = random.Random(args.seed)
 
-    targets = read_gz(audit / "targets.jsonl.gz")
+    targets = read_jsonl_gz(audit / "targets.jsonl.gz")
     by_q: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for t in targets:
         by_q[t["id"]][t["method"]].append(t)
@@ -87,7 +82,7 @@ def main() -> None:
     if args.point:
         show_point(args.run, args.point, examples, args.n, rng, args.seed)
         return
-    answers = read_gz(audit / "answers.jsonl.gz")
+    answers = read_jsonl_gz(audit / "answers.jsonl.gz")
     seeds = sorted({a["seed"] for a in answers if a["seed"] is not None})
     k = args.seed_of_answers if args.seed_of_answers is not None else (seeds[0] if seeds else None)
     per: dict[str, dict[str, dict]] = defaultdict(dict)
@@ -117,7 +112,7 @@ def point_answers(run: Path, point: str) -> dict[str, list[dict]]:
         raise SystemExit(f"--point {point!r}: expected DIR/SUFFIX, e.g. lr0.001-lora/e2")
     if (run / "sweep_answers.jsonl.gz").exists():
         rows: dict[str, list[dict]] = defaultdict(list)
-        for r in read_gz(run / "sweep_answers.jsonl.gz"):
+        for r in read_jsonl_gz(run / "sweep_answers.jsonl.gz"):
             rows[r["file"]].append(r)
     else:
         rows = {str(f.relative_to(run)): [json.loads(line) for line in f.read_text().splitlines() if line.strip()]

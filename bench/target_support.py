@@ -27,7 +27,6 @@ options (the bundled squad and squad_sentence tasks need none).
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import random
 import re
@@ -39,6 +38,7 @@ from pathlib import Path
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from s3ft.judges.qa import FILLER, stem, normalize_answer, sentences
+from s3ft.runs import read_jsonl_gz
 from s3ft.tasks import get_task
 
 STOP = frozenset(ENGLISH_STOP_WORDS) | FILLER
@@ -67,10 +67,8 @@ def context_of(example) -> str:
 
 
 def read_gz(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with gzip.open(path, "rt") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """The rows of a gzipped JSONL file; none where the run has no such file."""
+    return read_jsonl_gz(path) if path.exists() else []
 
 
 def training_targets(run: Path) -> list[dict]:

@@ -312,3 +312,21 @@ def test_prune_keeps_results_and_fingerprints_and_refuses_what_it_must(tmp_path,
     assert is_pruned(shards) and file_fingerprint(shards) == whole
     assert {r["file"] for r in json.loads((shards / "pruned.json").read_text())["removed"]} == {
         "model-00001.safetensors", "model-00002.safetensors"}
+
+
+def test_gzip_text_round_trip_and_same_bytes(tmp_path):
+    import json
+    import time
+
+    from s3ft.runs import gzip_text, read_jsonl_gz
+
+    rows = [{"id": "a", "text": "café"}, {"id": "b", "text": ""}]
+    paths = [tmp_path / "first" / "a.jsonl.gz", tmp_path / "second" / "a.jsonl.gz"]
+    for path in paths:
+        path.parent.mkdir()
+        with gzip_text(path) as f:
+            for r in rows:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n\n")  # blank lines are skipped on reading
+        time.sleep(1.1)  # a later second: the header's time would differ if it were recorded
+    assert read_jsonl_gz(paths[0]) == rows
+    assert paths[0].read_bytes() == paths[1].read_bytes()

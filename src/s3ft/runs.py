@@ -133,6 +133,14 @@ def gzip_text(path: Path) -> Iterator[Any]:
         yield f
 
 
+def read_jsonl_gz(path: Path) -> list[dict[str, Any]]:
+    """Every row of a gzipped JSONL file, such as one written with `gzip_text`."""
+    import gzip
+
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
 def write_json(path: Path, obj: Any) -> None:
     """Write JSON atomically (temp file + rename; a failed write, e.g. a full disk, leaves the old
     file and no temp file)."""
